@@ -1,0 +1,41 @@
+# Two commands for a new user:  `make demo`  and  `make test`.
+PYTHON ?= python3.11
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.ncal-installed
+# Tests run without network where the kernel lets us (root + unshare), so a download fails loudly.
+NONET  := $(shell unshare -n true 2>/dev/null && echo "unshare -n")
+
+.PHONY: setup demo test test-all lint format bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# torch first: the CPU build of 2.13.0 on this disk; otherwise pip resolves a multi-GB CUDA build.
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[dev]'
+	-@command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && [ ! -d /usr/share/datasets/fashion-mnist ] \
+		&& (apt-get install -y -q dataset-fashion-mnist >/dev/null 2>&1 || true)
+	touch $(STAMP)
+
+demo: setup
+	$(VENV)/bin/ncal demo --out runs/demo
+
+test: setup
+	$(NONET) $(PY) -m pytest
+
+test-all: setup
+	$(NONET) $(PY) -m pytest -m ''
+
+lint: setup
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff format --check src tests benchmarks
+
+format: setup
+	$(VENV)/bin/ruff format src tests benchmarks
+	$(VENV)/bin/ruff check --fix src tests benchmarks
+
+clean:
+	rm -rf $(VENV) runs build *.egg-info

@@ -1,0 +1,159 @@
+"""NCAL-R and its ablations: CMAP + FF (``ncal_r``), CMAP only (``cmap``), FF only (``ff``).
+
+Score (ALGORITHMS.md §1.10): ``(z(CMAP') + z(FF)) / 2`` over the pool, where CMAP' is CMAP oriented by
+``direction`` (§6.7) and z uses the population std (0 when the std is 0). Top-k by the canonical rule.
+
+References
+----------
+"Reliable Active Learning from Unreliable Labels via Neural Collapse Geometry", NeurIPS 2025 workshop,
+arXiv:2510.09740. Papyan, Han & Donoho, "Prevalence of neural collapse during the terminal phase of deep
+learning training", PNAS 2020.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .._validation import check_choice
+from ..geometry import cmap as cmap_fn
+from .base import Selection, Signals, Strategy, scored_selection
+from .selection import DIRECTIONS, ncal_r_scores, orient_cmap
+
+CENTERINGS = ("none", "frozen", "moving")
+MU_G = ("class_avg", "sample_avg")
+PAIRS = ("signed", "abs")
+EMPTY_CLASS = ("formula", "force_select", "skip")
+
+
+def _keep_policy_infinities(scores: np.ndarray, cmap: np.ndarray) -> np.ndarray:
+    """Empty-class policies encode "always pick" as +inf and "never pick" as -inf, whatever the direction."""
+    return np.where(np.isposinf(cmap), np.inf, np.where(np.isneginf(cmap), -np.inf, scores))
+
+
+class _CmapMixin:
+    """Validated CMAP flags shared by ``ncal_r`` and ``cmap``."""
+
+    def _init_cmap(
+        self,
+        direction: str,
+        centering: str,
+        mu_G: str,
+        pair: str,
+        empty_class: str,
+        expected: bool,
+        block_size: int,
+    ) -> None:
+        self.direction = check_choice(direction, "direction", DIRECTIONS)
+        self.centering = check_choice(centering, "centering", CENTERINGS)
+        self.mu_G = check_choice(mu_G, "mu_G", MU_G)
+        self.pair = check_choice(pair, "pair", PAIRS)
+        self.empty_class = check_choice(empty_class, "empty_class", EMPTY_CLASS)
+        if not isinstance(expected, bool):
+            raise TypeError(f"`expected` must be a bool; got {type(expected).__name__}")
+        self.expected = expected
+        if not isinstance(block_size, (int, np.integer)) or block_size < 1:
+            raise ValueError(f"`block_size` must be a positive integer; got {block_size!r}")
+        self.block_size = int(block_size)
+
+    def _cmap(self, signals: Signals) -> np.ndarray:
+        probs = signals.probabilities()
+        return cmap_fn(
+            signals.features_labeled,
+            signals.labels_labeled,
+            signals.features_pool,
+            probs.argmax(axis=1),
+            probs_pool=probs if self.expected else None,
+            num_classes=signals.num_classes or probs.shape[1],
+            centering=self.centering,
+            mu_G=self.mu_G,
+            pair=self.pair,
+            empty_class=self.empty_class,
+            expected=self.expected,
+            block_size=self.block_size,
+        )
+
+
+class NCALR(_CmapMixin, Strategy):
+    """NCAL-R: average of the z-scored class-mean alignment perturbation and feature fluctuation.
+
+    Parameters
+    ----------
+    direction : {"high", "low", "abs"}
+        CMAP orientation (default ``high``, the paper's text).
+    centering, mu_G, pair, empty_class, expected
+        CMAP variant flags (ALGORITHMS.md §6.1); defaults are the literal paper reading.
+    weights : (float, float)
+        Weights of z(CMAP) and z(FF); default (0.5, 0.5).
+    """
+
+    name = "ncal_r"
+    needs = ("probs_pool", "features_pool", "features_labeled", "labels_labeled", "ff_counts")
+
+    def __init__(
+        self,
+        direction: str = "high",
+        centering: str = "none",
+        mu_G: str = "class_avg",
+        pair: str = "signed",
+        empty_class: str = "formula",
+        expected: bool = False,
+        weights: tuple[float, float] | list[float] = (0.5, 0.5),
+        block_size: int = 8192,
+    ) -> None:
+        self._init_cmap(direction, centering, mu_G, pair, empty_class, expected, block_size)
+        w = tuple(float(x) for x in weights)
+        if len(w) != 2 or not all(np.isfinite(x) and x >= 0 for x in w) or sum(w) == 0:
+            raise ValueError(f"`weights` must be two non-negative numbers, not both 0; got {weights!r}")
+        self.weights = w
+
+    def _select(self, signals: Signals, k: int, rng: np.random.Generator) -> Selection:
+        c = self._cmap(signals)
+        finite = np.where(np.isfinite(c), c, 0.0)
+        scores = ncal_r_scores(finite, signals.ff_counts, direction=self.direction, weights=self.weights)
+        return scored_selection(_keep_policy_infinities(scores, c), k, cmap=c)
+
+    def explain(self, signals: Signals) -> dict[str, Any]:
+        """CMAP, FF and the composite score of every pool sample (for reports and debugging)."""
+        c = self._cmap(signals)
+        finite = np.where(np.isfinite(c), c, 0.0)
+        return {
+            "cmap": c,
+            "ff": np.asarray(signals.ff_counts),
+            "score": ncal_r_scores(finite, signals.ff_counts, direction=self.direction, weights=self.weights),
+        }
+
+
+class CMAPOnly(_CmapMixin, Strategy):
+    """Ablation: select by oriented CMAP alone."""
+
+    name = "cmap"
+    needs = ("probs_pool", "features_pool", "features_labeled", "labels_labeled")
+
+    def __init__(
+        self,
+        direction: str = "high",
+        centering: str = "none",
+        mu_G: str = "class_avg",
+        pair: str = "signed",
+        empty_class: str = "formula",
+        expected: bool = False,
+        block_size: int = 8192,
+    ) -> None:
+        self._init_cmap(direction, centering, mu_G, pair, empty_class, expected, block_size)
+
+    def _select(self, signals: Signals, k: int, rng: np.random.Generator) -> Selection:
+        c = self._cmap(signals)
+        oriented = orient_cmap(np.where(np.isfinite(c), c, 0.0), self.direction)
+        return scored_selection(_keep_policy_infinities(oriented, c), k)
+
+
+class FFOnly(Strategy):
+    """Ablation: select by feature fluctuation alone (ties to the lower pool index)."""
+
+    name = "ff"
+    needs = ("ff_counts",)
+
+    def _select(self, signals: Signals, k: int, rng: np.random.Generator) -> Selection:
+        return scored_selection(np.asarray(signals.ff_counts, dtype=np.float64), k)
