@@ -5,7 +5,7 @@
 ['badge', 'bait', 'bald']
 """
 
-from .base import Selection, Signals, Strategy, available, get, scored_selection
+from .base import Selection, Signals, Strategy, available, get, scored_selection, strategy_class
 from .selection import ncal_r_scores, orient_cmap, top_k, zscore
 
 __all__ = [
@@ -17,6 +17,7 @@ __all__ = [
     "ncal_r_scores",
     "orient_cmap",
     "scored_selection",
+    "strategy_class",
     "top_k",
     "zscore",
 ]

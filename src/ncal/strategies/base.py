@@ -188,6 +188,15 @@ def available() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def strategy_class(name: str) -> type[Strategy]:
+    """The class registered under ``name`` (for help texts and introspection)."""
+    from . import _load_all  # noqa: F401
+
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown strategy {name!r}; known strategies: {', '.join(available())}")
+    return _REGISTRY[name]
+
+
 def scored_selection(scores: np.ndarray, k: int, **info: Any) -> Selection:
     """Selection of the top-k of ``scores`` by the canonical rule, with the picked scores."""
     from .selection import top_k

@@ -1,0 +1,486 @@
+"""Run every cell of a grid: in-process, on a local process pool, or as Ray tasks.
+
+All executors write the same files, so results do not depend on where a cell ran:
+
+* ``<out>/grid.json`` — the resolved grid; ``<out>/grid.yaml`` — a copy of the source file;
+* ``<out>/cells.json`` — the manifest of the grid's cells (what :func:`ncal.bench.load_results` reads);
+* ``<out>/bench_runs.jsonl`` — one line per invocation (machine, executor, wall clock, counts);
+* ``<out>/<cell relpath>/cell.json`` — the cell (config, strategy label, hash), then whatever the
+  cell runner writes (for the default runner: ``config.json``, ``rounds.jsonl``, ``summary.json``).
+
+A cell whose directory holds ``summary.json`` with ``status == "complete"`` is skipped, so an
+interrupted grid resumes by running the same command again; a half-finished cell is handed to the
+runner again, which resumes it (``run_experiment`` continues after its last finished round).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable, Mapping
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from ..errors import NcalError
+from .grid import Cell, Grid, load_grid
+
+CellRunner = Callable[[dict[str, Any], Path], Any]
+EXECUTORS = ("local", "ray")
+_THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+_IN_POOL_WORKER = False
+
+
+@dataclass
+class CellOutcome:
+    """What happened to one cell in one :func:`run_grid` call."""
+
+    relpath: str
+    strategy: str
+    status: str  # "complete" | "skipped" | "failed" | "incomplete"
+    seconds: float = 0.0
+    error: str | None = None
+    final_accuracy: float | None = None
+
+
+@dataclass
+class GridResult:
+    """Outcome of :func:`run_grid`."""
+
+    out_dir: Path
+    outcomes: list[CellOutcome] = field(default_factory=list)
+    wall_seconds: float = 0.0
+
+    def count(self, status: str) -> int:
+        """Number of cells with the given status."""
+        return sum(o.status == status for o in self.outcomes)
+
+    @property
+    def ok(self) -> bool:
+        """True when every cell of the grid is complete (run now or earlier)."""
+        return all(o.status in ("complete", "skipped") for o in self.outcomes)
+
+
+def run_grid(
+    grid_or_path: Grid | str | Path | Mapping[str, Any],
+    *,
+    executor: str = "local",
+    workers: int | None = None,
+    address: str | None = None,
+    quiet: bool = False,
+    cell_runner: CellRunner | None = None,
+    out: str | Path | None = None,
+) -> GridResult:
+    """Run all unfinished cells of a grid and return their outcomes.
+
+    Parameters
+    ----------
+    grid_or_path : Grid, str, Path or mapping
+        A parsed grid, a YAML grid file, or its mapping (see :mod:`ncal.bench.grid`).
+    executor : {"local", "ray"}
+        ``"local"``: a process pool of ``workers`` processes (default ``os.cpu_count()``, each
+        limited to one BLAS/torch thread); ``workers=1`` runs the cells in this process.
+        ``"ray"``: one Ray task (1 CPU) per cell, on a local Ray instance started here
+        (``workers`` CPUs) or on the cluster at ``address`` (e.g. ``"auto"``); the output
+        directory must then be on a file system that all nodes share.
+    workers : int, optional
+        Parallel cells (local pool size, or CPUs of a locally started Ray instance).
+    address : str, optional
+        Ray cluster address; only with ``executor="ray"``.
+    quiet : bool
+        Suppress the progress bar and the per-cell lines.
+    cell_runner : callable, optional
+        ``cell_runner(config: dict, cell_dir: Path)`` runs one cell; it must leave
+        ``summary.json`` with ``status: "complete"`` in ``cell_dir`` when the cell is finished.
+        Default: :func:`default_cell_runner` (``ncal.experiment.run_experiment``). With a process
+        pool or Ray it must be picklable (a module-level function).
+    out : str or Path, optional
+        Output directory overriding the grid's ``out``.
+
+    Returns
+    -------
+    GridResult
+        One :class:`CellOutcome` per cell (``skipped`` for cells finished earlier).
+
+    Raises
+    ------
+    NcalError
+        Bad executor / workers / address, or an invalid grid.
+    """
+    if executor not in EXECUTORS:
+        raise NcalError(f"`executor` must be one of {list(EXECUTORS)}; got {executor!r}")
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+        raise NcalError(f"`workers` must be a positive int or None; got {workers!r}")
+    if address is not None and executor != "ray":
+        raise NcalError("`address` is only meaningful with executor='ray'")
+    source = grid_or_path
+    grid = source if isinstance(source, Grid) else load_grid(source, out=out)
+    if out is not None:
+        grid.out = Path(out)
+    out_dir = Path(grid.out)
+    cells = grid.cells()
+    _write_grid_files(grid, cells, source)
+
+    started = time.time()
+    outcomes: dict[str, CellOutcome] = {}
+    todo: list[Cell] = []
+    for cell in cells:
+        cell_dir = out_dir / cell.relpath
+        if is_complete(cell_dir):
+            outcomes[cell.relpath] = CellOutcome(cell.relpath, cell.strategy, "skipped")
+        else:
+            todo.append(cell)
+    if not quiet:
+        print(
+            f"grid {grid.name!r}: {len(cells)} cells, {len(cells) - len(todo)} already complete, "
+            f"{len(todo)} to run ({executor}) -> {out_dir}",
+            file=sys.stderr,
+        )
+    for cell in todo:
+        _write_cell_file(out_dir / cell.relpath, cell)
+
+    progress = _Progress(len(todo), out_dir, quiet)
+    try:
+        if not todo:
+            pass
+        elif executor == "ray":
+            _run_ray(todo, out_dir, cell_runner, workers, address, quiet, progress, outcomes)
+        elif (workers or os.cpu_count() or 1) == 1 or len(todo) == 1:
+            for cell in todo:
+                outcome = _execute_cell(cell.to_dict(), str(out_dir / cell.relpath), cell_runner)
+                outcomes[cell.relpath] = progress.done(outcome)
+        else:
+            _run_pool(todo, out_dir, cell_runner, workers, progress, outcomes)
+    finally:
+        progress.close()
+        wall = time.time() - started
+        ordered = [outcomes[c.relpath] for c in cells if c.relpath in outcomes]
+        result = GridResult(out_dir, ordered, wall)
+        _append_run_record(out_dir, grid, executor, workers, address, started, result, len(cells))
+    if not quiet:
+        print(
+            f"grid {grid.name!r}: {result.count('complete')} run, {result.count('skipped')} skipped, "
+            f"{result.count('failed')} failed, {result.count('incomplete')} incomplete "
+            f"in {wall:.1f} s",
+            file=sys.stderr,
+        )
+        for o in ordered:
+            if o.status == "failed":
+                print(f"  failed: {o.relpath}: {o.error}", file=sys.stderr)
+    return result
+
+
+def default_cell_runner(config: dict[str, Any], cell_dir: Path) -> Any:
+    """Run one cell with :func:`ncal.experiment.run_experiment` (imported lazily).
+
+    ``config`` holds ``ExperimentConfig`` keyword arguments; a ``train`` mapping is turned into
+    the config's training settings by :func:`make_experiment_config`.
+    """
+    from ..experiment import run_experiment
+
+    return run_experiment(make_experiment_config(config), Path(cell_dir), quiet=True)
+
+
+def make_experiment_config(config: Mapping[str, Any]) -> Any:
+    """Build an ``ncal.experiment.ExperimentConfig`` from a cell's plain-data config."""
+    import dataclasses
+
+    from ..experiment import ExperimentConfig
+
+    data = dict(config)
+    from_dict = getattr(ExperimentConfig, "from_dict", None)
+    if callable(from_dict):
+        return from_dict(data)
+    train = data.get("train")
+    if isinstance(train, Mapping):
+        default = next((f for f in dataclasses.fields(ExperimentConfig) if f.name == "train"), None)
+        proto = None
+        if default is not None and default.default_factory is not dataclasses.MISSING:
+            proto = default.default_factory()
+        if proto is not None and dataclasses.is_dataclass(proto):
+            data["train"] = dataclasses.replace(proto, **train)
+    return ExperimentConfig(**data)
+
+
+def is_complete(cell_dir: str | Path) -> bool:
+    """True when ``cell_dir/summary.json`` exists and says ``status: "complete"``."""
+    summary = read_json(Path(cell_dir) / "summary.json")
+    return isinstance(summary, dict) and summary.get("status") == "complete"
+
+
+def read_json(path: Path) -> Any:
+    """JSON content of ``path``, or None when missing or unreadable (a partial write)."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Write JSON atomically (temporary file, then rename), so readers never see half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(data, fh, indent=2, sort_keys=True, default=str)
+            fh.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def machine_info() -> dict[str, Any]:
+    """Where the grid ran: host, OS, Python, CPU count, torch and GPU when importable."""
+    from .. import __version__
+
+    info: dict[str, Any] = {
+        "ncal_version": __version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "processor": platform.processor() or None,
+        "cpu_count": os.cpu_count(),
+        "hostname": platform.node(),
+    }
+    torch = sys.modules.get("torch")
+    if torch is not None:  # only report torch when already loaded (importing it costs seconds)
+        info["torch"] = torch.__version__
+        try:
+            if torch.cuda.is_available():
+                info["gpu"] = torch.cuda.get_device_name(0)
+        except Exception:
+            pass
+    return info
+
+
+# ----------------------------------------------------------------------------------- internals
+
+
+def _execute_cell(cell: dict[str, Any], cell_dir: str, runner: CellRunner | None) -> dict[str, Any]:
+    """Run one cell and describe the outcome (exceptions become a "failed" outcome)."""
+    if _IN_POOL_WORKER and "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(1)
+    start = time.perf_counter()
+    outcome: dict[str, Any] = {"relpath": cell["relpath"], "strategy": cell["strategy"]}
+    try:
+        (runner or default_cell_runner)(dict(cell["config"]), Path(cell_dir))
+    except Exception as exc:
+        outcome.update(
+            status="failed",
+            seconds=time.perf_counter() - start,
+            error="".join(traceback.format_exception_only(type(exc), exc)).strip(),
+            traceback=traceback.format_exc(),
+        )
+        return outcome
+    outcome["seconds"] = time.perf_counter() - start
+    outcome["status"] = "complete" if is_complete(cell_dir) else "incomplete"
+    outcome["final_accuracy"] = _last_accuracy(Path(cell_dir))
+    return outcome
+
+
+def _pool_initializer() -> None:
+    """Pool workers: one BLAS / torch thread each, so N workers use N cores, not N²."""
+    global _IN_POOL_WORKER
+    _IN_POOL_WORKER = True
+    for var in _THREAD_ENV:
+        os.environ[var] = "1"
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(1)
+
+
+def _run_pool(
+    todo: list[Cell],
+    out_dir: Path,
+    runner: CellRunner | None,
+    workers: int | None,
+    progress: _Progress,
+    outcomes: dict[str, CellOutcome],
+) -> None:
+    import multiprocessing as mp
+
+    n = min(workers or os.cpu_count() or 1, len(todo))
+    # spawn, not fork: a forked copy of a process that already started torch/OpenMP threads can hang
+    ctx = mp.get_context("spawn")
+    pool = ProcessPoolExecutor(max_workers=n, mp_context=ctx, initializer=_pool_initializer)
+    try:
+        pending = {
+            pool.submit(_execute_cell, c.to_dict(), str(out_dir / c.relpath), runner): c for c in todo
+        }
+        while pending:
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for fut in done:
+                cell = pending.pop(fut)
+                try:
+                    outcome = fut.result()
+                except Exception as exc:  # the worker died (e.g. out of memory) or pickling failed
+                    outcome = {
+                        "relpath": cell.relpath,
+                        "strategy": cell.strategy,
+                        "status": "failed",
+                        "error": f"{type(exc).__name__}: {exc}",
+                    }
+                outcomes[cell.relpath] = progress.done(outcome)
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
+
+
+def _run_ray(
+    todo: list[Cell],
+    out_dir: Path,
+    runner: CellRunner | None,
+    workers: int | None,
+    address: str | None,
+    quiet: bool,
+    progress: _Progress,
+    outcomes: dict[str, CellOutcome],
+) -> None:
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    try:
+        import ray
+    except ImportError:
+        raise NcalError(
+            "executor='ray' needs Ray: pip install 'ncal[ray]' (or pip install ray)"
+        ) from None
+    started_here = False
+    if not ray.is_initialized():
+        kwargs: dict[str, Any] = {
+            "include_dashboard": False,
+            "log_to_driver": not quiet,
+            "logging_level": "WARNING",
+            # workers import the driver's modules (e.g. a cell runner defined next to the script)
+            "runtime_env": {"env_vars": {"PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}},
+        }
+        if address is not None:
+            ray.init(address=address, **kwargs)
+        else:
+            # keep Ray's session files (sockets, logs) in the temp dir, never in the repository
+            temp = os.environ.get("RAY_TMPDIR") or str(Path(tempfile.gettempdir()) / "ray_ncal")
+            ray.init(num_cpus=workers or os.cpu_count() or 1, _temp_dir=temp, **kwargs)
+        started_here = True
+    try:
+        task = ray.remote(num_cpus=1, max_retries=0)(_execute_cell)
+        refs = {
+            task.remote(c.to_dict(), str((out_dir / c.relpath).resolve()), runner): c for c in todo
+        }
+        pending = list(refs)
+        while pending:
+            done, pending = ray.wait(pending, num_returns=1)
+            cell = refs[done[0]]
+            try:
+                outcome = ray.get(done[0])
+            except Exception as exc:  # worker crash
+                outcome = {
+                    "relpath": cell.relpath,
+                    "strategy": cell.strategy,
+                    "status": "failed",
+                    "error": f"{type(exc).__name__}: {exc}",
+                }
+            outcomes[cell.relpath] = progress.done(outcome)
+    finally:
+        if started_here:
+            ray.shutdown()
+
+
+class _Progress:
+    """Overall tqdm bar with ETA, plus one line per finished cell."""
+
+    def __init__(self, total: int, out_dir: Path, quiet: bool):
+        self.quiet = quiet
+        self.total = total
+        self.n = 0
+        self.bar = None
+        if not quiet and total:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=total, desc="cells", unit="cell", dynamic_ncols=True)
+
+    def done(self, outcome: dict[str, Any]) -> CellOutcome:
+        self.n += 1
+        result = CellOutcome(
+            relpath=outcome["relpath"],
+            strategy=outcome["strategy"],
+            status=outcome["status"],
+            seconds=float(outcome.get("seconds") or 0.0),
+            error=outcome.get("error"),
+            final_accuracy=outcome.get("final_accuracy"),
+        )
+        if self.bar is not None:
+            acc = "" if result.final_accuracy is None else f", final acc {result.final_accuracy:.4f}"
+            err = f": {result.error}" if result.error else ""
+            self.bar.write(
+                f"[{self.n}/{self.total}] {result.status} {result.relpath} "
+                f"({result.seconds:.1f} s{acc}){err}"
+            )
+            self.bar.update(1)
+        return result
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _last_accuracy(cell_dir: Path) -> float | None:
+    try:
+        lines = (cell_dir / "rounds.jsonl").read_text().splitlines()
+    except OSError:
+        return None
+    for line in reversed(lines):
+        try:
+            acc = json.loads(line).get("test_accuracy")
+        except ValueError:
+            continue
+        return None if acc is None else float(acc)
+    return None
+
+
+def _write_grid_files(grid: Grid, cells: list[Cell], source: Any) -> None:
+    out_dir = Path(grid.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_json(out_dir / "grid.json", grid.to_dict())
+    if isinstance(source, (str, Path)) and Path(source).is_file():
+        (out_dir / "grid.yaml").write_text(Path(source).read_text())
+    write_json(out_dir / "cells.json", [c.to_dict() for c in cells])
+
+
+def _write_cell_file(cell_dir: Path, cell: Cell) -> None:
+    from .. import __version__
+
+    write_json(cell_dir / "cell.json", {**cell.to_dict(), "ncal_version": __version__})
+
+
+def _append_run_record(
+    out_dir: Path,
+    grid: Grid,
+    executor: str,
+    workers: int | None,
+    address: str | None,
+    started: float,
+    result: GridResult,
+    n_cells: int,
+) -> None:
+    record = {
+        "started": datetime.fromtimestamp(started, UTC).isoformat(timespec="seconds"),
+        "wall_seconds": round(result.wall_seconds, 3),
+        "executor": executor,
+        "workers": workers,
+        "address": address,
+        "cells": n_cells,
+        "ran": result.count("complete"),
+        "skipped": result.count("skipped"),
+        "failed": result.count("failed"),
+        "incomplete": result.count("incomplete"),
+        "machine": machine_info(),
+    }
+    with open(out_dir / "bench_runs.jsonl", "a") as fh:
+        fh.write(json.dumps(record, default=str) + "\n")

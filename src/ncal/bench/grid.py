@@ -1,0 +1,459 @@
+"""Benchmark grids: a YAML file (or mapping) expanded into one experiment per cell.
+
+A grid is the Cartesian product ``seeds × datasets × noise × models × budgets × strategies``; every
+cell is one :func:`ncal.experiment.run_experiment` call with the keyword arguments in
+:attr:`Cell.config`. Each cell gets a readable directory name plus a short hash of its full
+configuration, e.g. ``dataset=mnist5k/noise=sym-0.3/strategy=ncal_r-high/seed=0_1a2b3c4d``, so a
+rerun of the same grid finds the cells that are already finished and an edited grid never mixes
+its results with those of the old settings.
+
+Grid file keys (all but ``datasets``, ``strategies`` optional)::
+
+    datasets: [digits]                      # dataset names of ncal.data.load_dataset
+    noise: ["none", "sym:0.3"]              # noise spec strings
+    strategies:                             # names, or {name, params, label}
+      - random
+      - {name: ncal_r, params: {direction: low}, label: low}
+    seeds: 5                                # a count (0..4) or an explicit list
+    budget: {initial: 100, query: 100, rounds: 5}   # ints (labels) or fractions of the pool;
+                                            # a list of such mappings adds a budget axis
+    model: auto                             # a name, or a list (adds a model axis)
+    train: {epochs_max: 30}                 # TrainConfig overrides
+    evals: []                               # evaluation names
+    pool_size: null
+    experiment: {}                          # any other ExperimentConfig fields, passed verbatim
+    out: runs/my-grid                       # output directory (relative to the working directory)
+
+References
+----------
+Spec §5.1 (protocol: paired seeds, Random always included) and §5.3 (several budgets / query
+sizes: Lüth et al., NeurIPS 2023).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..errors import NcalError
+
+GRID_KEYS = (
+    "datasets",
+    "noise",
+    "strategies",
+    "seeds",
+    "budget",
+    "model",
+    "train",
+    "evals",
+    "pool_size",
+    "experiment",
+    "out",
+    "name",
+    "description",
+)
+BUDGET_KEYS = ("initial", "query", "rounds")
+DEFAULT_BUDGET = {"initial": 200, "query": 200, "rounds": 5}
+HASH_LEN = 8
+
+
+@dataclass(frozen=True)
+class StrategyEntry:
+    """One strategy of a grid: registry ``name``, constructor ``params`` and a display ``label``."""
+
+    name: str
+    params: dict[str, Any] = field(default_factory=dict)
+    label: str | None = None
+
+    @property
+    def key(self) -> str:
+        """Display name used in tables and figures (unique within a grid)."""
+        if self.label is not None:
+            return self.label
+        if not self.params:
+            return self.name
+        inner = ",".join(f"{k}={_short(v)}" for k, v in sorted(self.params.items()))
+        return f"{self.name}({inner})"
+
+    @property
+    def dirname(self) -> str:
+        """Directory component: ``name`` or ``name-label`` (parameters are covered by the hash)."""
+        if self.label is not None:
+            return slugify(f"{self.name}-{self.label}")
+        return slugify(self.key)
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One experiment of a grid.
+
+    Attributes
+    ----------
+    config : dict
+        Keyword arguments of ``ExperimentConfig`` (JSON-serialisable); hashed into :attr:`hash`.
+    strategy : str
+        Display label of the strategy (see :attr:`StrategyEntry.key`).
+    budget : str
+        Display label of the budget schedule, ``"initial+query x rounds"``.
+    relpath : str
+        Directory of the cell relative to the grid's output directory.
+    hash : str
+        First 8 hex digits of the SHA-1 of the canonical JSON of ``config``.
+    """
+
+    config: dict[str, Any]
+    strategy: str
+    budget: str
+    relpath: str
+    hash: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form, as written to ``cell.json`` and ``cells.json``."""
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class Grid:
+    """A parsed grid (see the module docstring for the file format)."""
+
+    datasets: list[str]
+    noise: list[str]
+    strategies: list[StrategyEntry]
+    seeds: list[int]
+    budgets: list[dict[str, int | float]]
+    models: list[str]
+    train: dict[str, Any]
+    evals: list[Any]
+    pool_size: int | float | None
+    experiment: dict[str, Any]
+    out: Path
+    name: str = "grid"
+    description: str = ""
+
+    def cells(self) -> list[Cell]:
+        """Expand into cells, ordered seed-major so paired comparisons fill in early."""
+        cells = []
+        multi_model = len(self.models) > 1
+        multi_budget = len(self.budgets) > 1
+        for seed in self.seeds:
+            for dataset in self.datasets:
+                for noise in self.noise:
+                    for model in self.models:
+                        for budget in self.budgets:
+                            for strat in self.strategies:
+                                cells.append(
+                                    self._cell(
+                                        seed, dataset, noise, model, budget, strat,
+                                        multi_model, multi_budget,
+                                    )
+                                )
+        return cells
+
+    def _cell(
+        self,
+        seed: int,
+        dataset: str,
+        noise: str,
+        model: str,
+        budget: dict[str, Any],
+        strat: StrategyEntry,
+        multi_model: bool,
+        multi_budget: bool,
+    ) -> Cell:
+        config: dict[str, Any] = {
+            "dataset": dataset,
+            "noise": noise,
+            "strategy": strat.name,
+            "strategy_params": dict(strat.params),
+            "initial": budget["initial"],
+            "query": budget["query"],
+            "rounds": budget["rounds"],
+            "seed": seed,
+            "model": model,
+            "train": dict(self.train),
+            "evals": list(self.evals),
+            "pool_size": self.pool_size,
+        }
+        config.update(self.experiment)
+        digest = config_hash(config)
+        blabel = budget_label(budget)
+        parts = [f"dataset={slugify(dataset)}", f"noise={slugify(noise)}"]
+        if multi_model:
+            parts.append(f"model={slugify(model)}")
+        if multi_budget:
+            parts.append(f"budget={slugify(blabel)}")
+        parts += [f"strategy={strat.dirname}", f"seed={seed}_{digest}"]
+        return Cell(config, strat.key, blabel, "/".join(parts), digest)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Resolved grid as plain data (written to ``grid.json`` in the output directory)."""
+        return {
+            "name": self.name,
+            "description": self.description,
+            "datasets": self.datasets,
+            "noise": self.noise,
+            "strategies": [
+                {"name": s.name, "params": s.params, "label": s.key} for s in self.strategies
+            ],
+            "seeds": self.seeds,
+            "budget": self.budgets,
+            "model": self.models,
+            "train": self.train,
+            "evals": self.evals,
+            "pool_size": self.pool_size,
+            "experiment": self.experiment,
+            "out": str(self.out),
+        }
+
+
+def slugify(text: str) -> str:
+    """Filesystem-safe readable form: ``"sym:0.3"`` → ``"sym-0.3"``; paths keep only their last part."""
+    text = str(text)
+    if "/" in text or "\\" in text:  # "cifar10:/data/cifar" → "cifar10-cifar"
+        head, _, rest = text.partition(":")
+        tail = Path(rest or head).name or "path"
+        text = f"{head}-{tail}" if rest else tail
+    text = re.sub(r"[^A-Za-z0-9._=+-]+", "-", text).strip("-.")
+    return text or "x"
+
+
+def config_hash(config: Mapping[str, Any]) -> str:
+    """Short SHA-1 of the canonical JSON of ``config`` (key order does not matter)."""
+    blob = json.dumps(config, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha1(blob.encode()).hexdigest()[:HASH_LEN]
+
+
+def budget_label(budget: Mapping[str, Any]) -> str:
+    """``{"initial": 100, "query": 50, "rounds": 4}`` → ``"100+50x4"``."""
+    return f"{_short(budget['initial'])}+{_short(budget['query'])}x{_short(budget['rounds'])}"
+
+
+def load_grid(source: str | Path | Mapping[str, Any], *, out: str | Path | None = None) -> Grid:
+    """Parse and validate a grid from a YAML file path or a mapping.
+
+    Parameters
+    ----------
+    source : str, Path or mapping
+        Path of a YAML file, or the already-parsed mapping.
+    out : str or Path, optional
+        Output directory; overrides the grid's ``out`` key. Default: the ``out`` key, else
+        ``runs/<file stem>``.
+
+    Returns
+    -------
+    Grid
+
+    Raises
+    ------
+    NcalError
+        Unknown keys, missing or malformed values (the message names the key).
+    """
+    stem = "grid"
+    if isinstance(source, Mapping):
+        raw = dict(source)
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise NcalError(f"grid file {str(path)!r} does not exist")
+        try:
+            raw = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as exc:
+            raise NcalError(f"grid file {str(path)!r} is not valid YAML: {exc}") from None
+        if not isinstance(raw, Mapping):
+            raise NcalError(f"grid file {str(path)!r} must hold a mapping of grid keys")
+        raw = dict(raw)
+        stem = path.stem
+    unknown = sorted(set(raw) - set(GRID_KEYS))
+    if unknown:
+        raise NcalError(f"unknown grid key(s) {unknown}; known keys: {list(GRID_KEYS)}")
+
+    datasets = _str_list(raw.get("datasets"), "datasets", required=True)
+    noise = _str_list(raw.get("noise", ["none"]), "noise", required=True)
+    strategies = _strategies(raw.get("strategies"))
+    seeds = _seeds(raw.get("seeds", 3))
+    budgets = _budgets(raw.get("budget", DEFAULT_BUDGET))
+    models = _str_list(raw.get("model", "auto"), "model", required=True)
+    train = _mapping(raw.get("train"), "train")
+    _check_fields(train, "train", "ncal.training", "TrainConfig")
+    experiment = _mapping(raw.get("experiment"), "experiment")
+    reserved = {"dataset", "noise", "strategy", "strategy_params", "seed", "model", "train"}
+    reserved |= set(BUDGET_KEYS) | {"evals", "pool_size"}
+    clash = sorted(reserved & set(experiment))
+    if clash:
+        raise NcalError(f"grid key `experiment` must not set {clash}; use the top-level grid keys")
+    _check_fields(experiment, "experiment", "ncal.experiment", "ExperimentConfig")
+    evals = raw.get("evals") or []
+    if not isinstance(evals, list):
+        raise NcalError(f"grid key `evals` must be a list; got {type(evals).__name__}")
+    pool_size = raw.get("pool_size")
+    if pool_size is not None and (isinstance(pool_size, bool) or not isinstance(pool_size, (int, float))):
+        raise NcalError(f"grid key `pool_size` must be a number or null; got {pool_size!r}")
+    out_dir = Path(out if out is not None else raw.get("out") or Path("runs") / stem)
+    return Grid(
+        datasets=datasets,
+        noise=noise,
+        strategies=strategies,
+        seeds=seeds,
+        budgets=budgets,
+        models=models,
+        train=train,
+        evals=evals,
+        pool_size=pool_size,
+        experiment=experiment,
+        out=out_dir,
+        name=str(raw.get("name") or stem),
+        description=str(raw.get("description") or ""),
+    )
+
+
+def expand_grid(source: str | Path | Mapping[str, Any] | Grid) -> list[Cell]:
+    """Cells of a grid given as a :class:`Grid`, a YAML path or a mapping."""
+    grid = source if isinstance(source, Grid) else load_grid(source)
+    return grid.cells()
+
+
+# ----------------------------------------------------------------------------- validation helpers
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, float) and value.is_integer() and abs(value) >= 1:
+        return str(int(value))
+    return str(value)
+
+
+def _str_list(value: Any, key: str, *, required: bool) -> list[str]:
+    if value is None:
+        if required:
+            raise NcalError(f"grid key `{key}` is required (a name or a list of names)")
+        return []
+    items = value if isinstance(value, list) else [value]
+    if required and not items:
+        raise NcalError(f"grid key `{key}` must not be empty")
+    for item in items:
+        if not isinstance(item, str) or not item:
+            raise NcalError(f"grid key `{key}` must hold non-empty strings; got {item!r}")
+    if len(set(items)) != len(items):
+        raise NcalError(f"grid key `{key}` lists a value twice: {items}")
+    return list(items)
+
+
+def _mapping(value: Any, key: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise NcalError(f"grid key `{key}` must be a mapping; got {type(value).__name__}")
+    return dict(value)
+
+
+def _check_fields(values: Mapping[str, Any], key: str, module: str, cls_name: str) -> None:
+    """Check override names against the dataclass when it can be imported (best effort)."""
+    if not values:
+        return
+    try:
+        import importlib
+
+        cls = getattr(importlib.import_module(module), cls_name)
+        names = {f.name for f in dataclasses.fields(cls)}
+    except Exception:  # module not importable here: run_experiment will validate
+        return
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise NcalError(f"grid key `{key}` has unknown {cls_name} field(s) {unknown}; known: {sorted(names)}")
+
+
+def _strategies(value: Any) -> list[StrategyEntry]:
+    if not value:
+        raise NcalError("grid key `strategies` is required (a list of names or {name, params, label})")
+    if not isinstance(value, list):
+        value = [value]
+    entries = []
+    for item in value:
+        if isinstance(item, str):
+            entries.append(StrategyEntry(item))
+        elif isinstance(item, Mapping):
+            bad = sorted(set(item) - {"name", "params", "label"})
+            if bad or not isinstance(item.get("name"), str):
+                raise NcalError(
+                    f"each entry of `strategies` must be a name or a mapping with keys name "
+                    f"(required), params, label; got {dict(item)!r}"
+                )
+            params = _mapping(item.get("params"), "strategies[].params")
+            label = item.get("label")
+            if label is not None and (not isinstance(label, str) or not label):
+                raise NcalError(f"strategy label must be a non-empty string; got {label!r}")
+            entries.append(StrategyEntry(item["name"], params, label))
+        else:
+            raise NcalError(f"each entry of `strategies` must be a name or a mapping; got {item!r}")
+    keys = [e.key for e in entries]
+    dup = sorted({k for k in keys if keys.count(k) > 1})
+    if dup:
+        raise NcalError(f"strategy labels must be unique within a grid; repeated: {dup} (add `label:`)")
+    dirs = [e.dirname for e in entries]
+    if len(set(dirs)) != len(dirs):
+        raise NcalError(f"strategy labels map to the same directory name: {dirs}; choose other labels")
+    _check_strategy_names([e.name for e in entries])
+    return entries
+
+
+def _check_strategy_names(names: list[str]) -> None:
+    try:
+        from ..strategies import available
+
+        known = available()
+    except Exception:  # registry not importable here: run_experiment will validate
+        return
+    unknown = sorted(set(names) - set(known))
+    if unknown:
+        raise NcalError(f"unknown strategy name(s) {unknown}; available: {known}")
+
+
+def _seeds(value: Any) -> list[int]:
+    if isinstance(value, bool):
+        raise NcalError(f"grid key `seeds` must be a count or a list of ints; got {value!r}")
+    if isinstance(value, int):
+        if value < 1:
+            raise NcalError(f"grid key `seeds` must be >= 1 when given as a count; got {value}")
+        return list(range(value))
+    if isinstance(value, list) and value and all(
+        isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in value
+    ):
+        if len(set(value)) != len(value):
+            raise NcalError(f"grid key `seeds` lists a seed twice: {value}")
+        return list(value)
+    raise NcalError(f"grid key `seeds` must be a count or a non-empty list of ints >= 0; got {value!r}")
+
+
+def _budgets(value: Any) -> list[dict[str, int | float]]:
+    items = value if isinstance(value, list) else [value]
+    if not items:
+        raise NcalError("grid key `budget` must not be empty")
+    out = []
+    for item in items:
+        if not isinstance(item, Mapping):
+            raise NcalError(f"grid key `budget` must be a mapping {{initial, query, rounds}}; got {item!r}")
+        bad = sorted(set(item) - set(BUDGET_KEYS))
+        if bad:
+            raise NcalError(f"grid key `budget` has unknown key(s) {bad}; known: {list(BUDGET_KEYS)}")
+        b = {**DEFAULT_BUDGET, **item}
+        for k in ("initial", "query"):
+            v = b[k]
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0:
+                raise NcalError(f"budget `{k}` must be a positive int (labels) or fraction; got {v!r}")
+            if isinstance(v, float) and v >= 1 and not v.is_integer():
+                raise NcalError(f"budget `{k}` must be an int count or a fraction < 1; got {v!r}")
+        r = b["rounds"]
+        if isinstance(r, bool) or not isinstance(r, int) or r < 1:
+            raise NcalError(f"budget `rounds` must be an int >= 1; got {r!r}")
+        out.append(dict(b))
+    labels = [budget_label(b) for b in out]
+    if len(set(labels)) != len(labels):
+        raise NcalError(f"grid key `budget` lists a schedule twice: {labels}")
+    return out

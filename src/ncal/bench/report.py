@@ -1,0 +1,546 @@
+"""Markdown + self-contained HTML report of a run directory or a grid directory.
+
+The report is rebuilt from the files on disk alone (``cells.json``, ``grid.json``,
+``bench_runs.jsonl`` and each cell's ``config.json`` / ``rounds.jsonl`` / ``summary.json``), so it
+can be regenerated at any time, also for a grid that is still running (unfinished cells are listed
+and left out of the AUBC comparisons).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import platform
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from . import figures as F
+from . import stats as S
+
+NC_GROUPS = (
+    ("nc", "Collapse metrics of the labeled set (given, possibly noisy, labels)"),
+    ("nc_clean", "Collapse metrics of the labeled set (clean labels)"),
+    ("nc_test", "Collapse metrics of the test set"),
+    ("geometry_test", "Inter-class geometry of the test set"),
+)
+MAX_PANELS = 16
+
+HOW_TO_READ = (
+    "Each *cell* is one active-learning run: a dataset, a label-noise model, an acquisition strategy "
+    "and a seed. A seed fixes the initial labeled set, the network initialisation and the noisy "
+    "oracle's draws identically for every strategy, so strategies are compared on matched seeds "
+    "(paired design). **Learning curves** show test accuracy against the number of labels bought, "
+    "mean ± one standard deviation (ddof = 1) over seeds. **AUBC** (area under the budget curve) "
+    "summarises a curve in one number: the trapezoidal area over the budget axis rescaled to [0, 1], "
+    "using the actual budget spacing; higher is better, computed per seed then averaged, with a "
+    "95 % Student-t interval. **Δ vs {ref}** is the paired AUBC difference per seed; p-values come "
+    "from a one-sample t-test and a Wilcoxon signed-rank test of those differences (small p = the "
+    "difference is unlikely to be seed noise; with few seeds the Wilcoxon test cannot go below "
+    "2/2^n). The **pairwise-penalty matrix** counts, for every budget after the initial one, whether "
+    "the row strategy beat the column strategy significantly (paired t-test, p < 0.05) and adds "
+    "1/(number of budgets) per win, summed over settings; a low column mean means a strategy is "
+    "rarely beaten. **Query purity** is the share of correctly labeled samples in the batches a "
+    "strategy bought (1 − realised noise rate of the batch): under noise that does not depend on "
+    "the sample (e.g. symmetric noise) no strategy can do better than 1 − η."
+)
+
+
+# ------------------------------------------------------------------------------ document model
+
+
+@dataclass
+class _Doc:
+    blocks: list[tuple] = field(default_factory=list)
+
+    def h(self, level: int, text: str) -> None:
+        self.blocks.append(("h", level, text))
+
+    def p(self, text: str) -> None:
+        self.blocks.append(("p", text))
+
+    def ul(self, items: Sequence[str]) -> None:
+        self.blocks.append(("ul", list(items)))
+
+    def table(self, headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        self.blocks.append(("table", list(headers), [[str(c) for c in r] for r in rows]))
+
+    def img(self, path: Path | None, alt: str) -> None:
+        if path is not None:
+            self.blocks.append(("img", Path(path), alt))
+
+
+def _md_inline(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def render_markdown(doc: _Doc, base: Path) -> str:
+    """Markdown text; images linked relative to ``base``."""
+    out = []
+    for b in doc.blocks:
+        if b[0] == "h":
+            out.append("#" * b[1] + " " + b[2])
+        elif b[0] == "p":
+            out.append(b[1])
+        elif b[0] == "ul":
+            out.append("\n".join(f"- {item}" for item in b[1]))
+        elif b[0] == "table":
+            head = "| " + " | ".join(_md_inline(h) for h in b[1]) + " |"
+            sep = "|" + "|".join("---" for _ in b[1]) + "|"
+            rows = ["| " + " | ".join(_md_inline(c) for c in r) + " |" for r in b[2]]
+            out.append("\n".join([head, sep, *rows]))
+        elif b[0] == "img":
+            out.append(f"![{b[2]}]({b[1].relative_to(base).as_posix()})")
+    return "\n\n".join(out) + "\n"
+
+
+def _inline_html(text: str) -> str:
+    """Escape, then the two Markdown marks the report uses: **bold** and *italic*, `code`."""
+    import re
+
+    t = html.escape(text)
+    t = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", t)
+    t = re.sub(r"(?<![\w*])\*(?!\s)(.+?)(?<!\s)\*(?![\w*])", r"<i>\1</i>", t)
+    t = re.sub(r"`(.+?)`", r"<code>\1</code>", t)
+    return t
+
+
+def render_html(doc: _Doc, title: str) -> str:
+    """One self-contained HTML page (figures embedded as base64 PNG data URIs)."""
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>{html.escape(title)}</title>",
+        "<style>body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;"
+        "line-height:1.45;color:#222}table{border-collapse:collapse;margin:0.8em 0;font-size:0.92em}"
+        "th,td{border:1px solid #ccc;padding:3px 8px;text-align:right}th{background:#f2f2f2}"
+        "td:first-child,th:first-child{text-align:left}img{max-width:100%;border:1px solid #eee;"
+        "margin:0.5em 0}code{background:#f4f4f4;padding:0 3px}h1{border-bottom:2px solid #444}"
+        "h2{border-bottom:1px solid #bbb;margin-top:1.6em}</style></head><body>",
+    ]
+    for b in doc.blocks:
+        if b[0] == "h":
+            parts.append(f"<h{b[1]}>{_inline_html(b[2])}</h{b[1]}>")
+        elif b[0] == "p":
+            parts.append(f"<p>{_inline_html(b[1])}</p>")
+        elif b[0] == "ul":
+            parts.append("<ul>" + "".join(f"<li>{_inline_html(i)}</li>" for i in b[1]) + "</ul>")
+        elif b[0] == "table":
+            head = "".join(f"<th>{_inline_html(h)}</th>" for h in b[1])
+            body = "".join("<tr>" + "".join(f"<td>{_inline_html(c)}</td>" for c in r) + "</tr>" for r in b[2])
+            parts.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+        elif b[0] == "img":
+            data = base64.b64encode(b[1].read_bytes()).decode("ascii")
+            parts.append(f'<figure><img alt="{html.escape(b[2])}" src="data:image/png;base64,{data}">'
+                         f"<figcaption>{_inline_html(b[2])}</figcaption></figure>")
+    parts.append("</body></html>")
+    return "\n".join(parts) + "\n"
+
+
+# ------------------------------------------------------------------------------------ formatting
+
+
+def fmt_num(x: Any, digits: int = 2) -> str:
+    """Number with ``digits`` decimals, or an em dash for missing values."""
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return "—"
+    if np.isnan(v):
+        return "—"
+    if np.isinf(v):
+        return "∞" if v > 0 else "−∞"
+    return f"{v:.{digits}f}"
+
+
+def fmt_pm(mean: Any, std: Any, digits: int = 2) -> str:
+    """``"74.61 ± 2.57"``; only the mean when the std is undefined (one seed)."""
+    m, s = fmt_num(mean, digits), fmt_num(std, digits)
+    return m if s == "—" else f"{m} ± {s}"
+
+
+def fmt_p(p: Any) -> str:
+    """p-value: 3 significant decimals, ``<0.001`` below that, em dash when undefined."""
+    try:
+        v = float(p)
+    except (TypeError, ValueError):
+        return "—"
+    if np.isnan(v):
+        return "—"
+    return "<0.001" if v < 0.001 else f"{v:.3f}"
+
+
+def _fmt_seconds(s: float | None) -> str:
+    if s is None or (isinstance(s, float) and np.isnan(s)):
+        return "—"
+    if s < 120:
+        return f"{s:.1f} s"
+    if s < 7200:
+        return f"{s / 60:.1f} min"
+    return f"{s / 3600:.2f} h"
+
+
+# ---------------------------------------------------------------------------------------- report
+
+
+def write_report(
+    path: str | Path,
+    out: str | Path | None = None,
+    *,
+    reference: str = "random",
+    reach: float = 0.9,
+    full_accuracy: float | Mapping[str, float] | None = None,
+    confidence: float = 0.95,
+) -> dict[str, Any]:
+    """Write ``report.md``, ``report.html`` and ``figures/*.png`` for a run or grid directory.
+
+    Parameters
+    ----------
+    path : str or Path
+        A run directory (``ncal run --out``) or a grid directory (``ncal bench``).
+    out : str or Path, optional
+        Where to write; default ``path`` itself.
+    reference : str
+        Strategy label the paired differences are taken against (spec §5.1: Random).
+    reach : float
+        Fraction of the full-data accuracy for the labels-to-reach table.
+    full_accuracy : float or mapping dataset → float, optional
+        Full-data accuracy; default the best seed-mean accuracy in each setting (see
+        :func:`ncal.bench.stats.labels_to_reach_table`).
+    confidence : float
+        Level of the AUBC t-intervals.
+
+    Returns
+    -------
+    dict
+        ``{"markdown": Path, "html": Path, "figures": [Path, ...]}``.
+    """
+    root = Path(path)
+    df = S.load_results(root)
+    cells = S.load_cells(root)
+    out_dir = Path(out) if out is not None else root
+    fig_dir = out_dir / "figures"
+    fig_dir.mkdir(parents=True, exist_ok=True)
+    for old in fig_dir.glob("*.png"):  # a rebuilt report must not keep figures of a previous one
+        old.unlink()
+
+    grid = _read_json(root / "grid.json")
+    title_name = (grid or {}).get("name") or root.resolve().name
+    title = f"ncal benchmark report — {title_name}"
+    scale = 100.0 if (S.METRIC in df and df[S.METRIC].dropna().le(1.0).all()) else 1.0
+    unit = "%" if scale == 100.0 else ""
+    strategies = S.strategy_order(df, reference)
+    colors = F.strategy_colors(strategies, reference)
+    varying = F.varying_settings(df) if len(df) else []
+    shown = [c for c in ("dataset", "noise") if c in df.columns] + [c for c in ("model", "budget") if c in varying]
+    figs: list[Path] = []
+
+    doc = _Doc()
+    doc.h(1, title)
+    _header(doc, root, grid, cells, df)
+    doc.h(2, "How to read this")
+    doc.p(HOW_TO_READ.format(ref=reference))
+
+    if df.empty:
+        doc.p("No finished rounds yet: nothing to summarise.")
+        return _finish(doc, out_dir, title, figs)
+
+    # learning curves
+    doc.h(2, "Learning curves")
+    curves = S.curve_table(df)
+    p = F.plot_learning_curves(curves, fig_dir / "learning_curves.png", colors=colors,
+                               ylabel=f"test accuracy ({unit or 'raw'})", scale=scale)
+    figs += _add(doc, p, "Test accuracy vs labels (mean ± std over seeds)")
+    _curve_tables(doc, curves, shown, scale)
+
+    # AUBC
+    per_seed = S.aubc_per_seed(df)
+    aubc_tab = S.aubc_table(per_seed, confidence)
+    doc.h(2, "Area under the budget curve (AUBC)")
+    if aubc_tab.empty:
+        doc.p("AUBC needs at least two finished rounds per run; none yet.")
+    else:
+        doc.table(
+            [*shown, "strategy", "seeds", f"AUBC ({unit or 'raw'}) mean ± std", f"{confidence:.0%} CI"],
+            [[*(r[c] for c in shown), r["strategy"], int(r["n"]), fmt_pm(r["mean"] * scale, r["std"] * scale),
+              f"[{fmt_num(r['ci_low'] * scale)}, {fmt_num(r['ci_high'] * scale)}]"]
+             for _, r in aubc_tab.iterrows()],
+        )
+        p = F.plot_aubc(aubc_tab, fig_dir / "aubc.png", colors=colors, scale=scale)
+        figs += _add(doc, p, f"AUBC per strategy with {confidence:.0%} t-intervals")
+        dropped = len(cells[cells["rounds_done"] > 0]) - len(per_seed)
+        if dropped > 0:
+            doc.p(f"{dropped} run(s) with fewer rounds than the others of their setting (unfinished) "
+                  "are left out of AUBC, the paired tests and the penalty matrix.")
+
+    # paired differences
+    doc.h(2, f"Paired differences vs {reference}")
+    paired = S.paired_vs_reference(per_seed, reference)
+    if paired.empty:
+        doc.p(f"No paired comparison: strategy `{reference}` is not in these results (or has no finished runs).")
+    else:
+        doc.p("Δ AUBC = AUBC(strategy) − AUBC(reference) on the same seed, in points; "
+              "p-values two-sided.")
+        doc.table(
+            [*shown, "strategy", "pairs", "Δ AUBC mean ± std", "t", "p (t-test)", "p (Wilcoxon)"],
+            [[*(r[c] for c in shown), r["strategy"], int(r["n"]), fmt_pm(r["mean"] * scale, r["std"] * scale),
+              fmt_num(r["t"]), fmt_p(r["p_t"]), fmt_p(r["p_w"])] for _, r in paired.iterrows()],
+        )
+        pooled = S.pooled_vs_reference(df, reference)
+        if not pooled.empty:
+            doc.p("Pooled over every (setting, budget after the initial one, seed): Δ accuracy in points.")
+            doc.table(
+                ["strategy", "pairs", "Δ accuracy mean ± std", "p (t-test)", "p (Wilcoxon)"],
+                [[r["strategy"], int(r["n"]), fmt_pm(r["mean"] * scale, r["std"] * scale), fmt_p(r["p_t"]),
+                  fmt_p(r["p_w"])] for _, r in pooled.iterrows()],
+            )
+
+    # pairwise-penalty matrix
+    if len(strategies) >= 2:
+        doc.h(2, "Pairwise-penalty matrix")
+        mat, colmean = S.penalty_matrix(df, reference=reference)
+        p = F.plot_penalty_matrix(mat, colmean, fig_dir / "penalty_matrix.png")
+        figs += _add(doc, p, "Row = winner, column = loser; entry = share of budgets with a significant win, "
+                     "summed over settings")
+        doc.table(
+            ["winner \\ loser", *mat.columns],
+            [[i, *(fmt_num(v) for v in mat.loc[i])] for i in mat.index]
+            + [["**column mean**", *(f"**{fmt_num(v)}**" for v in colmean)]],
+        )
+
+    # labels to reach
+    reach_tab = S.labels_to_reach_table(df, reach, full_accuracy)
+    if not reach_tab.empty:
+        doc.h(2, f"Labels to reach {reach:.0%} of full-data accuracy")
+        src = set(reach_tab["source"])
+        if "grid max" in src:
+            doc.p("Full-data accuracy was not given; it is replaced by the best seed-mean accuracy any "
+                  "strategy reached in the setting (so this is the labels needed for "
+                  f"{reach:.0%} of the best accuracy in the grid). Linear interpolation between budgets; "
+                  "— = never reached.")
+        doc.table(
+            [*shown, "strategy", f"target ({unit or 'raw'})", "labels (seed-mean curve)", "seeds reaching"],
+            [[*(r[c] for c in shown), r["strategy"], fmt_num(r["target"] * scale), fmt_num(r["labels"], 0),
+              f"{r['seeds_reached']}/{r['n_seeds']}"] for _, r in reach_tab.iterrows()],
+        )
+
+    # query purity
+    purity = S.query_purity(df)
+    if not purity.empty:
+        doc.h(2, "Query purity (correct labels in the bought batches)")
+        ptab = S.query_purity_table(df)
+        doc.table(
+            [*shown, "strategy", "seeds", "purity (%) mean ± std"],
+            [[*(r[c] for c in shown), r["strategy"], int(r["n"]), fmt_pm(r["mean"] * 100, r["std"] * 100)]
+             for _, r in ptab.iterrows()],
+        )
+        p = F.plot_query_purity(purity, fig_dir / "query_purity.png", colors=colors)
+        figs += _add(doc, p, "Share of correct labels in each queried batch (mean ± std over seeds)")
+
+    # collapse and evaluation metrics, generically: any numeric leaf
+    figs += _metric_sections(doc, df, fig_dir, colors, varying)
+
+    _cells_section(doc, cells)
+    return _finish(doc, out_dir, title, figs)
+
+
+# ----------------------------------------------------------------------------------- sections
+
+
+def _add(doc: _Doc, path: Path | None, caption: str) -> list[Path]:
+    if path is None:
+        return []
+    doc.img(path, caption)
+    return [path]
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _runs_records(root: Path) -> list[dict[str, Any]]:
+    try:
+        lines = (root / "bench_runs.jsonl").read_text().splitlines()
+    except OSError:
+        return []
+    out = []
+    for line in lines:
+        try:
+            out.append(json.loads(line))
+        except ValueError:
+            continue
+    return out
+
+
+def _header(doc: _Doc, root: Path, grid: dict | None, cells: pd.DataFrame, df: pd.DataFrame) -> None:
+    from .. import __version__
+
+    doc.p(f"Generated {datetime.now().astimezone().isoformat(timespec='seconds')} by ncal {__version__} "
+          f"from `{root}`.")
+    doc.h(2, "Setup")
+    items = []
+    if grid:
+        strategies = []
+        for s in grid.get("strategies", []):
+            params = ", ".join(f"{k}={v}" for k, v in (s.get("params") or {}).items())
+            strategies.append(f"{s['label']}" + (f" ({s['name']}: {params})" if params else ""))
+        budgets = "; ".join(f"initial {b['initial']}, query {b['query']} × {b['rounds']} rounds"
+                            for b in grid.get("budget", []))
+        items += [
+            f"datasets: {', '.join(grid.get('datasets', []))}",
+            f"noise: {', '.join(grid.get('noise', []))}",
+            f"strategies: {'; '.join(strategies)}",
+            f"seeds: {', '.join(str(s) for s in grid.get('seeds', []))}",
+            f"budget: {budgets} (counts, or fractions of the pool)",
+            f"model: {', '.join(grid.get('model', []))}",
+            f"training overrides: {json.dumps(grid.get('train') or {})}",
+            f"evaluations: {', '.join(grid.get('evals') or []) or 'none'}",
+            f"pool size: {grid.get('pool_size') or 'full'}",
+        ]
+        if grid.get("experiment"):
+            items.append(f"other experiment settings: {json.dumps(grid['experiment'])}")
+        if grid.get("description"):
+            items.insert(0, f"description: {grid['description']}")
+    elif len(cells):
+        for col in ("dataset", "noise", "strategy", "seed", "model", "budget"):
+            vals = list(dict.fromkeys(str(v) for v in cells[col]))
+            items.append(f"{col}: {', '.join(vals)}")
+        settings = cells.iloc[0]["settings"] or {}
+        if settings.get("train"):
+            items.append(f"training overrides: {json.dumps(settings['train'])}")
+    statuses = cells["status"].value_counts().to_dict() if len(cells) else {}
+    items.append(
+        f"cells: {len(cells)} ({statuses.get('complete', 0)} complete, "
+        f"{len(cells) - statuses.get('complete', 0)} unfinished), {len(df)} finished rounds"
+    )
+    versions = sorted({str(v) for v in _versions(root, cells)})
+    items.append(f"ncal version(s) that produced the results: {', '.join(versions) or 'unknown'}")
+    doc.ul(items)
+
+    runs = _runs_records(root)
+    doc.h(3, "Machine and time")
+    m_items = []
+    if runs:
+        m = runs[-1].get("machine", {})
+        gpu = f", GPU {m['gpu']}" if m.get("gpu") else ""
+        m_items.append(
+            f"machine (last `ncal bench` run): {m.get('hostname', '?')}, {m.get('platform', '?')}, "
+            f"{m.get('cpu_count', '?')} CPU cores, Python {m.get('python', '?')}"
+            + (f", torch {m['torch']}" if m.get("torch") else "") + gpu
+        )
+        execs = ", ".join(f"{r.get('executor')} ({r.get('workers') or 'auto'} workers)" for r in runs)
+        m_items.append(
+            f"`ncal bench` invocations: {len(runs)} [{execs}], wall clock "
+            f"{_fmt_seconds(sum(r.get('wall_seconds') or 0 for r in runs))} in total"
+        )
+    else:
+        m_items.append(
+            f"machine: not recorded by the run (this report was generated on {platform.node()}, "
+            f"{platform.platform()})"
+        )
+    if len(cells):
+        wall = pd.to_numeric(cells["wall_seconds"], errors="coerce")
+        m_items.append(
+            f"compute summed over cells: training {_fmt_seconds(cells['train_seconds'].sum())}, selection "
+            f"{_fmt_seconds(cells['select_seconds'].sum())}"
+            + (f"; run wall clock (last session of each cell) {_fmt_seconds(wall.sum())}" if wall.notna().any() else "")
+        )
+    doc.ul(m_items)
+
+
+def _versions(root: Path, cells: pd.DataFrame) -> list[str]:
+    out = []
+    for rel in cells["cell"] if len(cells) else []:
+        cfg = _read_json((root / rel) / "config.json") or _read_json((root / rel) / "cell.json") or {}
+        if cfg.get("ncal_version"):
+            out.append(cfg["ncal_version"])
+    return out
+
+
+def _curve_tables(doc: _Doc, curves: pd.DataFrame, shown: list[str], scale: float) -> None:
+    """Accuracy at every budget, one column per budget (compact for few budgets)."""
+    budgets = sorted(curves["n_labeled"].unique())
+    if len(budgets) > 12:
+        return
+    rows = []
+    keys = [*S.setting_cols(curves), "strategy"]
+    for key, g in curves.groupby(keys, sort=False, dropna=False):
+        rec = dict(zip(keys, key))
+        by_b = {int(r["n_labeled"]): fmt_pm(r["mean"] * scale, r["std"] * scale) for _, r in g.iterrows()}
+        rows.append([*(rec[c] for c in shown), rec["strategy"], *(by_b.get(int(b), "—") for b in budgets)])
+    doc.table([*shown, "strategy", *(f"{int(b)} labels" for b in budgets)], rows)
+
+
+def _metric_sections(
+    doc: _Doc, df: pd.DataFrame, fig_dir: Path, colors: dict[str, Any], varying: list[str]
+) -> list[Path]:
+    figs: list[Path] = []
+    groups = [(p, t) for p, t in NC_GROUPS if S.numeric_metric_columns(df, p)]
+    eval_cols = S.numeric_metric_columns(df, "eval")
+    if groups:
+        doc.h(2, "Neural-collapse metrics per round")
+        doc.p("Mean ± std over seeds against the number of labels (NC1: within-class variability "
+              "relative to between-class; ETF / equinorm terms: distance to a simplex ETF; lower = "
+              "more collapsed). Names as recorded in `rounds.jsonl`.")
+        for prefix, title in groups:
+            figs += _panels(doc, df, S.numeric_metric_columns(df, prefix), prefix, title, fig_dir, colors, varying)
+    if eval_cols:
+        doc.h(2, "Evaluation metrics per round")
+        doc.p("Every numeric value recorded under `eval` (OOD detection, covariate shift, linear probe, "
+              "category discovery, long-tail), mean ± std over seeds.")
+        by_kind: dict[str, list[str]] = {}
+        for c in eval_cols:
+            by_kind.setdefault(c.split(".")[1], []).append(c)
+        for kind, cols in by_kind.items():
+            figs += _panels(doc, df, cols, f"eval.{kind}", f"eval: {kind}", fig_dir, colors, varying)
+    return figs
+
+
+def _panels(
+    doc: _Doc, df: pd.DataFrame, cols: list[str], prefix: str, title: str, fig_dir: Path,
+    colors: dict[str, Any], varying: list[str],
+) -> list[Path]:
+    figs: list[Path] = []
+    scols = S.setting_cols(df)
+    omitted = max(0, len(cols) - MAX_PANELS)
+    cols = cols[:MAX_PANELS]
+    for i, (key, g) in enumerate(df.groupby(scols, sort=False, dropna=False)):
+        setting = dict(zip(scols, key if isinstance(key, tuple) else (key,)))
+        stitle = F.setting_title(setting, varying)
+        name = f"{prefix.replace('.', '_')}_{i}.png"
+        p = F.plot_metric_panels(g, cols, fig_dir / name, colors=colors, title=f"{title} — {stitle}",
+                                 strip_prefix=prefix + ".")
+        figs += _add(doc, p, f"{title} — {stitle}")
+    if omitted:
+        doc.p(f"({omitted} further `{prefix}` metrics are in `rounds.jsonl` but not plotted.)")
+    return figs
+
+
+def _cells_section(doc: _Doc, cells: pd.DataFrame) -> None:
+    unfinished = cells[cells["status"] != "complete"] if len(cells) else cells
+    if len(unfinished):
+        doc.h(2, "Unfinished cells")
+        doc.p("Rerun the same `ncal bench` command to finish them (finished cells are skipped).")
+        doc.table(
+            ["cell", "strategy", "seed", "rounds done"],
+            [[r["cell"], r["strategy"], r["seed"],
+              f"{r['rounds_done']}/{'?' if pd.isna(r['rounds_planned']) else int(r['rounds_planned'])}"]
+             for _, r in unfinished.iterrows()],
+        )
+
+
+def _finish(doc: _Doc, out_dir: Path, title: str, figs: list[Path]) -> dict[str, Any]:
+    md = out_dir / "report.md"
+    page = out_dir / "report.html"
+    md.write_text(render_markdown(doc, out_dir))
+    page.write_text(render_html(doc, title))
+    return {"markdown": md, "html": page, "figures": figs}

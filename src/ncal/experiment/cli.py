@@ -1,0 +1,173 @@
+"""``ncal run``, ``ncal demo`` and ``ncal datasets``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from ..errors import NcalError
+
+DEMO_GRID: dict[str, Any] = {
+    "datasets": ["mnist5k"],
+    "noise": ["sym:0.3"],
+    "strategies": ["random", "entropy", "ncal_r"],
+    "seeds": 3,
+    "budget": {"initial": 100, "query": 100, "rounds": 5},
+}
+
+
+def _number(text: str) -> float | int:
+    """A budget: an integer count, or a fraction of the pool in (0, 1)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a count or a fraction, got {text!r}") from None
+    return int(value) if value.is_integer() and value >= 1 else value
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def _key_values(items: list[str] | None, flag: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in items or []:
+        if "=" not in item:
+            raise NcalError(f"`{flag}` expects KEY=VALUE, got {item!r}")
+        key, value = item.split("=", 1)
+        out[key.strip()] = _parse_value(value.strip())
+    return out
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    run = sub.add_parser(
+        "run",
+        help="run one active-learning experiment (resumable)",
+        description="Train to the terminal phase, select, query a noisy oracle, repeat; one JSON line per "
+        "finished round in OUT/rounds.jsonl. Rerunning the same command resumes an interrupted run.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    run.add_argument("--dataset", default="mnist5k", help="dataset name (see `ncal datasets`)")
+    run.add_argument("--noise", default="sym:0.3", help="oracle noise: none, sym:0.3, human:cifar10n-worst, oracle:0.3, ...")
+    run.add_argument("--strategy", default="ncal_r", help="acquisition strategy (see `ncal strategies`)")
+    run.add_argument("--param", action="append", metavar="KEY=VALUE", help="strategy parameter, repeatable (e.g. direction=low)")
+    run.add_argument("--initial", type=_number, default=200, help="initial labels (count or pool fraction)")
+    run.add_argument("--query", type=_number, default=200, help="labels bought per round (count or pool fraction)")
+    run.add_argument("--rounds", type=int, default=5, help="acquisition rounds")
+    run.add_argument("--seed", type=int, default=0, help="fixes initial set, init and oracle draws (paired across strategies)")
+    run.add_argument("--pool-size", type=int, default=None, help="stratified subsample of the training split")
+    run.add_argument("--test-size", type=int, default=None, help="stratified subsample of the test split")
+    run.add_argument("--model", default="auto", help="auto, cnn, resnet18 or mlp")
+    run.add_argument("--train", action="append", metavar="KEY=VALUE", help="training-recipe override, repeatable (e.g. epochs_max=40)")
+    run.add_argument("--evals", default="", help="comma list of extra evaluations: ood,shift,probe,gcd,longtail")
+    run.add_argument("--ood-dataset", default=None, help="OOD test set for --evals ood")
+    run.add_argument("--probe-datasets", default="", help="comma list of target datasets for --evals probe")
+    run.add_argument("--pool-ood-dataset", default=None, help="dataset whose samples contaminate the pool")
+    run.add_argument("--pool-ood-fraction", type=float, default=0.0, help="share of the pool drawn from --pool-ood-dataset")
+    run.add_argument("--pool-imbalance", type=float, default=None, help="long-tailed pool with ratio rho = n_max/n_min")
+    run.add_argument("--device", default="auto", help="auto (GPU when present), cpu or cuda")
+    run.add_argument("--out", required=True, help="run directory (created; resumed when it exists)")
+    run.add_argument("--quiet", action="store_true", help="no progress bars")
+    run.set_defaults(func=_run)
+
+    demo = sub.add_parser(
+        "demo",
+        help="the embedded default study: MNIST-5k, 30%% symmetric noise, random/entropy/ncal_r, 3 seeds",
+        description="Runs the default grid with the local executor and writes report.md with learning curves.",
+    )
+    demo.add_argument("--out", default="runs/demo", help="output directory")
+    demo.add_argument("--workers", type=int, default=None, help="parallel runs (default: number of cores)")
+    demo.add_argument("--quiet", action="store_true")
+    demo.set_defaults(func=_demo)
+
+    ds = sub.add_parser("datasets", help="list datasets, whether they are available here, and how to get them")
+    ds.set_defaults(func=_datasets)
+
+    st = sub.add_parser("strategies", help="list acquisition strategies and the signals each needs")
+    st.set_defaults(func=_strategies)
+
+
+def _config_from_args(args: argparse.Namespace):
+    from .config import ExperimentConfig
+
+    evals = [e for e in args.evals.split(",") if e]
+    return ExperimentConfig(
+        dataset=args.dataset,
+        noise=args.noise,
+        strategy=args.strategy,
+        strategy_params=_key_values(args.param, "--param"),
+        initial=args.initial,
+        query=args.query,
+        rounds=args.rounds,
+        seed=args.seed,
+        pool_size=args.pool_size,
+        test_size=args.test_size,
+        model=args.model,
+        train=_key_values(args.train, "--train"),
+        evals=evals,
+        ood_dataset=args.ood_dataset,
+        probe_datasets=[d for d in args.probe_datasets.split(",") if d],
+        pool_ood_dataset=args.pool_ood_dataset,
+        pool_ood_fraction=args.pool_ood_fraction,
+        pool_imbalance=args.pool_imbalance,
+        device=args.device,
+    )
+
+
+def _run(args: argparse.Namespace) -> int:
+    from .runner import run_experiment
+
+    rows = run_experiment(_config_from_args(args), args.out, quiet=args.quiet)
+    print(f"{'round':>5} {'labels':>6} {'test acc':>8} {'noise(L)':>8} {'noise(batch)':>12}")
+    for r in rows:
+        nb = r.get("noise_rate_batch")
+        print(
+            f"{r['round']:>5} {r['n_labeled']:>6} {r['test_accuracy']:>8.4f} "
+            f"{(r['noise_rate_labeled'] or 0):>8.3f} {'' if nb is None else f'{nb:.3f}':>12}"
+        )
+    print(f"results: {Path(args.out) / 'rounds.jsonl'}")
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    import time
+
+    from ..bench import report as make_report
+    from ..bench import run_grid
+
+    grid = dict(DEMO_GRID, out=args.out)
+    t0 = time.perf_counter()
+    run_grid(grid, workers=args.workers, quiet=args.quiet)
+    paths = make_report(args.out)
+    print(f"demo finished in {time.perf_counter() - t0:.0f} s")
+    print(f"report: {paths['markdown'] if isinstance(paths, dict) else paths}")
+    return 0
+
+
+def _datasets(args: argparse.Namespace) -> int:
+    from ..data import list_datasets
+
+    rows = list_datasets()
+    width = max(len(r["name"]) for r in rows)
+    for r in rows:
+        mark = "yes" if r["available"] else "no "
+        print(f"{r['name']:<{width}}  available: {mark}  {r['description']}")
+        if not r["available"]:
+            print(f"{'':<{width}}  how to get it: {r['how_to_get']}")
+    return 0
+
+
+def _strategies(args: argparse.Namespace) -> int:
+    from .. import strategies
+
+    for name in strategies.available():
+        cls = strategies.strategy_class(name)
+        doc = (cls.__doc__ or "").strip().splitlines()
+        print(f"{name:<18} {doc[0] if doc else ''}")
+        print(f"{'':<18} needs: {', '.join(cls.needs) or 'nothing (pool size only)'}")
+    return 0

@@ -1,0 +1,111 @@
+"""Every setting of one active-learning experiment, with validation and a JSON round trip."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from ..errors import NcalError
+
+EVALS = ("ood", "shift", "probe", "gcd", "longtail")
+
+
+@dataclass
+class ExperimentConfig:
+    """One run: dataset × noise × strategy × seed × budget × training recipe.
+
+    Parameters
+    ----------
+    dataset : str
+        Dataset name for :func:`ncal.data.load_dataset` (``mnist5k``, ``fashion_mnist``, ``digits``,
+        ``cifar10:DIR``, ``npz:PATH``, ...).
+    noise : str
+        Oracle noise spec (``none``, ``sym:0.3``, ``human:cifar10n-worst``, ``oracle:0.3``, ...).
+    strategy, strategy_params
+        Acquisition strategy name and its parameters (:func:`ncal.strategies.get`).
+    initial, query, rounds, budgets
+        Budget schedule; counts or fractions of the pool (see :func:`budget_schedule`).
+    seed : int
+        Fixes the initial set, the network initialisation of each round and the oracle's draws,
+        identically for every strategy (paired design).
+    pool_size, test_size : int or None
+        Stratified subsamples of the training / test split (fixed by ``data_seed``, shared by all seeds).
+    model : str
+        ``auto`` (cnn for small grayscale images, resnet18 for colour, mlp for feature vectors) or a name.
+    dropout : float or None
+        Dropout before the head; ``None`` = 0 unless the strategy needs MC-dropout passes (then 0.3).
+    train : dict
+        Overrides of :class:`ncal.training.TrainConfig` fields.
+    evals : list of str
+        Extra per-round evaluations: ``ood``, ``shift``, ``probe``, ``gcd``, ``longtail``.
+    """
+
+    dataset: str = "mnist5k"
+    noise: str = "sym:0.3"
+    strategy: str = "ncal_r"
+    strategy_params: dict[str, Any] = field(default_factory=dict)
+    initial: float | int = 200
+    query: float | int = 200
+    rounds: int = 5
+    budgets: list[float | int] | None = None
+    seed: int = 0
+    data_seed: int = 0
+    pool_size: int | None = None
+    test_size: int | None = None
+    model: str = "auto"
+    dropout: float | None = None
+    train: dict[str, Any] = field(default_factory=dict)
+    evals: list[str] = field(default_factory=list)
+    ood_dataset: str | None = None
+    probe_datasets: list[str] = field(default_factory=list)
+    pool_ood_dataset: str | None = None
+    pool_ood_fraction: float = 0.0
+    pool_imbalance: float | None = None
+    gcd_known_fraction: float = 0.6
+    device: str = "auto"
+    label: str | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
+            raise NcalError(f"`seed` must be a non-negative integer; got {self.seed!r}")
+        if not isinstance(self.strategy_params, dict):
+            raise NcalError(f"`strategy_params` must be a mapping; got {self.strategy_params!r}")
+        if not isinstance(self.train, dict):
+            raise NcalError(f"`train` must be a mapping of TrainConfig fields; got {self.train!r}")
+        unknown = [e for e in self.evals if e not in EVALS]
+        if unknown:
+            raise NcalError(f"unknown evaluation(s) {unknown} in `evals`; known: {list(EVALS)}")
+        if not 0.0 <= float(self.pool_ood_fraction) < 1.0:
+            raise NcalError(f"`pool_ood_fraction` must lie in [0, 1); got {self.pool_ood_fraction!r}")
+        if self.pool_ood_fraction and not self.pool_ood_dataset:
+            raise NcalError("`pool_ood_fraction` > 0 needs `pool_ood_dataset` (where OOD samples come from)")
+        if self.pool_imbalance is not None and float(self.pool_imbalance) < 1:
+            raise NcalError(f"`pool_imbalance` (rho = n_max / n_min) must be >= 1; got {self.pool_imbalance!r}")
+        if self.dropout is not None and not 0.0 <= float(self.dropout) < 1.0:
+            raise NcalError(f"`dropout` must lie in [0, 1); got {self.dropout!r}")
+        if "ood" in self.evals and not self.ood_dataset:
+            raise NcalError("evaluation `ood` needs `ood_dataset` (e.g. mnist5k for fashion_mnist)")
+        if "probe" in self.evals and not self.probe_datasets:
+            raise NcalError("evaluation `probe` needs `probe_datasets` (target datasets for the linear probe)")
+        if not 0.0 < float(self.gcd_known_fraction) < 1.0:
+            raise NcalError(f"`gcd_known_fraction` must lie in (0, 1); got {self.gcd_known_fraction!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ExperimentConfig:
+        """Build from a mapping, rejecting unknown keys with the list of known ones."""
+        if not isinstance(data, dict):
+            raise NcalError(f"an experiment config must be a mapping; got {type(data).__name__}")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise NcalError(f"unknown experiment setting(s) {unknown}; known: {sorted(known)}")
+        return cls(**data)
+
+    def settings(self) -> dict[str, Any]:
+        """The settings that define the results (everything but presentation-only fields)."""
+        d = self.to_dict()
+        d.pop("device", None)
+        return d

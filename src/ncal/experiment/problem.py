@@ -1,0 +1,103 @@
+"""The fixed part of an experiment: pool, test set, classes and the oracle, built once per run.
+
+The pool and test subsamples depend only on ``data_seed`` (shared by every seed and strategy); the
+oracle's draws depend on ``seed`` (shared by every strategy): the paired design of ALGORITHMS.md §0.3.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..errors import NcalError
+from .config import ExperimentConfig
+from .seeds import derive_seed
+
+
+@dataclass
+class Problem:
+    x_pool: np.ndarray
+    y_pool: np.ndarray  # clean labels: evaluation only
+    is_ood: np.ndarray  # pool samples from another dataset (the oracle answers "not in the label set")
+    x_test: np.ndarray
+    y_test: np.ndarray
+    num_classes: int
+    class_names: list[str]
+    kind: str  # "image" | "features"
+    oracle: Any
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.x_pool.shape[1:])
+
+
+def _subsample(y: np.ndarray, n: int | None, seed: int, what: str) -> np.ndarray:
+    from ..data import stratified_subsample
+
+    if n is None or n >= len(y):
+        return np.arange(len(y))
+    if n < 1:
+        raise NcalError(f"`{what}` must be a positive number of samples; got {n}")
+    return np.sort(stratified_subsample(y, n, seed=seed))
+
+
+def build_problem(config: ExperimentConfig) -> Problem:
+    """Load data, subsample, apply long tail / OOD contamination, and build the oracle."""
+    from ..data import contaminate_pool, load_dataset, long_tail_indices, make_oracle
+
+    ds = load_dataset(config.dataset, seed=config.data_seed)
+    num_classes = len(ds.class_names)
+    info: dict[str, Any] = {"dataset": ds.name, "num_classes": num_classes}
+
+    keep = _subsample(ds.y_train, config.pool_size, derive_seed(config.data_seed, "pool"), "pool_size")
+    x_pool, y_pool = ds.x_train[keep], ds.y_train[keep]
+    if config.pool_imbalance is not None and config.pool_imbalance > 1:
+        lt = long_tail_indices(y_pool, float(config.pool_imbalance), seed=config.data_seed)
+        x_pool, y_pool = x_pool[lt], y_pool[lt]
+        info["pool_class_counts"] = np.bincount(y_pool, minlength=num_classes).tolist()
+    is_ood = np.zeros(len(y_pool), dtype=bool)
+    if config.pool_ood_fraction:
+        ood = load_dataset(config.pool_ood_dataset, seed=config.data_seed)
+        if ood.x_train.shape[1:] != x_pool.shape[1:]:
+            raise NcalError(
+                f"`pool_ood_dataset` {config.pool_ood_dataset!r} has inputs of shape {ood.x_train.shape[1:]}, "
+                f"but the pool's are {x_pool.shape[1:]}"
+            )
+        x_pool, y_pool, is_ood = contaminate_pool(
+            x_pool, y_pool, ood.x_train, config.pool_ood_fraction, seed=derive_seed(config.data_seed, "ood")
+        )
+        info["pool_ood"] = int(is_ood.sum())
+
+    tkeep = _subsample(ds.y_test, config.test_size, derive_seed(config.data_seed, "test"), "test_size")
+    oracle = make_oracle(
+        config.noise,
+        np.where(is_ood, 0, y_pool),
+        num_classes=num_classes,
+        seed=derive_seed(config.seed, "oracle"),
+        x=x_pool,
+    )
+    info.update(pool_size=len(y_pool), test_size=len(tkeep), input_shape=list(x_pool.shape[1:]))
+    return Problem(
+        x_pool=x_pool,
+        y_pool=y_pool,
+        is_ood=is_ood,
+        x_test=ds.x_test[tkeep],
+        y_test=ds.y_test[tkeep],
+        num_classes=num_classes,
+        class_names=list(ds.class_names),
+        kind=ds.kind,
+        oracle=oracle,
+        info=info,
+    )
+
+
+def query(problem: Problem, idx: np.ndarray, round_: int) -> np.ndarray:
+    """Ask the oracle for pool samples ``idx``; OOD samples come back as -1 ("not in the label set")."""
+    idx = np.asarray(idx, dtype=np.int64)
+    labels, _ = problem.oracle.query(idx, round_)
+    labels = np.asarray(labels, dtype=np.int64).copy()
+    labels[problem.is_ood[idx]] = -1
+    return labels

@@ -1,0 +1,762 @@
+"""A resumable human-in-the-loop labeling session (the library behind ``ncal session``).
+
+Layout of a session directory::
+
+    DIR/session.sqlite            the store (items, annotations, rounds, batches, meta)
+    DIR/features.npy              (N, D) float32 features, row i = item row i
+    DIR/labelstudio_config.xml    a Label Studio labeling interface for the exported tasks
+    DIR/batches/round_XXX.csv     a batch to label (id, kind, round, label, annotator[, prediction])
+    DIR/batches/round_XXX.labelstudio.json DIR/learning_curve.png        held-out accuracy per round
+    (``status``, when a held-out set exists)
+
+Every write to the store is one transaction, and ``next`` writes its round only after the model is
+fit and the batch selected, so Ctrl-C or a crash at any point leaves the session as it was. Files
+under ``batches/`` are derived from the store and rewritten whenever the batch is asked for again.
+
+Aggregation: ``auto`` uses Dawid–Skene when at least two annotators exist and some item has labels
+from two of them, else the majority vote (ties to the lowest class index). Only the latest label of
+each annotator for an item is used (a relabel by the same annotator replaces that annotator's vote;
+every annotation stays in the store).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .. import __version__
+from ..errors import CorruptRunError, NcalError
+from . import aggregate as agg
+from .coldstart import COLD_START, kcenter_greedy
+from .exporters import (
+    atomic_write_text,
+    labelstudio_config,
+    labelstudio_tasks,
+    write_batch_csv,
+    write_labels_csv,
+    write_labelstudio_tasks,
+)
+from .importers import read_annotations, validate
+from .pool import file_sha256, load_pool, pool_features
+from .review import annotator_disagreement, mislabel_scores
+from .store import DB_NAME, SessionStore, utc_now
+
+AGGREGATIONS = ("auto", "ds", "majority")
+FEATURES_FILE = "features.npy"
+
+
+def _derive_seed(seed: int, *tags: int | str) -> int:
+    """Independent 63-bit stream per (seed, round, purpose) (ALGORITHMS.md §0.3), numpy only."""
+    words = [int(seed) & 0xFFFFFFFF, (int(seed) >> 32) & 0xFFFFFFFF]
+    for t in tags:
+        words.extend(t.encode() if isinstance(t, str) else [int(t) & 0xFFFFFFFF])
+    state = np.random.SeedSequence(words).generate_state(2, dtype=np.uint32)
+    return int((int(state[0]) << 32 | int(state[1])) & 0x7FFF_FFFF_FFFF_FFFF)
+
+
+def parse_classes(
+    classes: str | list[str] | None, classes_file: str | Path | None
+) -> list[str] | None:
+    """Class names from ``a,b,c`` or a list, or from a file with one name per line."""
+    if classes is not None and classes_file is not None:
+        raise NcalError("give `--classes` or `--classes-file`, not both")
+    if classes_file is not None:
+        p = Path(classes_file)
+        if not p.is_file():
+            raise NcalError(f"`--classes-file` {str(classes_file)!r} does not exist")
+        names = [ln.strip() for ln in p.read_text(encoding="utf-8").splitlines() if ln.strip()]
+    elif classes is None:
+        return None
+    elif isinstance(classes, str):
+        names = [c.strip() for c in classes.split(",")]
+    else:
+        names = [str(c).strip() for c in classes]
+    if any(not n for n in names):
+        raise NcalError(f"class names must be non-empty; got {names}")
+    if len(set(names)) != len(names):
+        raise NcalError(f"class names must be unique; got {names}")
+    if len(names) < 2:
+        raise NcalError(f"a session needs at least 2 classes; got {names}")
+    return names
+
+
+@dataclass
+class Aggregate:
+    """Aggregated labels of every item (row order).
+
+    labels : (N,) int64, -1 where unannotated; confidence : (N,) posterior / vote share (NaN if
+    none);
+    n_labels : (N,) labels used (one per annotator); method : "ds" or "majority";
+    annotators : annotator names (index = annotator id); ds : the fitted model when DS ran.
+    """
+
+    labels: np.ndarray
+    confidence: np.ndarray
+    n_labels: np.ndarray
+    method: str
+    annotators: list[str]
+    items: np.ndarray
+    annotator_idx: np.ndarray
+    given: np.ndarray
+    ds: agg.DawidSkeneResult | None = None
+
+
+@dataclass
+class BatchResult:
+    """The batch of one round: ``items`` (dicts: id, item_row, kind, score, prediction,
+    confidence)."""
+
+    round: int
+    items: list[dict[str, Any]]
+    reused: bool
+    selector: str
+    fallback: str | None
+    csv_path: Path
+    labelstudio_path: Path
+    heldout_accuracy: float | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ImportReport:
+    """Result of importing one file."""
+
+    source_file: str
+    source_hash: str
+    format: str
+    n_rows: int
+    n_new: int
+    n_skipped: int
+    already_imported: bool
+
+
+class Session:
+    """An open labeling session (see the module docstring).
+
+    Use :meth:`create` to start one and ``Session(DIR)`` to reopen it.
+    """
+
+    def __init__(self, directory: str | Path) -> None:
+        self.dir = Path(directory)
+        self.store = SessionStore(self.dir / DB_NAME)
+        self.meta = self.store.all_meta()
+        for key in ("classes", "pool", "features", "settings"):
+            if key not in self.meta:
+                raise CorruptRunError(
+                    f"`{self.dir / DB_NAME}` has no `{key}` in meta; not a session"
+                )
+        self.classes: list[str] = list(self.meta["classes"])
+        self._features: np.ndarray | None = None
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------------------------ init
+    @classmethod
+    def create(
+        cls,
+        directory: str | Path,
+        pool: str | Path,
+        *,
+        classes: list[str] | None = None,
+        id_column: str = "id",
+        extractor: str = "auto",
+        pca_dim: int = 64,
+        image_size: int = 16,
+        image_url_prefix: str | None = None,
+        seed: int = 0,
+        train: dict[str, Any] | None = None,
+        aggregation: str = "auto",
+        cold_start: str = "random",
+    ) -> Session:
+        """Create a session in ``directory`` for the pool at ``pool``.
+
+        Parameters
+        ----------
+        directory : the session directory (created; must not hold a session yet).
+        pool : image folder, ``.npz``, ``.npy`` or ``.parquet``
+        (:func:`ncal.session.pool.load_pool`).
+        classes : class names (default: the pool's ``class_names``).
+        id_column : id column of a parquet pool.
+        extractor : ``auto`` | ``pretrained`` | ``pixels`` (image pools only).
+        pca_dim, image_size : settings of the pixel fallback.
+        image_url_prefix : Label Studio ``image`` = prefix + item id (default: the absolute file
+        path).
+        seed : seed of feature extraction (PCA).
+        train : TrainConfig overrides for every round's fit.
+        aggregation : ``auto`` | ``ds`` | ``majority``.
+        cold_start : ``random`` | ``kcenter`` — selection while fewer than 2 classes are labeled.
+        """
+        if aggregation not in AGGREGATIONS:
+            raise NcalError(
+                f"`aggregation` must be one of {list(AGGREGATIONS)}; got {aggregation!r}"
+            )
+        if cold_start not in COLD_START:
+            raise NcalError(f"`cold_start` must be one of {list(COLD_START)}; got {cold_start!r}")
+        d = Path(directory)
+        if (d / DB_NAME).exists():
+            raise NcalError(f"`{d}` already holds a session; choose a new directory")
+        from .fit import train_config
+
+        train_config(train)  # fail early on bad training settings
+        p = load_pool(pool, id_column=id_column)
+        names = classes if classes is not None else p.class_names
+        if names is None:
+            raise NcalError("no class names: pass `--classes a,b,c` or `--classes-file FILE`")
+        names = parse_classes(list(names), None)
+        if p.heldout_labels.max() >= len(names):
+            raise NcalError(
+                f"held-out labels go up to {int(p.heldout_labels.max())} but there are only "
+                f"{len(names)} classes"
+            )
+        feats, feat_info = pool_features(
+            p, extractor=extractor, pca_dim=pca_dim, image_size=image_size, seed=seed
+        )
+        d.mkdir(parents=True, exist_ok=True)
+        _atomic_save_npy(d / FEATURES_FILE, np.ascontiguousarray(feats, dtype=np.float32))
+        feat_info = {**feat_info, "file": FEATURES_FILE, "sha256": file_sha256(d / FEATURES_FILE)}
+        feat_info["dim"] = int(feats.shape[1])
+        pool_meta = {
+            **p.source,
+            "kind": p.kind,
+            "n_items": len(p),
+            "n_heldout": int((p.heldout_labels >= 0).sum()),
+            "image_url_prefix": image_url_prefix,
+        }
+        settings = {
+            "train": dict(train or {}),
+            "aggregation": aggregation,
+            "cold_start": cold_start,
+            "seed": int(seed),
+        }
+        # build the store under a temporary name and rename it last: a killed init leaves no session
+        fd, tmp = tempfile.mkstemp(prefix=".session.", suffix=".tmp", dir=d)
+        os.close(fd)
+        os.unlink(tmp)
+        try:
+            store = SessionStore(tmp, create=True)
+            with store.transaction() as cur:
+                store.insert_items(cur, p.ids, p.heldout_labels)
+                for key, value in (
+                    ("classes", names),
+                    ("pool", pool_meta),
+                    ("features", feat_info),
+                    ("settings", settings),
+                    ("created_at", utc_now()),
+                    ("ncal_version", __version__),
+                ):
+                    store.put_meta(cur, key, value)
+            store.close()
+            os.replace(tmp, d / DB_NAME)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        atomic_write_text(
+            d / "labelstudio_config.xml", labelstudio_config(names, images=p.kind == "images")
+        )
+        return cls(d)
+
+    # ------------------------------------------------------------------------------------ data
+    @property
+    def features(self) -> np.ndarray:
+        """(N, D) float32 features (memory-mapped)."""
+        if self._features is None:
+            path = self.dir / self.meta["features"]["file"]
+            if not path.is_file():
+                raise CorruptRunError(f"session features `{path}` are missing")
+            self._features = np.load(path, mmap_mode="r")
+            if self._features.shape[0] != self.store.n_items():
+                raise CorruptRunError(
+                    f"`{path}` has {self._features.shape[0]} rows but the store has "
+                    f"{self.store.n_items()} items"
+                )
+        return self._features
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def _annotation_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
+        """Latest label per (item, annotator): items, annotator indices, labels, annotator names."""
+        a = self.store.annotations()
+        names = sorted(set(a["annotator"].tolist()))
+        index = {n: i for i, n in enumerate(names)}
+        ann = np.array([index[n] for n in a["annotator"]], dtype=np.int64)
+        keep = agg.latest_per_pair(a["item_row"], ann)
+        return a["item_row"][keep], ann[keep], a["label"][keep], names
+
+    def aggregate(self, method: str = "auto") -> Aggregate:
+        """Aggregated labels of every item (see the module docstring for ``auto``)."""
+        if method not in AGGREGATIONS:
+            raise NcalError(f"`method` must be one of {list(AGGREGATIONS)}; got {method!r}")
+        items, ann, labels, names = self._annotation_arrays()
+        n = self.store.n_items()
+        n_labels = np.bincount(items, minlength=n).astype(np.int64)
+        if method == "auto":
+            method = "ds" if len(names) >= 2 and (n_labels >= 2).any() else "majority"
+        if method == "ds" and len(names) >= 1:
+            ds = agg.dawid_skene(
+                items, ann, labels, n_items=n, n_annotators=len(names), num_classes=self.num_classes
+            )
+            conf = np.where(ds.labels >= 0, ds.posteriors.max(axis=1), np.nan)
+            return Aggregate(ds.labels, conf, n_labels, "ds", names, items, ann, labels, ds)
+        mv = agg.majority_vote(items, ann, labels, n_items=n, num_classes=self.num_classes)
+        return Aggregate(mv.labels, mv.confidence, n_labels, "majority", names, items, ann, labels)
+
+    # ------------------------------------------------------------------------------------ import
+    def import_labels(self, path: str | Path, *, annotator: str | None = None) -> ImportReport:
+        """Import a CSV or Label Studio export; all-or-nothing, idempotent (by content hash).
+
+        Parameters
+        ----------
+        path : ``.csv`` (``id,label[,annotator]``) or Label Studio export ``.json``.
+        annotator : annotator name for CSV rows without an ``annotator`` column (default
+        ``default``).
+        """
+        p = Path(path)
+        if not p.is_file():
+            raise NcalError(f"annotation file `{path}` does not exist")
+        digest = file_sha256(p)
+        fmt, raw, skipped = read_annotations(p, default_annotator=annotator or "default")
+        if self.store.has_import(digest):
+            return ImportReport(str(p), digest, fmt, len(raw), 0, skipped, True)
+        held, _ = self.store.splits()
+        rows = validate(
+            p.name,
+            raw,
+            id_to_row=self.store.id_to_row(),
+            heldout_rows=set(np.flatnonzero(held).tolist()),
+            classes=self.classes,
+        )
+        if not rows:
+            raise NcalError(f"`{p.name}` holds no labels (all {skipped} rows blank or cancelled)")
+        n_new = self.store.add_annotations(
+            rows, source_file=str(p.resolve()), source_hash=digest, fmt=fmt
+        )
+        return ImportReport(str(p), digest, fmt, len(rows), n_new, skipped, False)
+
+    # ------------------------------------------------------------------------------------ review
+    def review(
+        self, top: int | None = 50, *, folds: int = 5, seed: int = 0, method: str = "auto"
+    ) -> list[dict[str, Any]]:
+        """Labeled pool items ranked by mislabel suspicion
+        (:func:`ncal.session.review.mislabel_scores`).
+
+        Returns up to ``top`` dicts (all when None) with id, row, label, label_name, score, the
+        three signals, n_labels, suggested (out-of-fold prediction) and suggested_confidence.
+        """
+        a = self.aggregate(method)
+        held, _ = self.store.splits()
+        rows = np.flatnonzero((a.labels >= 0) & ~held)
+        if rows.size < 2:
+            return []
+        dis = annotator_disagreement(a.items, a.given, a.labels)[rows]
+        sc = mislabel_scores(
+            np.asarray(self.features[rows]),
+            a.labels[rows],
+            num_classes=self.num_classes,
+            disagreement=dis,
+            folds=folds,
+            seed=seed,
+        )
+        ids = self.store.item_ids()
+        order = sc.ranking(top)
+        return [
+            {
+                "rank": r + 1,
+                "id": ids[rows[i]],
+                "row": int(rows[i]),
+                "label": int(a.labels[rows[i]]),
+                "label_name": self.classes[int(a.labels[rows[i]])],
+                "score": float(sc.score[i]),
+                "distance": float(sc.distance[i]),
+                "self_confidence": float(sc.self_confidence[i]),
+                "disagreement": float(sc.disagreement[i]),
+                "n_labels": int(a.n_labels[rows[i]]),
+                "suggested": self.classes[int(sc.oof_pred[i])],
+                "suggested_confidence": float(sc.oof_conf[i]),
+            }
+            for r, i in enumerate(order)
+        ]
+
+    # ------------------------------------------------------------------------------------ next
+    def next_batch(
+        self,
+        k: int = 100,
+        *,
+        strategy: str = "ncal_r",
+        strategy_params: dict[str, Any] | None = None,
+        relabel_fraction: float = 0.0,
+        seed: int = 0,
+        cold_start: str | None = None,
+        train: dict[str, Any] | None = None,
+        prefill: bool = False,
+    ) -> BatchResult:
+        """The next batch to label; the same batch again while no new labels came in.
+
+        Parameters
+        ----------
+        k : batch size (query + relabel items).
+        strategy, strategy_params : acquisition strategy (``ncal.strategies.get``).
+        relabel_fraction : share of ``k`` taken from the top of the review queue (kind ``relabel``;
+            an item is sent for relabeling at most once).
+        seed : selection / training seed (per-round streams are derived from it).
+        cold_start : ``random`` | ``kcenter`` while fewer than 2 classes are labeled (default: the
+            session's setting).
+        train : TrainConfig overrides for this call (on top of the session's).
+        prefill : add the model's prediction to the exported files.
+
+        Notes
+        -----
+        When the labels did not change since the last round and the settings are the same, the
+        stored batch is returned (``reused=True``). With unchanged labels but other settings, the
+        last round is recomputed and replaced (no labels came back for it yet).
+        """
+        from .. import strategies as S
+
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise NcalError(f"`--k` must be a positive integer; got {k!r}")
+        if not (0.0 <= float(relabel_fraction) <= 1.0):
+            raise NcalError(f"`--relabel-fraction` must be in [0, 1]; got {relabel_fraction!r}")
+        cold = cold_start or self.meta["settings"].get("cold_start", "random")
+        if cold not in COLD_START:
+            raise NcalError(f"`--cold-start` must be one of {list(COLD_START)}; got {cold!r}")
+        strat = S.get(strategy, **(strategy_params or {}))  # validates name and parameters early
+        train_settings = {**self.meta["settings"].get("train", {}), **(train or {})}
+        settings = {
+            "k": int(k),
+            "strategy": strategy,
+            "strategy_params": strat.params(),
+            "relabel_fraction": float(relabel_fraction),
+            "seed": int(seed),
+            "cold_start": cold,
+            "train": train_settings,
+            "aggregation": self.meta["settings"].get("aggregation", "auto"),
+        }
+        settings = _json_roundtrip(settings)
+        state = self.store.labels_state()
+        last = self.store.last_round()
+        replace = False
+        if last is not None and last["labels_state"] == state:
+            if last["settings"] == settings:
+                return self._export(last, reused=True, prefill=prefill)
+            number, replace = last["round"], True
+        else:
+            number = 1 if last is None else last["round"] + 1
+
+        a = self.aggregate(settings["aggregation"])
+        held, held_lab = self.store.splits()
+        labeled = (a.labels >= 0) & ~held
+        lab_rows = np.flatnonzero(labeled)
+        cand_rows = np.flatnonzero(~labeled & ~held)
+        feats = self.features
+        info: dict[str, Any] = {"aggregation": a.method, "n_candidates": int(cand_rows.size)}
+
+        # relabel part: top of the review queue, each item at most once
+        relabel: list[dict[str, Any]] = []
+        n_rel = round(float(relabel_fraction) * k)
+        if n_rel > 0:
+            if lab_rows.size >= 2 and np.unique(a.labels[lab_rows]).size >= 2:
+                done = self.store.relabeled_rows()
+                for r in self.review(None, seed=seed, method=settings["aggregation"]):
+                    if r["row"] in done:
+                        continue
+                    relabel.append(
+                        {
+                            "item_row": r["row"],
+                            "kind": "relabel",
+                            "score": r["score"],
+                            "prediction": self.classes.index(r["suggested"]),
+                            "confidence": r["suggested_confidence"],
+                        }
+                    )
+                    if len(relabel) == n_rel:
+                        break
+            else:
+                info["relabel_skipped"] = "fewer than 2 labeled items or classes"
+        k_query = min(int(k) - len(relabel), int(cand_rows.size))
+        if k_query <= 0 and not relabel:
+            raise NcalError("every pool item is labeled; there is nothing left to query")
+
+        n_classes_labeled = int(np.unique(a.labels[lab_rows]).size)
+        rng = np.random.default_rng(_derive_seed(seed, number, strategy))
+        heldout_acc = None
+        fallback = None
+        query: list[dict[str, Any]] = []
+        if k_query > 0 and n_classes_labeled < 2:
+            fallback = cold
+            if cold == "random":
+                sig = S.Signals(features_pool=np.zeros((cand_rows.size, 1)))
+                picks = S.get("random").select(sig, k_query, rng).indices
+            else:
+                picks = kcenter_greedy(
+                    np.asarray(feats[cand_rows]),
+                    k_query,
+                    labeled=np.asarray(feats[lab_rows]) if lab_rows.size else None,
+                )
+            query = [{"item_row": int(cand_rows[i]), "kind": "query"} for i in picks]
+            info["fallback_reason"] = (
+                f"{n_classes_labeled} labeled class(es); need 2 to fit a model"
+            )
+        elif k_query > 0:
+            from .fit import fit_round
+
+            held_rows = np.flatnonzero(held)
+            fit = fit_round(
+                feats,
+                lab_rows,
+                a.labels[lab_rows],
+                cand_rows,
+                num_classes=self.num_classes,
+                seed=_derive_seed(seed, number, "train"),
+                train=train_settings,
+                heldout_rows=held_rows if held_rows.size else None,
+                heldout_labels=held_lab[held_rows] if held_rows.size else None,
+                need_mc="mc_probs_pool" in strat.required_signals(),
+            )
+            sel = strat.select(fit.signals, k_query, rng)
+            heldout_acc = fit.heldout_accuracy
+            info["train"] = fit.info
+            query = [
+                {
+                    "item_row": int(cand_rows[i]),
+                    "kind": "query",
+                    "score": None if sel.scores is None else float(sel.scores[j]),
+                    "prediction": int(fit.pred_candidates[i]),
+                    "confidence": float(fit.conf_candidates[i]),
+                }
+                for j, i in enumerate(sel.indices)
+            ]
+        batch = query + relabel
+        self.store.write_round(
+            number=number,
+            labels_state=state,
+            settings=settings,
+            selector=fallback or strategy,
+            fallback=fallback,
+            n_labeled=int(lab_rows.size),
+            heldout_accuracy=heldout_acc,
+            info=info,
+            batch=batch,
+            replace=replace,
+        )
+        return self._export(self.store.round(number), reused=False, prefill=prefill)
+
+    def _image_urls(self) -> dict[str, str] | None:
+        pool = self.meta["pool"]
+        if pool.get("kind") != "images":
+            return None
+        prefix = pool.get("image_url_prefix")
+        ids = self.store.item_ids()
+        if pool.get("format") == "image_folder":
+            root = Path(pool["path"])
+            return {i: (prefix + i) if prefix is not None else str(root / i) for i in ids}
+        return {i: (prefix or "") + i for i in ids}
+
+    def batch_paths(self, number: int) -> tuple[Path, Path]:
+        base = self.dir / "batches" / f"round_{number:03d}"
+        return base.with_suffix(".csv"), Path(f"{base}.labelstudio.json")
+
+    def _export(self, rnd: dict[str, Any], *, reused: bool, prefill: bool) -> BatchResult:
+        number = int(rnd["round"])
+        items = self.store.batch(number)
+        csv_path, ls_path = self.batch_paths(number)
+        write_batch_csv(csv_path, items, round_number=number, classes=self.classes, prefill=prefill)
+        tasks = labelstudio_tasks(
+            items,
+            round_number=number,
+            classes=self.classes,
+            image_urls=self._image_urls(),
+            features_file=self.meta["features"]["file"],
+            prefill=prefill,
+        )
+        write_labelstudio_tasks(ls_path, tasks)
+        return BatchResult(
+            round=number,
+            items=items,
+            reused=reused,
+            selector=rnd["selector"],
+            fallback=rnd["fallback"],
+            csv_path=csv_path,
+            labelstudio_path=ls_path,
+            heldout_accuracy=rnd["heldout_accuracy"],
+            info=rnd["info"],
+        )
+
+    # ------------------------------------------------------------------------ status / export
+    def status(self, *, plot: bool = True) -> dict[str, Any]:
+        """Counts, label distribution, rounds, annotator agreement and reliability, learning
+        curve."""
+        held, _ = self.store.splits()
+        a = self.aggregate(self.meta["settings"].get("aggregation", "auto"))
+        labeled = (a.labels >= 0) & ~held
+        n_ann_rows = len(self.store.annotations()["id"])
+        dist = np.bincount(a.labels[labeled], minlength=self.num_classes)
+        A = len(a.annotators)
+        overall, pair_rate, overlap = agg.pairwise_agreement(
+            a.items, a.annotator_idx, a.given, n_items=self.store.n_items(), n_annotators=max(A, 1)
+        )
+        alpha = agg.krippendorff_alpha(
+            a.items, a.given, n_items=self.store.n_items(), num_classes=self.num_classes
+        )
+        annotators = []
+        ds = a.ds
+        if ds is None and A >= 1:
+            ds = agg.dawid_skene(
+                a.items, a.annotator_idx, a.given, n_items=self.store.n_items(),
+                n_annotators=A, num_classes=self.num_classes,
+            )  # fmt: skip
+        for i, name in enumerate(a.annotators):
+            mine = a.annotator_idx == i
+            agree_agg = (
+                float(np.mean(a.given[mine] == a.labels[a.items[mine]])) if mine.any() else None
+            )
+            annotators.append(
+                {
+                    "annotator": name,
+                    "n_labels": int(mine.sum()),
+                    "ds_reliability": float(ds.reliability[i]) if ds is not None else None,
+                    "agreement_with_aggregate": agree_agg,
+                }
+            )
+        rounds = [
+            {
+                "round": r["round"],
+                "created_at": r["created_at"],
+                "selector": r["selector"],
+                "n_labeled": r["n_labeled"],
+                "n_query": r["n_query"],
+                "n_relabel": r["n_relabel"],
+                "heldout_accuracy": r["heldout_accuracy"],
+            }
+            for r in self.store.rounds()
+        ]
+        curve = [
+            (r["n_labeled"], r["heldout_accuracy"])
+            for r in rounds
+            if r["heldout_accuracy"] is not None
+        ]
+        plot_path = None
+        if plot and curve:
+            plot_path = str(self._plot_curve(rounds))
+        return {
+            "n_items": int(self.store.n_items()),
+            "n_pool": int((~held).sum()),
+            "n_heldout": int(held.sum()),
+            "n_labeled": int(labeled.sum()),
+            "n_unlabeled": int((~held).sum() - labeled.sum()),
+            "n_annotations": int(n_ann_rows),
+            "n_annotators": A,
+            "aggregation": a.method,
+            "label_distribution": {c: int(v) for c, v in zip(self.classes, dist)},
+            "rounds": rounds,
+            "agreement": {
+                "pairwise": overall,
+                "krippendorff_alpha": alpha,
+                "pairs": [
+                    {
+                        "a": a.annotators[i],
+                        "b": a.annotators[j],
+                        "overlap": int(overlap[i, j]),
+                        "agreement": float(pair_rate[i, j]),
+                    }
+                    for i in range(A)
+                    for j in range(i + 1, A)
+                    if overlap[i, j] > 0
+                ],
+            },
+            "annotators": annotators,
+            "features": self.meta["features"],
+            "learning_curve_png": plot_path,
+        }
+
+    def _plot_curve(self, rounds: list[dict[str, Any]]) -> Path:
+        import matplotlib
+
+        matplotlib.use("Agg", force=False)
+        import matplotlib.pyplot as plt
+
+        pts = [(r["n_labeled"], r["heldout_accuracy"], r["round"]) for r in rounds]
+        pts = [p for p in pts if p[1] is not None]
+        fig, ax = plt.subplots(figsize=(5, 3.5))
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o")
+        for x, y, rnd in pts:
+            ax.annotate(str(rnd), (x, y), textcoords="offset points", xytext=(3, 3), fontsize=7)
+        ax.set_xlabel("labeled items (aggregated labels)")
+        ax.set_ylabel("held-out accuracy")
+        ax.set_title("learning curve (label: round)")
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        out = self.dir / "learning_curve.png"
+        fd, tmp = tempfile.mkstemp(prefix=".learning_curve.", suffix=".png", dir=self.dir)
+        os.close(fd)
+        try:
+            fig.savefig(tmp, dpi=100)
+            os.replace(tmp, out)
+        finally:
+            plt.close(fig)
+            Path(tmp).unlink(missing_ok=True)
+        return out
+
+    def export_labels(
+        self, out: str | Path | None = None, *, method: str = "ds"
+    ) -> tuple[Path, int]:
+        """Write final labels (id, label, label_name, n_annotations, confidence) of labeled pool
+        items.
+
+        ``n_annotations`` counts the labels used (one per annotator); ``confidence`` is the
+        Dawid–Skene posterior of the label (``ds``) or the winning vote share (``majority``).
+        """
+        if method not in ("ds", "majority"):
+            raise NcalError(f"`--method` must be 'ds' or 'majority'; got {method!r}")
+        a = self.aggregate(method)
+        held, _ = self.store.splits()
+        rows = np.flatnonzero((a.labels >= 0) & ~held)
+        ids = self.store.item_ids()
+        table = [
+            [
+                ids[r],
+                int(a.labels[r]),
+                self.classes[int(a.labels[r])],
+                int(a.n_labels[r]),
+                f"{float(a.confidence[r]):.6f}",
+            ]
+            for r in rows
+        ]
+        path = Path(out) if out is not None else self.dir / "labels.csv"
+        write_labels_csv(path, table)
+        return path, len(table)
+
+
+def _json_roundtrip(obj: Any) -> Any:
+    import json
+
+    return json.loads(
+        json.dumps(
+            obj, sort_keys=True, default=lambda o: o.item() if hasattr(o, "item") else str(o)
+        )
+    )
+
+
+def _atomic_save_npy(path: Path, arr: np.ndarray) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            np.save(fh, arr)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

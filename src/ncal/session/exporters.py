@@ -1,0 +1,151 @@
+"""Files a session hands to people and tools: batch CSVs, Label Studio tasks, final label CSVs.
+
+Every file is written atomically (temporary file in the same folder, then ``os.replace``), so a
+crash never leaves a half-written batch next to a complete store.
+
+Label Studio
+------------
+A batch is exported as an import JSON: a list of tasks ``{"data": {"id", "image" | "features_ref",
+"kind", "round"}, "predictions": [...]}``. ``labelstudio_config.xml`` (written at ``init``) is a
+matching labeling interface with one ``Choices`` control named ``label``; its annotations come back
+through :func:`ncal.session.importers.read_labelstudio`.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+from xml.sax.saxutils import quoteattr
+
+BATCH_COLUMNS = ("id", "kind", "round", "label", "annotator")
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    """Write ``text`` to ``path`` via a temporary file + rename (never a partial file)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _csv_text(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(header)
+    w.writerows(rows)
+    return buf.getvalue()
+
+
+def write_batch_csv(
+    path: str | Path,
+    batch: Sequence[dict[str, Any]],
+    *,
+    round_number: int,
+    classes: Sequence[str],
+    prefill: bool = False,
+) -> Path:
+    """The batch as a CSV to fill in: ``id,kind,round,label,annotator`` (+ ``prediction``,
+    ``prediction_confidence`` with ``prefill``).
+
+    ``label`` and ``annotator`` are left empty; the filled file can be imported as it is (rows whose
+    ``label`` is still empty are skipped). Predictions are opt-in because showing them anchors
+    annotators.
+    """
+    header = list(BATCH_COLUMNS) + (["prediction", "prediction_confidence"] if prefill else [])
+    rows = []
+    for b in batch:
+        row: list[Any] = [b["id"], b["kind"], round_number, "", ""]
+        if prefill:
+            pred = b.get("prediction")
+            conf = b.get("confidence")
+            row += [
+                "" if pred is None else classes[int(pred)],
+                "" if conf is None else f"{float(conf):.4f}",
+            ]
+        rows.append(row)
+    return atomic_write_text(path, _csv_text(header, rows))
+
+
+def labelstudio_tasks(
+    batch: Sequence[dict[str, Any]],
+    *,
+    round_number: int,
+    classes: Sequence[str],
+    image_urls: dict[str, str] | None = None,
+    features_file: str = "features.npy",
+    prefill: bool = False,
+) -> list[dict[str, Any]]:
+    """Label Studio import tasks for a batch (``image`` for image pools, else ``features_ref``)."""
+    tasks = []
+    for b in batch:
+        data: dict[str, Any] = {"id": b["id"], "kind": b["kind"], "round": round_number}
+        if image_urls is not None:
+            data["image"] = image_urls[b["id"]]
+        else:
+            data["features_ref"] = f"{features_file}#row={int(b['item_row'])}"
+        task: dict[str, Any] = {"data": data}
+        if prefill and b.get("prediction") is not None:
+            to_name = "image" if image_urls is not None else "item"
+            task["predictions"] = [
+                {
+                    "model_version": f"ncal-round-{round_number:03d}",
+                    "score": None if b.get("confidence") is None else float(b["confidence"]),
+                    "result": [
+                        {
+                            "from_name": "label",
+                            "to_name": to_name,
+                            "type": "choices",
+                            "value": {"choices": [classes[int(b["prediction"])]]},
+                        }
+                    ],
+                }
+            ]
+        tasks.append(task)
+    return tasks
+
+
+def write_labelstudio_tasks(path: str | Path, tasks: list[dict[str, Any]]) -> Path:
+    return atomic_write_text(path, json.dumps(tasks, indent=1) + "\n")
+
+
+def labelstudio_config(classes: Sequence[str], *, images: bool) -> str:
+    """A labeling interface matching the exported tasks: one single-choice ``label`` control."""
+    obj = (
+        '  <Image name="image" value="$image"/>' if images else '  <Text name="item" value="$id"/>'
+    )
+    to_name = "image" if images else "item"
+    choices = "\n".join(f"    <Choice value={quoteattr(c)}/>" for c in classes)
+    return (
+        "<View>\n"
+        f"{obj}\n"
+        f'  <Choices name="label" toName="{to_name}" choice="single" showInLine="true">\n'
+        f"{choices}\n"
+        "  </Choices>\n"
+        "</View>\n"
+    )
+
+
+def write_labels_csv(path: str | Path, rows: Sequence[Sequence[Any]]) -> Path:
+    """Final labels: ``id,label,label_name,n_annotations,confidence``."""
+    header = ("id", "label", "label_name", "n_annotations", "confidence")
+    return atomic_write_text(path, _csv_text(header, rows))
+
+
+def write_review_csv(path: str | Path, rows: Sequence[dict[str, Any]]) -> Path:
+    header = list(rows[0]) if rows else ["id"]
+    return atomic_write_text(path, _csv_text(header, [[r[h] for h in header] for r in rows]))

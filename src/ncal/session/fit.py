@@ -1,0 +1,157 @@
+"""Fitting the session's model on the currently labeled items and turning it into selection signals.
+
+The model is an MLP head on the session's features (:func:`ncal.models.build_model`), trained by the
+shared training layer (:func:`ncal.training.train_round`: into the terminal phase, then an FF
+window at a held learning rate whose predictions give the feature-fluctuation counts). Nothing here
+trains by itself; this module only arranges the arrays and collects what a round records.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..strategies.base import Signals
+
+#: TrainConfig fields a session uses unless its settings override them (features: no augmentation).
+DEFAULT_TRAIN: dict[str, Any] = {"epochs_max": 60, "ff_window": 8, "augment": False}
+
+_INFO_KEYS = (
+    "epochs",
+    "stop_reason",
+    "reached_terminal",
+    "terminal_epoch",
+    "train_acc_at_window",
+    "final_train_acc",
+    "train_seconds",
+    "total_seconds",
+    "ff_seconds",
+    "window_lr",
+    "device",
+)
+
+
+@dataclass
+class FitResult:
+    """What one session fit produced.
+
+    Attributes
+    ----------
+    signals : Signals for the candidate pool (pool order = ``candidate_rows`` order).
+    pred_candidates, conf_candidates : (N_c,) predicted class and its probability per candidate.
+    heldout_accuracy : accuracy on the held-out labeled items (None without them).
+    info : JSON-safe training record (epochs, stop reason, terminal phase, timings, FF summary).
+    """
+
+    signals: Signals
+    pred_candidates: np.ndarray
+    conf_candidates: np.ndarray
+    heldout_accuracy: float | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def train_config(settings: dict[str, Any] | None = None):
+    """A :class:`ncal.training.TrainConfig` from the session defaults updated by ``settings``."""
+    from ..training import TrainConfig
+
+    cfg = dict(DEFAULT_TRAIN)
+    cfg.update(settings or {})
+    try:
+        return TrainConfig(**cfg)
+    except TypeError as exc:
+        raise ValueError(f"bad training settings {cfg}: {exc}") from exc
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, np.generic):
+        return v.item()
+    if isinstance(v, (str, int, float, bool)) or v is None:
+        return v
+    return str(v)
+
+
+def fit_round(
+    features: np.ndarray,
+    labeled_rows: np.ndarray,
+    labels: np.ndarray,
+    candidate_rows: np.ndarray,
+    *,
+    num_classes: int,
+    seed: int,
+    train: dict[str, Any] | None = None,
+    heldout_rows: np.ndarray | None = None,
+    heldout_labels: np.ndarray | None = None,
+    need_mc: bool = False,
+    hidden: tuple[int, ...] = (256,),
+    dropout: float = 0.0,
+) -> FitResult:
+    """Train a fresh MLP on ``features[labeled_rows]`` and extract signals for
+    ``features[candidate_rows]``.
+
+    Parameters
+    ----------
+    features : (N, D) the session's feature matrix (memory-mapped is fine).
+    labeled_rows, labels : rows of the labeled items and their aggregated labels.
+    candidate_rows : rows of the unlabeled pool items a strategy chooses from.
+    num_classes : int
+    seed : int
+        Seeds initialisation (``build_model(seed=...)``) and training order.
+    train : dict, optional
+        TrainConfig overrides (:data:`DEFAULT_TRAIN` otherwise).
+    heldout_rows, heldout_labels : optional held-out evaluation items (learning curve).
+    need_mc : bool
+        MC-dropout passes (for strategies that need ``mc_probs_pool``); builds the MLP with dropout.
+    hidden, dropout : MLP width(s) and dropout.
+
+    Returns
+    -------
+    FitResult
+    """
+    from ..models import build_model
+    from ..training import train_round
+
+    x_l = np.asarray(features[np.asarray(labeled_rows)], dtype=np.float32)
+    x_c = np.asarray(features[np.asarray(candidate_rows)], dtype=np.float32)
+    extra = {}
+    if heldout_rows is not None and len(heldout_rows):
+        extra["heldout"] = np.asarray(features[np.asarray(heldout_rows)], dtype=np.float32)
+    if need_mc and dropout <= 0:
+        dropout = 0.3
+    model = build_model(
+        "mlp",
+        input_shape=(int(x_l.shape[1]),),
+        num_classes=int(num_classes),
+        dropout=dropout,
+        seed=int(seed),
+        hidden=tuple(hidden),
+    )
+    out = train_round(
+        model,
+        x_l,
+        np.asarray(labels, dtype=np.int64),
+        x_c,
+        config=train_config(train),
+        seed=int(seed),
+        extra_sets=extra or None,
+        need_mc=need_mc,
+    )
+    signals = out.signals(np.asarray(labels, dtype=np.int64), int(num_classes))
+    probs = signals.probabilities()
+    acc = None
+    if "heldout" in out.extra and heldout_labels is not None:
+        pred_h = np.asarray(out.extra["heldout"][0]).argmax(axis=1)
+        acc = float(np.mean(pred_h == np.asarray(heldout_labels)))
+    info = {k: _jsonable(out.info[k]) for k in _INFO_KEYS if k in out.info}
+    if out.ff_counts is not None and len(out.ff_counts):
+        ff = np.asarray(out.ff_counts)
+        info["ff_mean"] = float(ff.mean())
+        info["ff_nonzero_fraction"] = float((ff > 0).mean())
+    return FitResult(
+        signals=signals,
+        pred_candidates=probs.argmax(axis=1).astype(np.int64),
+        conf_candidates=probs.max(axis=1),
+        heldout_accuracy=acc,
+        info=info,
+    )

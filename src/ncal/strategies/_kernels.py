@@ -1,0 +1,527 @@
+"""Blocked distance and greedy kernels shared by the diversity-based strategies.
+
+Everything here works on torch tensors so that one code path runs on the CPU and on CUDA (``device``
+parameter of the strategies). Pool-sized arrays are only ever processed in row blocks: no kernel forms
+an N×N matrix. Distances are computed in float64 from inputs that may be stored in float32
+(ALGORITHMS.md §0.2–0.3): squared distances ``a + b - 2<x, y>`` are clamped at 0.
+
+Kernels
+-------
+* :class:`PairSpace` — points with a "bilinear" divergence ``d(x, y) = a[x] + a[y] - <u[x], v[y]>``:
+  squared Euclidean (CoreSet) and symmetric KL between softmax vectors (CDAL) both have this form.
+* :func:`kcenter_greedy` — exact k-center greedy (Sener & Savarese 2018) with lazy, batched updates.
+* :func:`kmeanspp_kronecker` — k-means++ seeding on Kronecker-structured embeddings (BADGE).
+* :func:`pairwise_sqdist`, :func:`class_min_sqdist`, :func:`radius_graph`,
+  :func:`nearest_other_label_sqdist`, :func:`knn_mean_sqdist` — blocked helpers.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+# A block of a pairwise matrix holds at most this many float64 entries (64 MiB).
+BLOCK_ELEMENTS = 1 << 23
+
+
+# --------------------------------------------------------------------------- devices and tensors
+
+
+def resolve_device(device: Any) -> torch.device:
+    """``"cpu"``, ``"cuda"``, ``"cuda:i"`` or ``"auto"`` (CUDA when available) → ``torch.device``.
+
+    Raises
+    ------
+    ValueError
+        When the string names no device, or CUDA is requested but not available.
+    """
+    if isinstance(device, torch.device):
+        dev = device
+    elif device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    elif isinstance(device, str):
+        try:
+            dev = torch.device(device)
+        except (RuntimeError, TypeError):
+            raise ValueError(f"`device` must be 'cpu', 'cuda[:i]' or 'auto'; got {device!r}") from None
+    else:
+        raise TypeError(f"`device` must be a string such as 'cpu'; got {type(device).__name__}")
+    if dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"`device` must be 'cpu', 'cuda[:i]' or 'auto'; got {device!r}")
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"`device` is {device!r} but CUDA is not available; use 'cpu'")
+    return dev
+
+
+def as_tensor(x: Any, device: torch.device, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """A tensor on ``device`` sharing memory with a CPU numpy array where possible."""
+    t = torch.as_tensor(np.ascontiguousarray(x)) if isinstance(x, np.ndarray) else torch.as_tensor(x)
+    if dtype is not None and t.dtype != dtype:
+        t = t.to(dtype)
+    return t.to(device)
+
+
+def to_numpy(t: torch.Tensor) -> np.ndarray:
+    return t.detach().cpu().numpy()
+
+
+def matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``a @ b``; on the CPU through numpy's BLAS, which is markedly faster in float64 on AMD cores."""
+    if a.device.type == "cpu":
+        return torch.from_numpy(np.matmul(a.numpy(), b.numpy()))
+    return a @ b
+
+
+def rows_per_block(cols: int, budget: int = BLOCK_ELEMENTS) -> int:
+    """Rows of a block with ``cols`` columns that fit the element budget (at least 1)."""
+    return max(1, budget // max(1, cols))
+
+
+def first_argmax(values: torch.Tensor) -> int:
+    """Index of the maximum, the smallest index among equal maxima (canonical tie rule, §0.3)."""
+    vmax = values.max()
+    return int(torch.nonzero(values == vmax)[0, 0])
+
+
+# --------------------------------------------------------------------------- bilinear divergences
+
+
+class PairSpace:
+    """Points with a divergence ``d(x, y) = a[x] + a[y] - <u[x], v[y]>``, ``v = scale * u`` (halves
+    swapped when ``swap``), computed in float64 and clamped at 0.
+
+    * squared Euclidean: ``u = x``, ``a = ||x||^2``, ``v = 2 x``;
+    * symmetric KL of softmax vectors (ALGORITHMS.md §1.5):
+      ``½KL(p||q) + ½KL(q||p) = ½Σp log p + ½Σq log q - [p, log p]·½[log q, q]``.
+
+    ``u`` may be stored in float32 (it is upcast block by block); ``a`` is float64.
+    """
+
+    def __init__(self, u: torch.Tensor, a: torch.Tensor, scale: float, swap: bool) -> None:
+        self.u = u
+        self.a = a
+        self.scale = float(scale)
+        self.swap = bool(swap)
+
+    @property
+    def n(self) -> int:
+        return int(self.u.shape[0])
+
+    @classmethod
+    def euclidean(cls, x: Any, device: torch.device) -> PairSpace:
+        """Squared Euclidean distances between the rows of ``x`` (kept in its float dtype)."""
+        u = as_tensor(x, device)
+        if not u.is_floating_point():
+            u = u.to(torch.float64)
+        a = torch.empty(u.shape[0], dtype=torch.float64, device=device)
+        step = rows_per_block(u.shape[1])
+        for s in range(0, u.shape[0], step):
+            blk = u[s : s + step].to(torch.float64)
+            a[s : s + step] = (blk * blk).sum(1)
+        return cls(u, a, 2.0, False)
+
+    @classmethod
+    def sym_kl(cls, log_probs: Any, device: torch.device) -> PairSpace:
+        """Symmetric KL between the softmax rows whose logs are ``log_probs`` (float64)."""
+        logp = as_tensor(log_probs, device, torch.float64)
+        p = logp.exp()
+        a = 0.5 * (p * logp).sum(1)
+        return cls(torch.cat([p, logp], dim=1), a, 0.5, True)
+
+    def rows(self, idx: Any) -> torch.Tensor:
+        """``u`` rows (index tensor or slice) in float64."""
+        return self.u[idx].to(torch.float64)
+
+    def centers(self, idx: Any) -> torch.Tensor:
+        """``v`` rows for the given points, float64, as a (m, D) tensor."""
+        r = self.rows(idx)
+        if r.ndim == 1:
+            r = r[None]
+        if self.swap:
+            h = r.shape[1] // 2
+            r = torch.cat([r[:, h:], r[:, :h]], dim=1)
+        return self.scale * r
+
+    @staticmethod
+    def divergence(
+        rows_u: torch.Tensor, rows_a: torch.Tensor, cent_v: torch.Tensor, cent_a: torch.Tensor
+    ) -> torch.Tensor:
+        """(B, m) divergences between rows (u, a) and centers (v, a), clamped at 0."""
+        d = matmul(rows_u, cent_v.T)
+        d.neg_().add_(rows_a[:, None]).add_(cent_a[None, :])
+        return d.clamp_(min=0.0)
+
+    def min_to(self, other: PairSpace) -> torch.Tensor:
+        """(n,) float64: for every point, the smallest divergence to any point of ``other``."""
+        out = torch.full((self.n,), torch.inf, dtype=torch.float64, device=self.u.device)
+        cstep = min(other.n, 2048)
+        rstep = rows_per_block(max(cstep, self.u.shape[1]))
+        for c0 in range(0, other.n, cstep):
+            cv = other.centers(slice(c0, c0 + cstep))
+            ca = other.a[c0 : c0 + cstep]
+            for r0 in range(0, self.n, rstep):
+                sl = slice(r0, r0 + rstep)
+                d = self.divergence(self.rows(sl), self.a[sl], cv, ca)
+                torch.minimum(out[sl], d.min(1).values, out=out[sl])
+        return out
+
+    def update_min(self, delta: torch.Tensor, idx: list[int]) -> None:
+        """``delta = min(delta, d(., idx))`` in place, over all points, in row blocks."""
+        if not idx:
+            return
+        it = torch.as_tensor(idx, device=self.u.device)
+        cv, ca = self.centers(it), self.a[it]
+        step = rows_per_block(max(len(idx), self.u.shape[1]))
+        for r0 in range(0, self.n, step):
+            sl = slice(r0, r0 + step)
+            d = self.divergence(self.rows(sl), self.a[sl], cv, ca)
+            torch.minimum(delta[sl], d.min(1).values, out=delta[sl])
+
+
+# --------------------------------------------------------------------------- k-center greedy
+
+
+def kcenter_greedy(
+    space: PairSpace,
+    k: int,
+    *,
+    init: PairSpace | None,
+    rng: np.random.Generator,
+    candidates: int = 256,
+    max_pending: int = 64,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact k-center greedy: repeatedly pick the point farthest from all centers.
+
+    The centers start as the points of ``init`` (the labeled set); when ``init`` is empty the first
+    pick is ``rng.integers(n)``. Ties go to the smallest index (ALGORITHMS.md §0.3).
+
+    Returns the picked indices (pick order) and each pick's divergence to its nearest center at the
+    time it was picked (``inf`` for a random first pick).
+
+    Notes
+    -----
+    The textbook greedy updates all ``n`` distances after every pick (one memory-bound pass over the
+    pool per pick). Here new centers are kept *pending* and applied to the whole pool in batches of up
+    to ``max_pending`` (one compute-bound matrix product). Between batches the exact argmax is still
+    found: distances only decrease, so the stored (stale) value is an upper bound; the ``candidates``
+    points with the largest stale values are evaluated exactly against the pending centers, and the
+    best of them is accepted only when it beats the largest stale value outside the candidate set.
+    Otherwise the pending centers are applied and the plain argmax is taken. The result is the same
+    pick sequence as the textbook algorithm, up to float rounding of exact ties.
+    """
+    n = space.n
+    dev = space.u.device
+    neg_inf = torch.tensor(-torch.inf, dtype=torch.float64, device=dev)
+    if init is not None and init.n > 0:
+        delta = space.min_to(init)
+    else:
+        delta = torch.full((n,), torch.inf, dtype=torch.float64, device=dev)
+    picks: list[int] = []
+    scores: list[float] = []
+    remaining = n
+    if init is None or init.n == 0:
+        first = int(rng.integers(n))
+        picks.append(first)
+        scores.append(float("inf"))
+        delta[first] = neg_inf
+        space.update_min(delta, [first])
+        remaining -= 1
+    pending: list[int] = []
+    cand_idx: torch.Tensor | None = None
+    cand_val = bound = None
+    while len(picks) < k:
+        if not pending:
+            u = first_argmax(delta)
+            best = float(delta[u])
+        else:
+            if cand_idx is None:
+                m = min(candidates, remaining)
+                if remaining > m:
+                    top = torch.topk(delta, m + 1)
+                    bound = float(top.values[m])
+                    cand_idx = torch.sort(top.indices[:m]).values
+                else:
+                    bound = -np.inf
+                    cand_idx = torch.nonzero(delta > -torch.inf)[:, 0]
+                d = space.divergence(
+                    space.rows(cand_idx),
+                    space.a[cand_idx],
+                    space.centers(torch.as_tensor(pending, device=dev)),
+                    space.a[pending],
+                )
+                cand_val = torch.minimum(delta[cand_idx], d.min(1).values)
+            j = first_argmax(cand_val)
+            best = float(cand_val[j])
+            if not best > bound:
+                # Not certified: apply the pending centers and take the exact argmax next round.
+                space.update_min(delta, pending)
+                pending, cand_idx = [], None
+                continue
+            u = int(cand_idx[j])
+            cand_val[j] = neg_inf
+        picks.append(u)
+        scores.append(best)
+        delta[u] = neg_inf
+        remaining -= 1
+        pending.append(u)
+        if len(pending) >= max_pending:
+            space.update_min(delta, pending)
+            pending, cand_idx = [], None
+        elif cand_idx is not None:
+            d = space.divergence(
+                space.rows(cand_idx), space.a[cand_idx], space.centers(u), space.a[u : u + 1]
+            )
+            torch.minimum(cand_val, d[:, 0], out=cand_val)
+    return np.asarray(picks, dtype=np.int64), np.asarray(scores, dtype=np.float64)
+
+
+# --------------------------------------------------------------------------- k-means++ (BADGE)
+
+
+def kmeanspp_kronecker(
+    a: torch.Tensor,
+    h: torch.Tensor,
+    k: int,
+    rng: np.random.Generator,
+    *,
+    first: int | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """k-means++ seeding on the embeddings ``g_i = a_i ⊗ h_i`` without forming them.
+
+    Uses ``||a⊗h - a'⊗h'||² = ||a||²||h||² + ||a'||²||h'||² - 2 (a·a')(h·h')`` (ALGORITHMS.md §1.6).
+    The first center is ``first`` or, when ``None``, the largest ``||g||`` (smallest index on ties).
+    Each next center is drawn with probability ``D²/ΣD²`` by inverting the cumulative sum at
+    ``rng.random() * ΣD²``; when ``ΣD² = 0`` it is drawn uniformly among the unchosen points with
+    ``rng.integers``. Plain k-means++ is the case ``a = 1`` (one column).
+
+    Parameters
+    ----------
+    a : (N, C) float64 tensor
+    h : (N, d) float64 tensor (same device)
+    k : number of centers (``<= N``)
+    rng : numpy Generator (the only source of randomness)
+    first : index of the first center, or None for the argmax of the norm
+
+    Returns
+    -------
+    indices : (k,) int64 in pick order
+    dist : (k,) float64, ``D`` (not squared) of each pick when it was drawn (norm for the first)
+
+    References
+    ----------
+    Arthur & Vassilvitskii, "k-means++: the advantages of careful seeding", SODA 2007.
+    Ash et al., "Deep batch active learning by diverse, uncertain gradient lower bounds", ICLR 2020.
+    """
+    n = a.shape[0]
+    na = (a * a).sum(1)
+    nh = (h * h).sum(1)
+    w = na * nh
+    c = first_argmax(w) if first is None else int(first)
+    picks = [c]
+    dists = [float(w[c].sqrt())]
+    chosen = torch.zeros(n, dtype=torch.bool, device=a.device)
+    d2 = torch.full((n,), torch.inf, dtype=torch.float64, device=a.device)
+    for _ in range(1, k):
+        chosen[c] = True
+        cross = matmul(a, a[c]) * matmul(h, h[c])
+        cur = (w + w[c] - 2.0 * cross).clamp_(min=0.0)
+        torch.minimum(d2, cur, out=d2)
+        d2[chosen] = 0.0
+        cum = torch.cumsum(d2, 0)
+        total = float(cum[-1])
+        if total > 0.0 and np.isfinite(total):
+            r = torch.tensor(rng.random() * total, dtype=torch.float64, device=a.device)
+            c = int(torch.searchsorted(cum, r, right=True))
+            if c >= n or bool(chosen[c]) or float(d2[c]) == 0.0:
+                c = int(torch.nonzero(d2 > 0)[-1, 0])  # r rounded up to the total
+        else:
+            free = torch.nonzero(~chosen)[:, 0]
+            c = int(free[int(rng.integers(free.shape[0]))])
+        picks.append(c)
+        dists.append(float(d2[c].sqrt()))
+    return np.asarray(picks, dtype=np.int64), np.asarray(dists, dtype=np.float64)
+
+
+# --------------------------------------------------------------------------- blocked helpers
+
+
+def sqnorms(x: torch.Tensor) -> torch.Tensor:
+    out = torch.empty(x.shape[0], dtype=torch.float64, device=x.device)
+    step = rows_per_block(x.shape[1])
+    for s in range(0, x.shape[0], step):
+        b = x[s : s + step].to(torch.float64)
+        out[s : s + step] = (b * b).sum(1)
+    return out
+
+
+def pairwise_sqdist(
+    xa: torch.Tensor,
+    xb: torch.Tensor,
+    na: torch.Tensor | None = None,
+    nb: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """(len(xa), len(xb)) squared Euclidean distances in float64, clamped at 0 (one block)."""
+    a = xa.to(torch.float64)
+    b = xb.to(torch.float64)
+    na = (a * a).sum(1) if na is None else na
+    nb = (b * b).sum(1) if nb is None else nb
+    d = matmul(a, b.T)
+    d.mul_(-2.0).add_(na[:, None]).add_(nb[None, :])
+    return d.clamp_(min=0.0)
+
+
+def class_min_sqdist(
+    x: torch.Tensor, ref: torch.Tensor, ref_labels: np.ndarray, num_classes: int
+) -> torch.Tensor:
+    """(N, C): smallest squared distance from each row of ``x`` to a ``ref`` row of each class
+    (``inf`` where the class has no reference row). Blocked over both sets."""
+    order = np.argsort(ref_labels, kind="stable")
+    ref = ref[torch.as_tensor(order, device=ref.device)]
+    labels = np.asarray(ref_labels)[order]
+    bounds = np.searchsorted(labels, np.arange(num_classes + 1))
+    nref = sqnorms(ref)
+    nx = sqnorms(x)
+    out = torch.full((x.shape[0], num_classes), torch.inf, dtype=torch.float64, device=x.device)
+    cstep = min(ref.shape[0], 4096)
+    rstep = rows_per_block(cstep)
+    for c0 in range(0, ref.shape[0], cstep):
+        c1 = min(c0 + cstep, ref.shape[0])
+        classes = [c for c in range(num_classes) if bounds[c] < c1 and bounds[c + 1] > c0]
+        for r0 in range(0, x.shape[0], rstep):
+            sl = slice(r0, r0 + rstep)
+            d = pairwise_sqdist(x[sl], ref[c0:c1], nx[sl], nref[c0:c1])
+            for c in classes:
+                lo, hi = max(bounds[c], c0) - c0, min(bounds[c + 1], c1) - c0
+                torch.minimum(out[sl, c], d[:, lo:hi].min(1).values, out=out[sl, c])
+    return out
+
+
+def nearest_other_label_sqdist(x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """(N,): squared distance from each row to the nearest row with a different label (blocked)."""
+    n = x.shape[0]
+    nx = sqnorms(x)
+    out = torch.full((n,), torch.inf, dtype=torch.float64, device=x.device)
+    cstep = min(n, 8192)
+    rstep = rows_per_block(cstep)
+    for c0 in range(0, n, cstep):
+        cl = labels[c0 : c0 + cstep]
+        for r0 in range(0, n, rstep):
+            sl = slice(r0, r0 + rstep)
+            d = pairwise_sqdist(x[sl], x[c0 : c0 + cstep], nx[sl], nx[c0 : c0 + cstep])
+            d.masked_fill_(labels[sl, None] == cl[None, :], torch.inf)
+            torch.minimum(out[sl], d.min(1).values, out=out[sl])
+    return out
+
+
+def radius_graph(
+    x: torch.Tensor, radius_sq: float, *, max_edges: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Symmetric graph ``i ~ j  iff  ||x_i - x_j||² < radius_sq`` (self-loops included) in CSR form.
+
+    Built in row blocks; only the edges are kept (memory O(E)). Raises ``ValueError`` when the graph
+    would exceed ``max_edges`` edges.
+
+    Returns
+    -------
+    indptr : (N+1,) int64; indices : (E,) int32 (column indices, sorted within each row)
+    """
+    n = x.shape[0]
+    nx = sqnorms(x)
+    rstep = rows_per_block(n)
+    cols: list[np.ndarray] = []
+    counts = np.zeros(n, dtype=np.int64)
+    total = 0
+    for r0 in range(0, n, rstep):
+        sl = slice(r0, r0 + rstep)
+        d = pairwise_sqdist(x[sl], x, nx[sl], nx)
+        nz = torch.nonzero(d < radius_sq)
+        total += nz.shape[0]
+        if total > max_edges:
+            raise ValueError(
+                f"the δ-ball graph has more than `max_edges`={max_edges} edges; "
+                "use a smaller `delta` (or a smaller `purity` target) or raise `max_edges`"
+            )
+        r = to_numpy(nz[:, 0]) + r0
+        counts += np.bincount(r, minlength=n)
+        cols.append(to_numpy(nz[:, 1]).astype(np.int32))
+    indptr = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(counts, out=indptr[1:])
+    return indptr, (np.concatenate(cols) if cols else np.zeros(0, dtype=np.int32))
+
+
+def csr_gather(indptr: np.ndarray, indices: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Concatenated column indices of the given CSR rows (vectorised)."""
+    starts = indptr[rows]
+    lens = indptr[rows + 1] - starts
+    total = int(lens.sum())
+    if total == 0:
+        return np.zeros(0, dtype=indices.dtype)
+    offs = np.repeat(starts - np.concatenate([[0], np.cumsum(lens)[:-1]]), lens)
+    return indices[np.arange(total) + offs]
+
+
+def knn_mean_sqdist(x: torch.Tensor, k: int) -> torch.Tensor:
+    """(n,): mean squared distance of each row to its ``k`` nearest other rows (blocked)."""
+    n = x.shape[0]
+    nx = sqnorms(x)
+    out = torch.empty(n, dtype=torch.float64, device=x.device)
+    rstep = rows_per_block(n)
+    for r0 in range(0, n, rstep):
+        sl = slice(r0, r0 + rstep)
+        d = pairwise_sqdist(x[sl], x, nx[sl], nx)
+        rows = torch.arange(d.shape[0], device=x.device)
+        d[rows, rows + r0] = torch.inf  # a point is not its own neighbour
+        out[sl] = torch.topk(d, k, dim=1, largest=False).values.mean(1)
+    return out
+
+
+# --------------------------------------------------------------------------- parameter checks
+
+
+def check_int(value: Any, name: str, *, minimum: int = 1, allow_none: bool = False) -> int | None:
+    """Raise unless ``value`` is an integer >= ``minimum`` (or None when allowed)."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"`{name}` must be an integer; got {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"`{name}` must be >= {minimum}; got {value}")
+    return int(value)
+
+
+def check_float(
+    value: Any,
+    name: str,
+    *,
+    low: float = -np.inf,
+    high: float = np.inf,
+    low_open: bool = False,
+    high_open: bool = False,
+    allow_none: bool = False,
+) -> float | None:
+    """Raise unless ``value`` is a finite real number in the given interval (or None when allowed)."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"`{name}` must be a number; got {type(value).__name__}")
+    v = float(value)
+    bad = (
+        not np.isfinite(v)
+        or v < low
+        or v > high
+        or (low_open and v == low)
+        or (high_open and v == high)
+    )
+    if bad:
+        lo = "(" if low_open else "["
+        hi = ")" if high_open else "]"
+        raise ValueError(f"`{name}` must be in {lo}{low}, {high}{hi}; got {value!r}")
+    return v
+
+
+def check_device(device: Any) -> str:
+    """Validate a device string now (so a bad value fails at construction); return it unchanged."""
+    resolve_device(device)
+    return str(device)

@@ -1,0 +1,467 @@
+"""`train_round`: train one round's model into the terminal phase, record FF, extract the signals.
+
+See :mod:`ncal.training.config` for the recipe (pre-window phase → FF window at a held learning rate)
+and FINDINGS.md §1–2 for why it is built this way. References: Papyan, Han & Donoho, "Prevalence of
+neural collapse during the terminal phase of deep learning training", PNAS 2020 (terminal phase);
+ALGORITHMS.md §1.10 (FF), §0.2 (extraction), §1.3 (MC dropout).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .._validation import as_label_vector
+from ..dynamics import FluctuationRecorder
+from .augment import (
+    Normalizer,
+    default_crop_padding,
+    default_flip,
+    input_layout_matches,
+    random_crop,
+    random_hflip,
+)
+from .config import TrainConfig
+from .device import deterministic, derive_seed, make_generator, resolve_device, seeded, thread_limit
+from .extract import Preprocessor, eval_pass, mc_dropout_probs
+
+
+@dataclass
+class RoundOutputs:
+    """Everything one round's training hands to selection and evaluation (arrays in pool order).
+
+    Attributes
+    ----------
+    logits_pool, features_pool : (N, C), (N, d) float32 — final model, eval mode.
+    logits_labeled, features_labeled : (N_L, C), (N_L, d) float32 — same model.
+    ff_counts : (N,) int64 flip counts over the window, or None when FF was not asked for.
+    mc_probs_pool : (T, N, C) float32 MC-dropout probabilities, or None.
+    extra : name → (logits, features) for each extra set (e.g. "test").
+    info : training record (epochs, stop reason, terminal phase, timings, per-epoch log, …).
+    pred_history : (ff_window, N) int64 window predictions (only with ``record_history=True``).
+    """
+
+    logits_pool: np.ndarray
+    features_pool: np.ndarray
+    logits_labeled: np.ndarray
+    features_labeled: np.ndarray
+    ff_counts: np.ndarray | None
+    mc_probs_pool: np.ndarray | None
+    extra: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)
+    pred_history: np.ndarray | None = None
+
+    def signals(self, labels_labeled: np.ndarray, num_classes: int):
+        """The round's :class:`ncal.strategies.Signals` (probabilities by float64 softmax of the logits)."""
+        from ..strategies.base import Signals
+
+        y = as_label_vector(
+            labels_labeled,
+            "labels_labeled",
+            num_classes=num_classes,
+            length=len(self.logits_labeled),
+        )
+        return Signals(
+            probs_pool=softmax64(self.logits_pool),
+            logits_pool=self.logits_pool,
+            features_pool=self.features_pool,
+            features_labeled=self.features_labeled,
+            labels_labeled=y,
+            probs_labeled=softmax64(self.logits_labeled),
+            ff_counts=self.ff_counts,
+            mc_probs_pool=self.mc_probs_pool,
+            num_classes=int(num_classes),
+        )
+
+
+def softmax64(logits: np.ndarray) -> np.ndarray:
+    """Row softmax in float64 via log-sum-exp (never ``log`` of a softmax)."""
+    z = np.asarray(logits, dtype=np.float64)
+    z = z - z.max(axis=1, keepdims=True) if z.size else z
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True) if z.size else e
+
+
+def train_round(
+    model: nn.Module,
+    x_labeled: np.ndarray,
+    y_labeled: np.ndarray,
+    x_pool: np.ndarray,
+    *,
+    config: TrainConfig,
+    seed: int,
+    extra_sets: dict[str, np.ndarray] | None = None,
+    need_mc: bool = False,
+    mc_passes: int = 10,
+    progress: bool = False,
+    need_ff: bool = True,
+    record_history: bool = False,
+) -> RoundOutputs:
+    """Train ``model`` (freshly initialised by the caller) on the labeled set and extract the signals.
+
+    Parameters
+    ----------
+    model : Backbone
+        From :func:`ncal.models.build_model`; trained in place and left on the device in eval mode.
+    x_labeled, y_labeled : arrays
+        Stored samples (uint8 images (N, H, W[, C]) or float features (N, D)) and their given, possibly
+        noisy, labels.
+    x_pool : array
+        The unlabeled pool (may be empty).
+    config : TrainConfig
+    seed : int
+        Drives data order, augmentation, training dropout and MC masks (each its own derived stream;
+        torch's global RNG is restored afterwards). Initialisation is the caller's
+        (``build_model(..., seed=s)`` or :func:`ncal.training.seeded`).
+    extra_sets : dict, optional
+        Name → samples to extract ``(logits, features)`` for with the final model (e.g. ``"test"``).
+    need_mc, mc_passes : bool, int
+        Run ``mc_passes`` MC-dropout passes over the pool (needs a model with dropout).
+    progress : bool
+        tqdm bar over epochs (phase, training accuracy, learning rate).
+    need_ff : bool
+        Predict the pool after each window epoch and count flips. The window epochs are trained either
+        way, so the final model does not depend on which signals were asked for.
+    record_history : bool
+        Debug: also return the (ff_window, N) window predictions.
+
+    Returns
+    -------
+    RoundOutputs
+
+    Raises
+    ------
+    ValueError, TypeError
+        Mismatched lengths or shapes (naming the argument), labels outside ``[0, num_classes)``, a bad
+        config, ``need_mc`` without dropout.
+    """
+    if not isinstance(config, TrainConfig):
+        raise TypeError(f"`config` must be a TrainConfig; got {type(config).__name__}")
+    config.validate()
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise TypeError(f"`seed` must be an integer; got {type(seed).__name__}")
+    if not isinstance(model, nn.Module) or not hasattr(model, "sample_shape"):
+        raise TypeError("`model` must be an ncal Backbone (from ncal.models.build_model)")
+    sample_shape = tuple(model.sample_shape)
+    num_classes = int(model.num_classes)
+    x_labeled = np.asarray(x_labeled)
+    x_pool = np.asarray(x_pool)
+    _check_x(x_labeled, "x_labeled", sample_shape)
+    if len(x_labeled) == 0:
+        raise ValueError("`x_labeled` is empty: there is nothing to train on")
+    y = as_label_vector(y_labeled, "y_labeled", num_classes=num_classes)
+    if len(y) != len(x_labeled):
+        raise ValueError(
+            f"`y_labeled` has {len(y)} labels but `x_labeled` has {len(x_labeled)} samples"
+        )
+    _check_x(x_pool, "x_pool", sample_shape)
+    extras = {}
+    for name, xe in (extra_sets or {}).items():
+        xe = np.asarray(xe)
+        _check_x(xe, f"extra_sets[{name!r}]", sample_shape)
+        extras[str(name)] = xe
+    if need_mc:
+        if isinstance(mc_passes, bool) or not isinstance(mc_passes, int) or mc_passes < 1:
+            raise ValueError(f"`mc_passes` must be a positive integer; got {mc_passes!r}")
+        if not getattr(model, "has_dropout", False):
+            raise ValueError(
+                "`need_mc=True` (MC dropout, e.g. for `bald`) needs a model with dropout: build it "
+                "with `build_model(..., dropout=0.3)` (or any p in (0, 1))"
+            )
+    device = resolve_device(config.device)
+    det = deterministic(device) if config.deterministic else contextlib.nullcontext()
+    with thread_limit(config.num_threads), det, seeded(derive_seed(seed, "dropout")):
+        return _run(
+            model,
+            x_labeled,
+            y,
+            x_pool,
+            extras,
+            config=config,
+            seed=int(seed),
+            device=device,
+            need_mc=need_mc,
+            mc_passes=mc_passes,
+            need_ff=need_ff,
+            progress=progress,
+            record_history=record_history,
+        )
+
+
+def _check_x(x: np.ndarray, name: str, sample_shape: tuple[int, ...]) -> None:
+    if x.ndim < 2 or not input_layout_matches(x.shape, sample_shape):
+        want = (
+            f"(N, {sample_shape[0]})"
+            if len(sample_shape) == 1
+            else f"(N, {sample_shape[1]}, {sample_shape[2]}[, {sample_shape[0]}])"
+        )
+        raise ValueError(f"`{name}` has shape {x.shape}; the model expects {want}")
+    if not (np.issubdtype(x.dtype, np.integer) or np.issubdtype(x.dtype, np.floating)):
+        raise TypeError(f"`{name}` must hold numbers (uint8 images or float); got dtype {x.dtype}")
+
+
+def _batches(n: int, batch_size: int) -> list[tuple[int, int]]:
+    """Batch bounds over a pass; a trailing batch of one sample joins the previous one (BatchNorm
+    cannot normalise a single sample)."""
+    starts = list(range(0, n, batch_size))
+    if len(starts) > 1 and n - starts[-1] == 1:
+        starts.pop()
+    ends = [*starts[1:], n]
+    return list(zip(starts, ends))
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _run(
+    model: nn.Module,
+    x_l: np.ndarray,
+    y: np.ndarray,
+    x_pool: np.ndarray,
+    extras: dict[str, np.ndarray],
+    *,
+    config: TrainConfig,
+    seed: int,
+    device: torch.device,
+    need_mc: bool,
+    mc_passes: int,
+    need_ff: bool,
+    progress: bool,
+    record_history: bool,
+) -> RoundOutputs:
+    t_start = time.perf_counter()
+    sample_shape = tuple(model.sample_shape)
+    is_image = len(sample_shape) == 3
+    mode = config.normalize
+    if mode == "auto":
+        mode = "fixed" if is_image else "labeled"
+    prep = Preprocessor(sample_shape, Normalizer.fit_array(mode, x_l, sample_shape), device)
+    augment = config.augment and is_image
+    pad = config.crop_padding if config.crop_padding is not None else default_crop_padding(sample_shape)
+    flip = config.flip if config.flip is not None else default_flip(sample_shape)
+
+    model.to(device)
+    if is_image:  # channels_last: see Preprocessor
+        model.to(memory_format=torch.channels_last)
+    opt = torch.optim.SGD(
+        model.parameters(),
+        lr=config.lr,
+        momentum=config.momentum,
+        weight_decay=config.weight_decay,
+    )
+    loss_fn = nn.CrossEntropyLoss()
+    g_order = make_generator(seed, "order")
+    g_aug = make_generator(seed, "augment")
+    y_dev = torch.from_numpy(y).to(device)
+
+    n_l = len(x_l)
+    passes = max(1, math.ceil(config.min_samples_per_epoch / n_l))
+    bounds = _batches(n_l, config.batch_size)
+    steps_per_epoch = passes * len(bounds)
+    last_k = config.window_policy == "last_k"
+    pre_cap = config.epochs_max - config.ff_window if last_k else config.epochs_max
+
+    t_train = t_acc = t_ff = 0.0
+    epoch_log: list[dict[str, Any]] = []
+    history: list[np.ndarray] = []
+    recorder = FluctuationRecorder(len(x_pool)) if need_ff else None
+    pool_logits = pool_feats = None
+    lab_logits = lab_feats = None
+
+    def train_epoch(epoch: int, in_window: bool) -> tuple[float, float, float]:
+        model.train()
+        loss_sum = torch.zeros((), device=device, dtype=torch.float64)
+        step = 0
+        lr_first = lr_last = 0.0
+        for _ in range(passes):
+            perm = torch.randperm(n_l, generator=g_order).numpy()
+            for a, b in bounds:
+                lr = config.lr_at(epoch + step / steps_per_epoch, in_window)
+                lr_first = lr if step == 0 else lr_first
+                lr_last = lr
+                for group in opt.param_groups:
+                    group["lr"] = lr
+                idx = perm[a:b]
+                xb = prep.raw(x_l[idx])
+                if augment:
+                    xb = random_crop(xb, pad, g_aug)
+                    if flip:
+                        xb = random_hflip(xb, g_aug)
+                xb = prep.finish(xb)
+                loss = loss_fn(model(xb), y_dev[torch.from_numpy(idx).to(device)])
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                loss_sum += loss.detach().double() * (b - a)
+                step += 1
+        return float(loss_sum) / (passes * n_l), lr_first, lr_last
+
+    def labeled_accuracy() -> float:
+        nonlocal lab_logits, lab_feats
+        lab_logits, lab_feats = eval_pass(model, x_l, prep, batch_size=config.eval_batch_size)
+        return float(np.mean(lab_logits.argmax(axis=1) == y))
+
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=pre_cap + config.ff_window, desc="train", unit="ep", leave=False)
+
+    def log_epoch(epoch: int, phase: str, loss: float, lr0: float, lr1: float, acc: float) -> None:
+        epoch_log.append(
+            {
+                "epoch": epoch + 1,
+                "phase": phase,
+                "loss": loss,
+                "lr_first": lr0,
+                "lr_last": lr1,
+                "train_acc": acc,
+            }
+        )
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(phase=phase, acc=f"{acc:.3f}", lr=f"{lr1:.4f}")
+
+    # ---- pre-window phase ------------------------------------------------------------------
+    epoch = 0
+    best_ref = -math.inf
+    since_best = 0
+    terminal_epoch: int | None = None
+    stop_reason = "last_k" if last_k else "cap"
+    acc = float("nan")
+    while epoch < pre_cap:
+        t0 = time.perf_counter()
+        loss, lr0, lr1 = train_epoch(epoch, in_window=False)
+        _sync(device)
+        t1 = time.perf_counter()
+        acc = labeled_accuracy()
+        t_acc += time.perf_counter() - t1
+        t_train += t1 - t0
+        log_epoch(epoch, "pre", loss, lr0, lr1, acc)
+        epoch += 1
+        if acc >= config.tau and terminal_epoch is None:
+            terminal_epoch = epoch
+        if last_k:
+            continue
+        if acc >= config.tau:
+            stop_reason = "tau"
+            break
+        if acc >= best_ref + config.plateau_delta:
+            best_ref, since_best = acc, 0
+        else:
+            since_best += 1
+            if config.plateau_patience is not None and since_best >= config.plateau_patience:
+                stop_reason = "plateau"
+                break
+    pre_epochs = epoch
+    if pre_epochs == 0:
+        acc = labeled_accuracy()
+    acc_at_window = acc
+    if bar is not None:
+        bar.total = pre_epochs + config.ff_window
+        bar.refresh()
+
+    # ---- FF window: learning rate held, pool predicted after every epoch -------------------
+    for w in range(config.ff_window):
+        t0 = time.perf_counter()
+        loss, lr0, lr1 = train_epoch(epoch, in_window=True)
+        _sync(device)
+        t1 = time.perf_counter()
+        acc = labeled_accuracy()
+        t2 = time.perf_counter()
+        t_train += t1 - t0
+        t_acc += t2 - t1
+        last = w == config.ff_window - 1
+        if need_ff:
+            pool_logits, feats = eval_pass(
+                model, x_pool, prep, batch_size=config.eval_batch_size, features=last
+            )
+            pool_feats = feats if last else None
+            preds = pool_logits.argmax(axis=1)
+            recorder.update(preds)
+            if record_history:
+                history.append(preds.astype(np.int64))
+            t_ff += time.perf_counter() - t2
+        log_epoch(epoch, "window", loss, lr0, lr1, acc)
+        epoch += 1
+        if acc >= config.tau and terminal_epoch is None:
+            terminal_epoch = epoch
+    if bar is not None:
+        bar.close()
+
+    # ---- extraction with the final model ---------------------------------------------------
+    t0 = time.perf_counter()
+    if pool_logits is None or pool_feats is None:
+        pool_logits, pool_feats = eval_pass(model, x_pool, prep, batch_size=config.eval_batch_size)
+    extra_out = {
+        name: eval_pass(model, xe, prep, batch_size=config.eval_batch_size)
+        for name, xe in extras.items()
+    }
+    t_extract = time.perf_counter() - t0
+    mc = None
+    t_mc = 0.0
+    if need_mc:
+        t0 = time.perf_counter()
+        mc = mc_dropout_probs(
+            model,
+            x_pool,
+            prep,
+            passes=mc_passes,
+            seed=derive_seed(seed, "mc"),
+            batch_size=config.eval_batch_size,
+        )
+        t_mc = time.perf_counter() - t0
+    model.eval()
+
+    ff = recorder.counts if recorder is not None else None
+    window_lrs = [v for e in epoch_log if e["phase"] == "window" for v in (e["lr_first"], e["lr_last"])]
+    info: dict[str, Any] = {
+        "epochs": epoch,
+        "pre_window_epochs": pre_epochs,
+        "window_epochs": config.ff_window,
+        "stop_reason": stop_reason,
+        "reached_terminal": bool(acc_at_window >= config.tau),
+        "terminal_epoch": terminal_epoch,
+        "train_acc_at_window": acc_at_window,
+        "final_train_acc": acc,
+        "window_lr": config.window_lr if config.schedule != "cosine" else None,
+        "window_lr_range": [min(window_lrs), max(window_lrs)] if window_lrs else None,
+        "passes_per_epoch": passes,
+        "steps_per_epoch": steps_per_epoch,
+        "train_seconds": t_train,
+        "acc_seconds": t_acc,
+        "ff_seconds": t_ff,
+        "extract_seconds": t_extract,
+        "mc_seconds": t_mc,
+        "total_seconds": time.perf_counter() - t_start,
+        "ff_zero_fraction": float(np.mean(ff == 0)) if ff is not None and len(ff) else None,
+        "ff_mean": float(np.mean(ff)) if ff is not None and len(ff) else None,
+        "n_labeled": n_l,
+        "n_pool": len(x_pool),
+        "device": str(device),
+        "num_threads": torch.get_num_threads(),
+        "seed": seed,
+        "normalize": mode,
+        "augment": {"enabled": augment, "crop_padding": pad if augment else 0, "flip": augment and flip},
+        "epoch_log": epoch_log,
+    }
+    return RoundOutputs(
+        logits_pool=pool_logits,
+        features_pool=pool_feats,
+        logits_labeled=lab_logits,
+        features_labeled=lab_feats,
+        ff_counts=ff,
+        mc_probs_pool=mc,
+        extra=extra_out,
+        info=info,
+        pred_history=np.stack(history) if record_history and history else None,
+    )

@@ -1,0 +1,122 @@
+"""The active-learning loop end to end on real data (sklearn digits): determinism, resume, errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from ncal.errors import NcalError
+from ncal.experiment import ExperimentConfig, RunStore, run_experiment
+
+TIMING = {"train_seconds", "select_seconds", "ff_seconds", "train_info"}
+
+
+def tiny(**overrides) -> ExperimentConfig:
+    base = dict(
+        dataset="digits",
+        noise="sym:0.2",
+        strategy="ncal_r",
+        initial=40,
+        query=30,
+        rounds=2,
+        seed=0,
+        pool_size=600,
+        test_size=300,
+        train={"epochs_max": 12, "ff_window": 3, "batch_size": 32, "num_threads": 1},
+    )
+    base.update(overrides)
+    return ExperimentConfig(**base)
+
+
+def strip(rows: list[dict]) -> list[dict]:
+    return [{k: v for k, v in r.items() if k not in TIMING} for r in rows]
+
+
+def test_run_records_every_round(tmp_path) -> None:
+    rows = run_experiment(tiny(), tmp_path / "a", quiet=True)
+    assert [r["round"] for r in rows] == [0, 1, 2]
+    assert [r["n_labeled"] for r in rows] == [40, 70, 100]
+    for r in rows:
+        assert 0.0 <= r["test_accuracy"] <= 1.0
+        assert r["test_accuracy"] > 0.3  # digits is easy: far above chance (0.1) even with 40 noisy labels
+        assert 0.0 <= r["noise_rate_labeled"] <= 1.0
+        assert sum(r["class_histogram"]) == r["n_labeled"]
+        assert "nc1" in r["nc"] or "error" in r["nc"]
+    assert len(rows[0]["selected"]) == 30 and len(set(rows[0]["selected"])) == 30
+    assert rows[-1]["selected"] == []
+    # no pool sample is bought twice
+    bought = rows[0]["selected"] + rows[1]["selected"]
+    assert len(set(bought)) == len(bought)
+    cfg = json.loads((tmp_path / "a" / "config.json").read_text())
+    assert cfg["settings"]["strategy"] == "ncal_r" and cfg["ncal_version"]
+    assert json.loads((tmp_path / "a" / "summary.json").read_text())["status"] == "complete"
+
+
+def test_same_seed_same_run_and_paired_initial_set(tmp_path) -> None:
+    a = run_experiment(tiny(), tmp_path / "a", quiet=True)
+    b = run_experiment(tiny(), tmp_path / "b", quiet=True)
+    assert strip(a) == strip(b)
+    r = run_experiment(tiny(strategy="random"), tmp_path / "r", quiet=True)
+    # paired design: same initial set, init and oracle → identical round-0 model and accuracy
+    assert r[0]["test_accuracy"] == a[0]["test_accuracy"]
+    assert r[0]["class_histogram"] == a[0]["class_histogram"]
+
+
+def test_resume_equals_uninterrupted(tmp_path, monkeypatch) -> None:
+    full = run_experiment(tiny(), tmp_path / "full", quiet=True)
+    calls = {"n": 0}
+    original = RunStore.append_round
+
+    def crash_after_first(self, row):
+        original(self, row)
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(RunStore, "append_round", crash_after_first)
+    with pytest.raises(KeyboardInterrupt):
+        run_experiment(tiny(), tmp_path / "cut", quiet=True)
+    assert len(RunStore(tmp_path / "cut").read_rounds()) == 1
+    monkeypatch.setattr(RunStore, "append_round", original)
+    resumed = run_experiment(tiny(), tmp_path / "cut", quiet=True)
+    assert strip(resumed) == strip(full)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "match"),
+    [
+        ({"dataset": "imagenet-42"}, "imagenet-42"),
+        ({"strategy": "oracle_magic"}, "unknown strategy"),
+        ({"noise": "sym:abc"}, "noise|sym"),
+        ({"initial": 500, "query": 100, "rounds": 2}, "pool holds only 600"),
+    ],
+)
+def test_clear_errors(tmp_path, overrides: dict, match: str) -> None:
+    with pytest.raises((NcalError, ValueError), match=match):
+        run_experiment(tiny(**overrides), tmp_path / "x", quiet=True)
+
+
+def test_corrupt_run_directory(tmp_path) -> None:
+    out = tmp_path / "c"
+    run_experiment(tiny(rounds=1), out, quiet=True)
+    (out / "summary.json").unlink()
+    (out / "rounds.jsonl").write_text('{"round": 0, "oops\n')
+    with pytest.raises(NcalError, match="corrupt|not valid JSON"):
+        run_experiment(tiny(rounds=1), out, quiet=True)
+
+
+def test_cli_run_and_errors(tmp_path, capsys) -> None:
+    from ncal.cli import main
+
+    code = main(
+        ["run", "--dataset", "digits", "--strategy", "entropy", "--initial", "40", "--query", "20",
+         "--rounds", "1", "--pool-size", "400", "--test-size", "200", "--train", "epochs_max=6",
+         "--train", "ff_window=2", "--out", str(tmp_path / "cli"), "--quiet"]
+    )
+    assert code == 0
+    assert "rounds.jsonl" in capsys.readouterr().out
+    assert main(["run", "--dataset", "nope", "--out", str(tmp_path / "bad"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "error:" in err and "Traceback" not in err
