@@ -313,7 +313,8 @@ def _run_pool(
     pool = ProcessPoolExecutor(max_workers=n, mp_context=ctx, initializer=_pool_initializer)
     try:
         pending = {
-            pool.submit(_execute_cell, c.to_dict(), str(out_dir / c.relpath), runner): c for c in todo
+            pool.submit(_execute_cell, c.to_dict(), str((out_dir / c.relpath).resolve()), runner): c
+            for c in todo
         }
         while pending:
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
@@ -359,7 +360,7 @@ def _run_ray(
             "log_to_driver": not quiet,
             "logging_level": "WARNING",
             # workers import the driver's modules (e.g. a cell runner defined next to the script)
-            "runtime_env": {"env_vars": {"PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}},
+            "runtime_env": {"env_vars": {"PYTHONPATH": _driver_paths()}},
         }
         if address is not None:
             ray.init(address=address, **kwargs)
@@ -390,6 +391,26 @@ def _run_ray(
     finally:
         if started_here:
             ray.shutdown()
+
+
+def _driver_paths() -> str:
+    """The driver's import paths outside the Python installation (project dirs, test dirs).
+
+    Ray workers start with the interpreter's own paths; adding the driver's extra ones lets them
+    import a cell runner defined in the driver's project. Installation paths are left out so the
+    workers' site handling (.pth files, editable installs) stays untouched.
+    """
+    prefixes = {os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)}
+    keep = []
+    for p in sys.path:
+        if not p or not os.path.isdir(p):
+            continue
+        real = os.path.realpath(p)
+        if any(real == q or real.startswith(q + os.sep) for q in prefixes):
+            continue
+        keep.append(real)
+    extra = os.environ.get("PYTHONPATH")
+    return os.pathsep.join(dict.fromkeys([*keep, *(extra.split(os.pathsep) if extra else [])]))
 
 
 class _Progress:

@@ -53,10 +53,12 @@ def varying_settings(df: pd.DataFrame) -> list[str]:
     return [c for c in setting_cols(df) if df[c].nunique(dropna=False) > 1]
 
 
-def _grid(n: int, ncols_max: int = 3, w: float = 5.0, h: float = 3.6) -> tuple[Figure, list[Any]]:
+def _grid(
+    n: int, ncols_max: int = 3, w: float = 5.0, h: float = 3.6, dpi: int = DPI
+) -> tuple[Figure, list[Any]]:
     ncols = min(ncols_max, max(n, 1))
     nrows = math.ceil(max(n, 1) / ncols)
-    fig = Figure(figsize=(w * ncols, h * nrows + 0.6), dpi=DPI)
+    fig = Figure(figsize=(w * ncols, h * nrows + 0.6), dpi=dpi)
     FigureCanvasAgg(fig)
     axes = [fig.add_subplot(nrows, ncols, i + 1) for i in range(n)]
     return fig, axes
@@ -65,7 +67,7 @@ def _grid(n: int, ncols_max: int = 3, w: float = 5.0, h: float = 3.6) -> tuple[F
 def _save(fig: Figure, path: Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI, bbox_inches="tight")
+    fig.savefig(path, dpi=fig.get_dpi(), bbox_inches="tight")
     return path
 
 
@@ -166,8 +168,8 @@ def plot_penalty_matrix(matrix: pd.DataFrame, column_means: pd.Series, path: str
     names = list(matrix.index)
     n = len(names)
     data = np.vstack([matrix.to_numpy(float), column_means.reindex(names).to_numpy(float)[None, :]])
-    size = max(4.0, 0.75 * n + 2.5)
-    fig = Figure(figsize=(size + 1.0, size * (n + 1) / n), dpi=DPI)
+    side = 0.75 * n + 2.0
+    fig = Figure(figsize=(side + 1.8, 0.6 * (n + 1) + 2.0), dpi=DPI)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
     vmax = max(float(np.nanmax(data)), 1e-9)
@@ -196,9 +198,11 @@ def plot_query_purity(purity: pd.DataFrame, path: str | Path, *, colors: dict[st
     varying = varying_settings(purity)
     fig, axes = _grid(len(groups))
     for ax, (setting, g) in zip(axes, groups):
-        for strategy in [s for s in colors if s in set(g["strategy"])]:
+        present = [s for s in colors if s in set(g["strategy"])]
+        for i, strategy in enumerate(present):
             c = g[g["strategy"] == strategy].sort_values("query")
-            x = c["query"].to_numpy(float)
+            # dodge: strategies with equal purity (e.g. no noise) must not hide each other
+            x = c["query"].to_numpy(float) + 0.06 * (i - (len(present) - 1) / 2)
             m = c["mean"].to_numpy(float) * 100
             sd = np.nan_to_num(c["std"].to_numpy(float) * 100)
             ax.errorbar(x, m, yerr=sd, marker="o", ms=3, lw=1.4, capsize=3, color=colors[strategy], label=strategy)
@@ -224,7 +228,7 @@ def plot_metric_panels(
     columns = list(columns)
     if df.empty or not columns:
         return None
-    fig, axes = _grid(len(columns), ncols_max=4, w=3.9, h=3.0)
+    fig, axes = _grid(len(columns), ncols_max=4, w=3.9, h=3.0, dpi=80)
     for ax, col in zip(axes, columns):
         sub = df[["strategy", "n_labeled", col]].copy()
         sub[col] = pd.to_numeric(sub[col], errors="coerce")

@@ -85,8 +85,11 @@ class StrategyEntry:
 
     @property
     def dirname(self) -> str:
-        """Directory component: ``name`` or ``name-label`` (parameters are covered by the hash)."""
-        if self.label is not None:
+        """Directory component: ``name``, ``name-label``, or the label when it starts with the name.
+
+        Parameters of unlabeled entries are spelled out; the cell hash covers them in any case.
+        """
+        if self.label is not None and not self.label.startswith(self.name):
             return slugify(f"{self.name}-{self.label}")
         return slugify(self.key)
 

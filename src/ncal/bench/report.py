@@ -30,7 +30,10 @@ NC_GROUPS = (
     ("nc_test", "Collapse metrics of the test set"),
     ("geometry_test", "Inter-class geometry of the test set"),
 )
-MAX_PANELS = 16
+MAX_PANELS = 12
+# plotted first when present (spec §3: NC1, NC2 ETF distances, NC3 self-duality, NC4)
+NC_FIRST = ("nc1", "nc1_quotient", "etf_M", "etf_W", "nc2_equinorm_M", "nc2_equiangular_M", "nc3",
+            "nc4_mismatch", "cdnv_mean", "separation_ratio")
 
 HOW_TO_READ = (
     "Each *cell* is one active-learning run: a dataset, a label-noise model, an acquisition strategy "
@@ -343,6 +346,8 @@ def write_report(
         p = F.plot_query_purity(purity, fig_dir / "query_purity.png", colors=colors)
         figs += _add(doc, p, "Share of correct labels in each queried batch (mean ± std over seeds)")
 
+    _training_section(doc, df, shown)
+
     # collapse and evaluation metrics, generically: any numeric leaf
     figs += _metric_sections(doc, df, fig_dir, colors, varying)
 
@@ -484,7 +489,10 @@ def _metric_sections(
     doc: _Doc, df: pd.DataFrame, fig_dir: Path, colors: dict[str, Any], varying: list[str]
 ) -> list[Path]:
     figs: list[Path] = []
-    groups = [(p, t) for p, t in NC_GROUPS if S.numeric_metric_columns(df, p)]
+    def nc_cols(prefix: str) -> list[str]:
+        return S.numeric_metric_columns(df, prefix, skip_counts=True, first=NC_FIRST)
+
+    groups = [(p, t) for p, t in NC_GROUPS if nc_cols(p)]
     eval_cols = S.numeric_metric_columns(df, "eval")
     if groups:
         doc.h(2, "Neural-collapse metrics per round")
@@ -492,7 +500,7 @@ def _metric_sections(
               "relative to between-class; ETF / equinorm terms: distance to a simplex ETF; lower = "
               "more collapsed). Names as recorded in `rounds.jsonl`.")
         for prefix, title in groups:
-            figs += _panels(doc, df, S.numeric_metric_columns(df, prefix), prefix, title, fig_dir, colors, varying)
+            figs += _panels(doc, df, nc_cols(prefix), prefix, title, fig_dir, colors, varying)
     if eval_cols:
         doc.h(2, "Evaluation metrics per round")
         doc.p("Every numeric value recorded under `eval` (OOD detection, covariate shift, linear probe, "
@@ -521,8 +529,37 @@ def _panels(
                                  strip_prefix=prefix + ".")
         figs += _add(doc, p, f"{title} — {stitle}")
     if omitted:
-        doc.p(f"({omitted} further `{prefix}` metrics are in `rounds.jsonl` but not plotted.)")
+        doc.p(f"({omitted} further `{prefix}` metric(s) are in `rounds.jsonl` but not plotted.)")
     return figs
+
+
+def _training_section(doc: _Doc, df: pd.DataFrame, shown: list[str]) -> None:
+    """Did training reach the terminal phase, and did FF move? (FINDINGS.md §1–2)."""
+    specs = [
+        ("reached_terminal", "rounds reaching terminal phase (%)", 100.0),
+        ("train_epochs", "epochs", 1.0),
+        ("train_info.final_train_acc", "final train acc (%)", 100.0),
+        ("train_info.ff_zero_fraction", "pool with FF = 0 (%)", 100.0),
+        ("train_seconds", "train s / round", 1.0),
+        ("select_seconds", "select s / round", 1.0),
+    ]
+    present = [(c, h, k) for c, h, k in specs if c in df.columns and df[c].notna().any()]
+    if not present:
+        return
+    doc.h(2, "Training diagnostics")
+    doc.p("Per (setting, strategy), averaged over all finished rounds and seeds. The FF signal needs "
+          "training that reaches the terminal phase and a window in which predictions still move.")
+    keys = [*S.setting_cols(df), "strategy"]
+    rows = []
+    for key, g in df.groupby(keys, sort=False, dropna=False):
+        rec = dict(zip(keys, key))
+        vals = []
+        for c, _, k in present:
+            v = pd.to_numeric(g[c].map(lambda x: float(x) if isinstance(x, (bool, np.bool_)) else x),
+                              errors="coerce")
+            vals.append(fmt_num(v.mean() * k, 1 if k == 100.0 or c == "train_epochs" else 3))
+        rows.append([*(rec[c] for c in shown), rec["strategy"], *vals])
+    doc.table([*shown, "strategy", *(h for _, h, _ in present)], rows)
 
 
 def _cells_section(doc: _Doc, cells: pd.DataFrame) -> None:

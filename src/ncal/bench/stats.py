@@ -32,6 +32,8 @@ SETTING = ["dataset", "noise", "model", "budget"]
 META = ["cell", "dataset", "noise", "model", "budget", "strategy", "strategy_name", "seed", "status"]
 METRIC = "test_accuracy"
 _LIST_KEYS_KEPT: tuple[str, ...] = ()
+# per-sample payloads of a round record: never part of the summary table
+_PAYLOAD_KEYS = ("selected", "selected_scores", "selected_labels", "class_histogram")
 
 
 # ------------------------------------------------------------------------------------ AUBC
@@ -474,18 +476,33 @@ def query_purity_table(df: pd.DataFrame) -> pd.DataFrame:
     return g.agg(n="count", mean="mean", std=lambda s: s.std(ddof=1)).reset_index()[cols]
 
 
-def numeric_metric_columns(df: pd.DataFrame, prefix: str) -> list[str]:
-    """Columns named ``prefix.…`` holding at least one finite number (flattened nested metrics)."""
+def numeric_metric_columns(
+    df: pd.DataFrame, prefix: str, *, skip_counts: bool = False, first: Sequence[str] = ()
+) -> list[str]:
+    """Columns named ``prefix.…`` holding at least one finite, non-boolean number.
+
+    Parameters
+    ----------
+    skip_counts : bool
+        Leave out bookkeeping counts (leaf names ``n_…`` / ``num_…``).
+    first : sequence of str
+        Leaf names to list first, in this order; the rest follow alphabetically.
+    """
     out = []
     for c in df.columns:
         if not c.startswith(prefix + "."):
             continue
-        s = pd.to_numeric(df[c], errors="coerce")
-        if df[c].map(lambda v: isinstance(v, bool)).any():
+        leaf = c.rsplit(".", 1)[-1]
+        if skip_counts and (leaf.startswith(("n_", "num_")) or leaf == "n"):
             continue
-        if np.isfinite(s.to_numpy(dtype=float, na_value=np.nan)).any():
+        col = df[c]
+        if col.map(lambda v: isinstance(v, (bool, np.bool_))).any():
+            continue
+        s = pd.to_numeric(col, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+        if np.isfinite(s).any():
             out.append(c)
-    return sorted(out)
+    rank = {name: i for i, name in enumerate(first)}
+    return sorted(out, key=lambda c: (rank.get(c[len(prefix) + 1 :], len(rank)), c))
 
 
 # ---------------------------------------------------------------------------- loading results
@@ -651,7 +668,7 @@ def load_results(path: str | Path) -> pd.DataFrame:
         for row in _read_rounds(d / "rounds.jsonl"):
             flat: dict[str, Any] = {}
             _flatten("", row, flat)
-            for k in META:
+            for k in (*META, *_PAYLOAD_KEYS):
                 flat.pop(k, None)
             records.append({**meta, **flat})
     if not records:

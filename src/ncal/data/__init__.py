@@ -8,6 +8,7 @@
 0.2
 """
 
+from ._errors import DataNotFoundError
 from .builders import (
     NOT_IN_LABEL_SET,
     contaminate_pool,
@@ -35,6 +36,7 @@ __all__ = [
     "CIFAR100_FINE_TO_COARSE",
     "HUMAN_NOISE_SETS",
     "NOT_IN_LABEL_SET",
+    "DataNotFoundError",
     "Dataset",
     "DifficultyOracle",
     "FixedNoisyOracle",

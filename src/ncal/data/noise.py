@@ -263,36 +263,57 @@ def _need_classes(s: NoiseSpec, C: int, want: int) -> None:
 
 
 # ----------------------------------------------------------------------------------------- IDN
-def idn_inputs(x: Any) -> tuple[np.ndarray, str]:
-    """Flatten ``x`` for IDN and scale it to [0, 1] (ALGORITHMS.md §2.3 canonical choice).
+class IdnInputs:
+    """Rows of ``x`` flattened for IDN and scaled to [0, 1] (ALGORITHMS.md §2.3 canonical choice).
 
     uint8 images are divided by 255; float input already in [0, 1] is kept; other float input is
     min–max scaled globally. Channels-last images ``(N, H, W, C)`` are flattened in CHW order like
-    ``ToTensor()``. Returns the float32 matrix and a description of the scaling for metadata.
+    ``ToTensor()``. Rows are converted on demand (:meth:`rows`), so a 50k×3072 pool never needs a
+    full float copy; ``description`` records the scaling for metadata.
     """
-    x = np.asarray(x)
-    if x.ndim < 2:
-        raise ValueError(
-            f"`x` must have one row per sample (2-D or image batch); got shape {x.shape}"
-        )
-    layout = ""
-    if x.ndim == 4 and x.shape[-1] in (1, 3, 4) and x.shape[1] not in (1, 3, 4):
-        x = x.transpose(0, 3, 1, 2)
-        layout = ", HWC transposed to CHW"
-    flat = x.reshape(x.shape[0], -1)
-    if flat.dtype == np.uint8:
-        return flat.astype(np.float32) / np.float32(255.0), "uint8/255 in [0,1], flattened" + layout
-    if not np.issubdtype(flat.dtype, np.number):
-        raise TypeError(f"`x` must be numeric; got {flat.dtype}")
-    flat = flat.astype(np.float32)
-    if not np.isfinite(flat).all():
-        raise ValueError("`x` contains NaN or inf")
-    lo, hi = float(flat.min()), float(flat.max())
-    if lo >= 0.0 and hi <= 1.0:
-        return flat, "float already in [0,1], flattened" + layout
-    span = np.float32(hi - lo if hi > lo else 1.0)
-    how = f"min-max scaled from [{lo:g}, {hi:g}] to [0,1], flattened" + layout
-    return (flat - np.float32(lo)) / span, how
+
+    def __init__(self, x: Any):
+        x = np.asarray(x)
+        if x.ndim < 2:
+            raise ValueError(
+                f"`x` must have one row per sample (2-D or image batch); got shape {x.shape}"
+            )
+        if not np.issubdtype(x.dtype, np.number) or np.issubdtype(x.dtype, np.complexfloating):
+            raise TypeError(f"`x` must hold real numbers; got {x.dtype}")
+        self.x = x
+        self.chw = x.ndim == 4 and x.shape[-1] in (1, 3, 4) and x.shape[1] not in (1, 3, 4)
+        self.n, self.dim = x.shape[0], int(np.prod(x.shape[1:]))
+        layout = ", HWC transposed to CHW" if self.chw else ""
+        if x.dtype == np.uint8:
+            self.lo, self.span = 0.0, 255.0
+            self.description = "uint8/255 in [0,1], flattened" + layout
+            return
+        lo = hi = None
+        for s in range(0, self.n, 8192):  # finite check and range in blocks
+            blk = x[s : s + 8192]
+            if not np.isfinite(blk).all():
+                raise ValueError("`x` contains NaN or inf")
+            lo = min(float(blk.min()), lo) if lo is not None else float(blk.min())
+            hi = max(float(blk.max()), hi) if hi is not None else float(blk.max())
+        lo, hi = (0.0, 1.0) if lo is None else (lo, hi)
+        if lo >= 0.0 and hi <= 1.0:
+            self.lo, self.span = 0.0, 1.0
+            self.description = "float already in [0,1], flattened" + layout
+        else:
+            self.lo, self.span = lo, (hi - lo if hi > lo else 1.0)
+            self.description = f"min-max scaled from [{lo:g}, {hi:g}] to [0,1], flattened" + layout
+
+    def rows(self, idx: np.ndarray) -> np.ndarray:
+        """Scaled float32 rows ``idx`` as a ``(len(idx), dim)`` matrix."""
+        blk = self.x[idx]
+        if self.chw:
+            blk = blk.transpose(0, 3, 1, 2)
+        blk = blk.reshape(len(idx), -1).astype(np.float32)
+        if self.lo != 0.0:
+            blk -= np.float32(self.lo)
+        if self.span != 1.0:
+            blk /= np.float32(self.span)
+        return blk
 
 
 def _idn(
@@ -308,10 +329,10 @@ def _idn(
 
     if x is None:
         raise ValueError("idn noise needs the inputs `x` (one row or image per label)")
-    xf, scaling = idn_inputs(x)
-    if xf.shape[0] != y.size:
-        raise ValueError(f"`x` has {xf.shape[0]} rows but `y_clean` has {y.size}")
-    n, S = xf.shape
+    xin = IdnInputs(x)
+    if xin.n != y.size:
+        raise ValueError(f"`x` has {xin.n} rows but `y_clean` has {y.size}")
+    n, S = xin.n, xin.dim
     q = truncnorm.rvs(
         (0 - tau) / norm_std,
         (1 - tau) / norm_std,
@@ -327,7 +348,7 @@ def _idn(
         rows = np.flatnonzero(y == c)
         for s in range(0, rows.size, chunk):
             r = rows[s : s + chunk]
-            a = (xf[r] @ Wc).astype(np.float64)
+            a = (xin.rows(r) @ Wc).astype(np.float64)
             a[:, c] = -np.inf
             a -= a.max(axis=1, keepdims=True)
             p = np.exp(a)
@@ -338,7 +359,7 @@ def _idn(
             cum /= cum[:, -1:]
             out[r] = np.minimum((u[r, None] >= cum).sum(axis=1), C - 1)
     info = {
-        "x_scaling": scaling,
+        "x_scaling": xin.description,
         "norm_std": norm_std,
         "input_dim": S,
         "flip_prob_mean": float(q.mean()),
@@ -372,7 +393,7 @@ def make_noisy_labels(
     seed
         Seed or ``numpy.random.Generator``; the same seed gives the same noisy labels.
     x
-        Inputs, required by ``idn`` (scaled to [0, 1] and flattened; see :func:`idn_inputs`) and by
+        Inputs, required by ``idn`` (scaled to [0, 1] and flattened; see :class:`IdnInputs`) and by
         ``oracle`` unless ``features`` are given.
     coarse_labels
         Per-sample super-class labels for ``asym100_superclass`` (default: the official CIFAR-100

@@ -1,4 +1,4 @@
-"""Class-mean geometry (numpy only, float64): CMA/CMAP, neural-collapse metrics, inter-class distances.
+"""Class-mean geometry (numpy only, float64): CMA/CMAP, neural-collapse metrics, class distances.
 
 >>> import numpy as np
 >>> from ncal.geometry import cma

@@ -1,6 +1,6 @@
 """Row-block access to a pool that may be a (float32) ``np.memmap`` larger than memory.
 
-Blocks are converted to float64 one at a time, checked for NaN/inf, and - for file-backed memmaps - the
+Blocks are converted to float64 one at a time and checked for NaN/inf. For file-backed memmaps the
 pages of a finished block are dropped from this process's resident set (``madvise(MADV_DONTNEED)``;
 the kernel page cache keeps them), so scoring a pool of any size keeps the RSS flat.
 """
@@ -32,7 +32,7 @@ class _PageReleaser:
     def __init__(self, arr: np.ndarray) -> None:
         self._mm = None
         mm = getattr(arr, "_mmap", None)
-        # MAP_PRIVATE ("c") pages may hold unsaved edits that DONTNEED would discard: never touch those.
+        # MAP_PRIVATE ("c") pages may hold unsaved edits that DONTNEED would discard: skip them.
         if (
             isinstance(arr, np.memmap)
             and isinstance(mm, mmap.mmap)
@@ -66,10 +66,8 @@ class _PageReleaser:
                 self._mm = None
 
 
-def iter_blocks(
-    x: np.ndarray, block_size: int, name: str
-) -> Iterator[tuple[int, int, np.ndarray]]:
-    """Yield ``(start, stop, block_float64)`` over the rows of ``x``; raises on NaN/inf naming ``name``."""
+def iter_blocks(x: np.ndarray, block_size: int, name: str) -> Iterator[tuple[int, int, np.ndarray]]:
+    """Yield ``(start, stop, float64 block)`` over the rows of ``x``; NaN/inf raise (``name``)."""
     releaser = _PageReleaser(x)
     n = x.shape[0]
     for start in range(0, n, block_size):

@@ -1,9 +1,10 @@
 """Closed-form CMAP kernels on one float64 block of candidates (ALGORITHMS.md §6.2-§6.5, §6.8).
 
-Notation (present classes only, ``C`` of them): ``m_j = mu_j - g`` centred means, ``rho_j = ||m_j||``,
-``mbar_j = m_j / rho_j``, ``S = sum_j mbar_j``, ``G = Mbar Mbar^T`` (cosines), ``K = M M^T``, and for a
-candidate ``u = h - g``. Every kernel returns ``(delta_cma, degenerate)``, where ``degenerate`` flags
-candidates whose updated class mean has (numerically) zero norm; their value is set to 0.
+Notation (present classes only, ``C`` of them): centred means ``m_j = mu_j - g``,
+``rho_j = ||m_j||``, ``mbar_j = m_j / rho_j``, ``S = sum_j mbar_j``, ``G = Mbar Mbar^T`` (cosines),
+``K = M M^T``, and for a candidate ``u = h - g``. Every kernel returns ``(delta_cma, degenerate)``,
+where ``degenerate`` flags candidates whose updated class mean has (numerically) zero norm; their
+value is set to 0.
 
 Each kernel is written in a "difference form" (the small change is computed from small terms) so the
 result keeps full relative precision even when ``CMAP << CMA``.
@@ -51,7 +52,7 @@ class CmapGeometry:
         self.base_sum = float(self.phiG[off].sum())  # sum_{i != j} phi(cos_ij)
         self.norm = 1.0 / (C * (C - 1))
         self.cma = self.base_sum * self.norm
-        # E0 precompute: a_c = mbar_c . (S - mbar_c),  t_c = P_c (S - mbar_c)  (orthogonal to mbar_c)
+        # E0 precompute: a_c = mbar_c . (S - mbar_c), t_c = P_c (S - mbar_c) (orthogonal to mbar_c)
         self.a = (self.G * off).sum(axis=1)
         self.T = (self.S[None, :] - self.Mbar) - self.a[:, None] * self.Mbar
         self.MS = self.M @ self.S
@@ -67,7 +68,8 @@ class CmapGeometry:
     def _e0_scalar(self, ut, al, uu, n, rho, a):
         """Scalar E0 from u.t_c, u.mbar_c, ||u||^2 (broadcasts, so it also serves ``expected``).
 
-        With v = n m_c + u = beta mbar_c + u_perp:  dCMA = 2/(C(C-1)) [a (beta/|v| - 1) + u.t_c/|v|].
+        With v = n m_c + u = beta mbar_c + u_perp:
+        dCMA = 2/(C(C-1)) [a (beta/|v| - 1) + u.t_c/|v|].
         """
         beta = n * rho + al
         q2 = np.maximum(uu - al * al, 0.0)
@@ -75,11 +77,15 @@ class CmapGeometry:
         degenerate = nv < ZERO_NORM * (n + 1.0)
         nv_safe = np.where(degenerate, 1.0, nv)
         # beta/|v| - 1 without cancellation when beta > 0
-        ratio_m1 = np.where(beta > 0, -q2 / (nv_safe * (np.abs(beta) + nv_safe)), beta / nv_safe - 1.0)
+        ratio_m1 = np.where(
+            beta > 0, -q2 / (nv_safe * (np.abs(beta) + nv_safe)), beta / nv_safe - 1.0
+        )
         val = 2.0 * self.norm * (a * ratio_m1 + ut / nv_safe)
         return np.where(degenerate, 0.0, val), degenerate
 
-    def e0_pairs(self, pb: np.ndarray, uu: np.ndarray, r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def e0_pairs(
+        self, pb: np.ndarray, uu: np.ndarray, r: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
         """E0-pairs (§6.3), any pair function: only the cosines of class ``r`` change. O(C) each."""
         b = pb.shape[0]
         idx = np.arange(b)
@@ -97,7 +103,7 @@ class CmapGeometry:
         return np.where(degenerate, 0.0, val), degenerate
 
     def new_class_static(self, pb: np.ndarray, uu: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Predicted class absent from L (§6.8, `formula`), none/frozen: class set grows by u/|u|."""
+        """Predicted class absent from L (§6.8 `formula`), none/frozen: the set gains u/|u|."""
         C = self.C
         nu = np.sqrt(uu)
         degenerate = nu < ZERO_NORM
@@ -110,11 +116,14 @@ class CmapGeometry:
     def e1_signed(
         self, U: np.ndarray, P: np.ndarray, uu: np.ndarray, r: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
-        """E1 (§6.5): moving reference, signed pairs; O(C d) per candidate via two GEMMs.
+        """E1 (§6.5): moving reference, signed pairs; O(C d + C^2) per candidate.
 
-        ``P = U @ M.T`` (``m_j . u``). Difference form: dCMA = (S'-S).(S'+S) / (C(C-1)).
+        ``P = U @ M.T`` (``m_j . u``). Difference form: dCMA = (S'-S).(S'+S) / (C(C-1)) with
+        ``1/rho'_j - 1/rho_j`` computed from ``rho'^2 - rho^2`` (no cancellation).
         """
         b = U.shape[0]
+        if self.C == 2:
+            return self._two_class_moving(b)
         idx = np.arange(b)
         C = self.C
         n1 = self.n[r] + 1.0
@@ -147,11 +156,25 @@ class CmapGeometry:
         else:
             cu = (vc - vsum / C) / n1
             cm = -cu
-        D = dv @ self.M + cu[:, None] * U + cm[:, None] * self.M[r]
-        val = np.einsum("ij,ij->i", D, D + 2.0 * self.S[None, :]) * self.norm
+        # D = S' - S = X + cu u with X = x @ M, x = dv + cm e_c. Everything D needs is an inner
+        # product of M's rows with u or each other, so |D|^2 + 2 D.S comes from P, K and M S:
+        # O(C^2) more per candidate and no (b, d) temporaries.
+        x = dv
+        x[idx, r] += cm
+        xx = np.einsum("ij,ij->i", x @ self.K, x)
+        xu = np.einsum("ij,ij->i", x, P)
+        xs = x @ self.MS
+        us = P @ (1.0 / self.rho)
+        val = (xx + 2.0 * cu * xu + cu * cu * uu + 2.0 * (xs + cu * us)) * self.norm
         return np.where(degenerate, 0.0, val), degenerate
 
-    # ------------------------------------------------------------------ generic O(C^2) per candidate
+    @staticmethod
+    def _two_class_moving(b: int) -> tuple[np.ndarray, np.ndarray]:
+        """Two classes, moving reference: g' lies on the segment between the two means, so they
+        stay antipodal (cos = -1) and CMAP is exactly 0 (returned exactly, not as round-off)."""
+        return np.zeros(b), np.zeros(b, dtype=bool)
+
+    # ------------------------------------------------------------------ generic, O(C^2) each
     def _eta_coeffs(self, n1: np.ndarray, new_class: bool) -> tuple[np.ndarray, np.ndarray]:
         """eta = e_u u + e_m m_c: how far the reference g moves when the candidate is added."""
         z = np.zeros_like(n1)
@@ -168,49 +191,62 @@ class CmapGeometry:
     ) -> tuple[np.ndarray, np.ndarray]:
         """All C^2 new cosines per candidate (any centering/pair; present class ``r``).
 
-        m'_j = m_j + f_j with f_j = phi_u_j u + phi_m_j m_c (f_j = -eta for j != c, f_c = delta - eta);
-        Gram'_ij = K_ij + m_i.f_j + m_j.f_i + f_i.f_j, all from ``P = U @ M.T``, K and ||u||^2.
+        With eta = e_u u + e_m m_c (the reference shift) and delta = (u - m_c)/(n_c+1):
+        for i, j != c, m'_i.m'_j = K_ij - eta.m_i - eta.m_j + |eta|^2 (an outer *sum*: two
+        passes); row/column c uses m'_c = m_c + delta - eta. All from ``P = U @ M.T``, ``K`` and
+        ``|u|^2``.
         """
         b = P.shape[0]
+        if self.C == 2 and self.centering == "moving":
+            return self._two_class_moving(b)
         idx = np.arange(b)
-        C = self.C
         n1 = self.n[r] + 1.0
         e_u, e_m = self._eta_coeffs(n1, new_class=False)
-        A = np.broadcast_to(-e_u[:, None], (b, C)).copy()
-        Bm = np.broadcast_to(-e_m[:, None], (b, C)).copy()
-        A[idx, r] = 1.0 / n1 - e_u
-        Bm[idx, r] = -1.0 / n1 - e_m
-        Y = self.K[:, r].T  # m_i . m_c
+        Y = self.K[:, r].T  # m_j . m_c
         pc = P[idx, r]
         kcc = self.K[r, r]
-        t1 = P[:, :, None] * A[:, None, :] + Y[:, :, None] * Bm[:, None, :]  # m_i . f_j
-        gram = self.K[None] + t1 + t1.transpose(0, 2, 1)
-        gram += uu[:, None, None] * (A[:, :, None] * A[:, None, :])
-        ab = A[:, :, None] * Bm[:, None, :]
-        gram += pc[:, None, None] * (ab + ab.transpose(0, 2, 1))
-        gram += kcc[:, None, None] * (Bm[:, :, None] * Bm[:, None, :])
+        eta_m = e_u[:, None] * P + e_m[:, None] * Y  # eta . m_j
+        ee = e_u * e_u * uu + 2.0 * e_u * e_m * pc + e_m * e_m * kcc
+        d_m = (P - Y) / n1[:, None]  # delta . m_j
+        du = (uu - pc) / n1  # delta . u
+        dmc = (pc - kcc) / n1  # delta . m_c
+        de = e_u * du + e_m * dmc
+        dd = (uu - 2.0 * pc + kcc) / n1**2
+        half = 0.5 * ee[:, None] - eta_m
+        gram = self.K[None] + half[:, :, None]
+        gram += half[:, None, :]
+        # row/column c: (m_c + delta - eta).(m_j - eta)
+        row_c = Y + d_m - eta_m - eta_m[idx, r][:, None] - de[:, None] + ee[:, None]
+        gram[idx, r, :] = row_c
+        gram[idx, :, r] = row_c
+        gram[idx, r, r] = kcc + 2.0 * (dmc - eta_m[idx, r]) + dd - 2.0 * de + ee
         return self._sum_change(gram, None)
 
     def pairs_new_class(self, P: np.ndarray, uu: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """New class (absent from L) with mean h; old means shift by -eta under `moving`."""
+        """New class (absent from L) with mean h; under `moving` old means shift by -e_u u."""
         b = P.shape[0]
         e_u, _ = self._eta_coeffs(np.ones(b), new_class=True)
-        gram = self.K[None] - e_u[:, None, None] * (P[:, :, None] + P[:, None, :])
-        gram += (e_u * e_u * uu)[:, None, None]
+        half = (0.5 * e_u * e_u * uu)[:, None] - e_u[:, None] * P
+        gram = self.K[None] + half[:, :, None]
+        gram += half[:, None, :]
         cross = (1.0 - e_u)[:, None] * (P - (e_u * uu)[:, None])  # m'_new . m'_j
         new_sq = (1.0 - e_u) ** 2 * uu
         return self._sum_change(gram, (cross, new_sq))
 
     def _sum_change(self, gram: np.ndarray, new: tuple[np.ndarray, np.ndarray] | None):
+        """Turn Gram matrices (b, C, C) of the updated means into dCMA (in place on ``gram``)."""
         C = self.C
-        diag = np.einsum("bii->bi", gram)
-        degenerate = (diag < ZERO_NORM**2).any(axis=1)
-        rho = np.sqrt(np.where(diag < ZERO_NORM**2, 1.0, diag))
-        cos = gram / (rho[:, :, None] * rho[:, None, :])
-        diff = self.phi(cos) - self.phiG[None]
-        idx = np.arange(C)
-        diff[:, idx, idx] = 0.0
-        change = diff.sum(axis=(1, 2))  # sum_{i != j} phi(cos') - phi(cos)
+        diag = np.einsum("bii->bi", gram)  # a view
+        bad = diag < ZERO_NORM**2
+        degenerate = bad.any(axis=1)
+        rinv = 1.0 / np.sqrt(np.where(bad, 1.0, diag))
+        gram *= rinv[:, :, None]
+        gram *= rinv[:, None, :]
+        if self.pair == "abs":
+            np.abs(gram, out=gram)
+        gram -= self.phiG[None]
+        np.einsum("bii->bi", gram)[...] = 0.0
+        change = gram.sum(axis=(1, 2))  # sum_{i != j} phi(cos') - phi(cos)
         if new is None:
             val = change * self.norm
         else:
@@ -218,7 +254,7 @@ class CmapGeometry:
             deg_new = new_sq < ZERO_NORM**2
             degenerate = degenerate | deg_new
             nrm = np.sqrt(np.where(deg_new, 1.0, new_sq))
-            s_new = self.phi(cross / (rho * nrm[:, None])).sum(axis=1)
+            s_new = self.phi(cross * rinv / nrm[:, None]).sum(axis=1)
             k = (C + 1) * C
             val = change / k + 2.0 * s_new / k - 2.0 * self.base_sum / (k * (C - 1))
         return np.where(degenerate, 0.0, val), degenerate
@@ -244,5 +280,7 @@ class CmapGeometry:
     def _q_vector(self) -> np.ndarray:
         if not hasattr(self, "_q"):
             proj = self.Mbar @ self.S  # mbar_j . S
-            self._q = ((self.S[None, :] - proj[:, None] * self.Mbar) / self.rho[:, None]).sum(axis=0)
+            self._q = ((self.S[None, :] - proj[:, None] * self.Mbar) / self.rho[:, None]).sum(
+                axis=0
+            )
         return self._q

@@ -1,17 +1,18 @@
 """Class-mean alignment (CMA) and its exact perturbation by one candidate (CMAP).
 
-``CMA = 1/(C(C-1)) sum_{i != j} phi(mbar_i . mbar_j)`` over the present classes' (centred) unit means, and
-``CMAP(x) = CMA(L ∪ {(x, c(x))}) - CMA(L)`` (not rescaled), evaluated in closed form for the whole pool in
-row blocks (ALGORITHMS.md §6). The pool may be a float32 ``np.memmap``: it is read block by block, each
-block converted to float64, never the whole pool at once.
+``CMA = 1/(C(C-1)) sum_{i != j} phi(mbar_i . mbar_j)`` over the present classes' (centred) unit
+means, and ``CMAP(x) = CMA(L ∪ {(x, c(x))}) - CMA(L)`` (not rescaled), evaluated in closed form for
+the whole pool in row blocks (ALGORITHMS.md §6). The pool may be a float32 ``np.memmap``: it is read
+block by block, each block converted to float64, never the whole pool at once.
 
-Variants (§6.1): ``centering`` none/frozen/moving, ``mu_G`` class_avg/sample_avg, ``pair`` signed/abs,
-``expected`` (probability-weighted over hypothetical classes), ``empty_class`` formula/force_select/skip.
+Variants (§6.1): ``centering`` none/frozen/moving, ``mu_G`` class_avg/sample_avg, ``pair``
+signed/abs, ``expected`` (probability-weighted over hypothetical classes), ``empty_class``
+formula/force_select/skip.
 
 References
 ----------
-"Reliable Active Learning from Unreliable Labels via Neural Collapse Geometry", NeurIPS 2025 workshop,
-arXiv:2510.09740 (CMAP). Papyan, Han & Donoho, PNAS 2020 (class means, simplex ETF).
+"Reliable Active Learning from Unreliable Labels via Neural Collapse Geometry", NeurIPS 2025
+workshop, arXiv:2510.09740 (CMAP). Papyan, Han & Donoho, PNAS 2020 (class means, simplex ETF).
 """
 
 from __future__ import annotations
@@ -42,7 +43,11 @@ def _check_flags(centering: Any, mu_G: Any, pair: Any) -> None:
 
 
 def _check_block_size(block_size: Any) -> int:
-    if isinstance(block_size, bool) or not isinstance(block_size, (int, np.integer)) or block_size < 1:
+    if (
+        isinstance(block_size, bool)
+        or not isinstance(block_size, (int, np.integer))
+        or block_size < 1
+    ):
         raise ValueError(f"`block_size` must be a positive integer; got {block_size!r}")
     return int(block_size)
 
@@ -85,8 +90,8 @@ def cma(
     num_classes : int, optional
         Number of classes (inferred as ``labels.max() + 1``); absent classes are ignored.
     centering : {"none", "frozen", "moving"}
-        ``none`` uses raw class means; ``frozen``/``moving`` subtract the global mean (identical for a
-        fixed set; they differ only for CMAP).
+        ``none`` uses raw class means; ``frozen``/``moving`` subtract the global mean (identical for
+        a fixed set; they differ only for CMAP).
     mu_G : {"class_avg", "sample_avg"}
         Global-mean convention (used only when centring).
     pair : {"signed", "abs"}
@@ -166,7 +171,9 @@ class _Prepared:
         if not np.isfinite(p).all():
             raise ValueError(f"`probs_pool` contains NaN or inf values (rows {start}..{stop - 1})")
         if (p < 0).any():
-            raise ValueError(f"`probs_pool` holds negative probabilities (rows {start}..{stop - 1})")
+            raise ValueError(
+                f"`probs_pool` holds negative probabilities (rows {start}..{stop - 1})"
+            )
         s = p.sum(axis=1)
         if np.any(np.abs(s - 1.0) > 1e-3):
             raise ValueError(
@@ -203,9 +210,10 @@ def cmap(
 ) -> np.ndarray:
     """Exact class-mean alignment perturbation of every pool candidate.
 
-    ``CMAP(x) = CMA(L ∪ {(x, pred(x))}) - CMA(L)``, evaluated in closed form: E0 (O(d) per candidate,
-    none/frozen + signed), E0-pairs (O(C d), abs / expected), E1 (O(C d), moving + signed) and an
-    O(C d + C^2) all-pairs update (moving + abs, moving with an empty predicted class).
+    ``CMAP(x) = CMA(L ∪ {(x, pred(x))}) - CMA(L)``, evaluated in closed form: E0 (O(d) per
+    candidate, none/frozen + signed), E0-pairs (O(C d), abs / expected), E1 (O(C d), moving +
+    signed) and an O(C d + C^2) all-pairs update (moving + abs, moving with an empty predicted
+    class).
 
     Parameters
     ----------
@@ -223,18 +231,18 @@ def cmap(
     num_classes : int, optional
         ``C``; inferred from ``probs_pool`` or the largest label.
     centering : {"none", "frozen", "moving"}
-        Reference subtracted from class means (§6.1): none, the labeled global mean held fixed, or the
-        global mean recomputed after the hypothetical addition.
+        Reference subtracted from class means (§6.1): none, the labeled global mean held fixed, or
+        the global mean recomputed after the hypothetical addition.
     mu_G : {"class_avg", "sample_avg"}
         Global-mean convention for ``frozen``/``moving``.
     pair : {"signed", "abs"}
         Pair function on cosines.
     empty_class : {"formula", "force_select", "skip"}
-        Candidates predicted into a class absent from the labeled set: exact value with the class set
-        grown by one (``formula``), ``+inf`` (``force_select``) or ``-inf`` (``skip``).
+        Candidates predicted into a class absent from the labeled set: exact value with the class
+        set grown by one (``formula``), ``+inf`` (``force_select``) or ``-inf`` (``skip``).
     expected : bool
-        If True, return ``sum_c p_c(x) CMAP_c(x)`` over every hypothetical class ``c`` (absent classes
-        use the ``formula`` value inside the expectation).
+        If True, return ``sum_c p_c(x) CMAP_c(x)`` over every hypothetical class ``c`` (absent
+        classes use the ``formula`` value inside the expectation).
     block_size : int
         Maximum number of pool rows held in memory (as float64) at once.
 
@@ -367,9 +375,7 @@ def _expected_block(
     if not moving and geo.pair == "signed":
         # E0 vectorised over every hypothetical class at once: (b, C) scalars from two GEMMs.
         ut = U @ geo.T.T
-        v, d = geo._e0_scalar(
-            ut, pb, uu[:, None], geo.n[None, :], geo.rho[None, :], geo.a[None, :]
-        )
+        v, d = geo._e0_scalar(ut, pb, uu[:, None], geo.n[None, :], geo.rho[None, :], geo.a[None, :])
         vals += (pres_p * v).sum(axis=1)
         deg |= (d & (pres_p > 0)).any(axis=1)
     else:
@@ -415,7 +421,9 @@ def cmap_first_order(
 
     Parameters
     ----------
-    features_labeled, labels_labeled, features_pool, pred_pool, num_classes, centering, mu_G, block_size
+    features_labeled, labels_labeled, features_pool, pred_pool
+        As in :func:`cmap`.
+    num_classes, centering, mu_G, block_size
         As in :func:`cmap` (``pair`` is signed).
 
     Returns

@@ -1,9 +1,9 @@
 """Neural-collapse metrics NC1-NC4 (+ CDNV) and inter-class distances (ALGORITHMS.md §3, §4.5).
 
-All metrics are derived from one :class:`~ncal.geometry.stats.ClassStats`; classes absent from the data
-are dropped everywhere (``C`` below is the number of present classes), including the rows of ``W``/``b``.
-Results are plain Python floats (JSON-serialisable); NaN where a metric is undefined (no ``W``, fewer
-than two present classes).
+All metrics are derived from one :class:`~ncal.geometry.stats.ClassStats`; classes absent from the
+data are dropped everywhere (``C`` below is the number of present classes), including the rows of
+``W``/``b``. Results are plain Python floats (JSON-serialisable); NaN where a metric is undefined
+(no ``W``, fewer than two present classes).
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ def _cov(norms: np.ndarray) -> float:
 
 
 def _angles(A: np.ndarray) -> tuple[float, float]:
-    """Equiangularity of the rows of ``A``: std of off-diagonal cosines (ddof=1) and max-angle coherence."""
+    """Equiangularity of rows of ``A``: std of off-diagonal cosines (ddof=1), max-angle score."""
     C = A.shape[0]
     norms = np.linalg.norm(A, axis=1)
     if np.any(norms == 0):
@@ -77,7 +77,7 @@ def _angles(A: np.ndarray) -> tuple[float, float]:
 
 
 def _nc1(stats: ClassStats, x: np.ndarray, Mt: np.ndarray) -> tuple[float, float]:
-    """NC1 = tr(Sigma_W Sigma_B^+)/C via a thin SVD of M~/sqrt(C) (no d x d matrix), and tr-quotient."""
+    """NC1 = tr(Sigma_W Sigma_B^+)/C by a thin SVD of M~/sqrt(C) (no d x d matrix); tr-quotient."""
     C = stats.num_present
     U, s, _ = np.linalg.svd(Mt.T / np.sqrt(C), full_matrices=False)  # (d, C) = U S V^T
     keep = np.flatnonzero(s > 1e-10 * s.max())[: C - 1] if s.size and s.max() > 0 else []
@@ -120,13 +120,15 @@ def nc_metrics(
     Returns
     -------
     dict[str, float]
-        ``nc1`` (``tr(Sigma_W Sigma_B^+)/C``, with the 1/C), ``nc1_quotient`` (``tr Sigma_W / tr Sigma_B``),
-        ``nc2_equinorm_M``/``_W`` (CoV of norms, ddof=1), ``nc2_equiangular_M``/``_W`` (std of off-diagonal
-        cosines), ``nc2_maxangle_M``/``_W`` (mean ``|cos + 1/(C-1)|``), ``etf_M``/``etf_W``, ``nc3``
-        (``||W^T/||W|| - M~/||M~||||_F^2``), ``nc3_structure`` (``||W M~/||W M~|| - E||_F``),
-        ``nc3_cos_mean`` (mean ``cos(w_c, m_c)``), ``nc4_mismatch`` (classifier vs nearest class mean,
-        ties to the lower class id), ``cdnv_mean``, plus ``n_samples``, ``num_classes_present``,
-        ``n_c_min``, ``n_c_median``.
+        - ``nc1``: ``tr(Sigma_W Sigma_B^+) / C`` (with the 1/C); ``nc1_quotient``:
+          ``tr Sigma_W / tr Sigma_B``;
+        - ``nc2_equinorm_M``/``_W``: CoV of the norms (ddof=1); ``nc2_equiangular_M``/``_W``: std of
+          off-diagonal cosines (ddof=1); ``nc2_maxangle_M``/``_W``: mean ``|cos + 1/(C-1)|``;
+          ``etf_M``/``etf_W``: distance of the normalised Gram to the simplex-ETF Gram;
+        - ``nc3``: ``||W^T/||W||_F - M~/||M~||_F||_F^2``; ``nc3_structure``:
+          ``||W M~ / ||W M~||_F - E||_F``; ``nc3_cos_mean``: mean ``cos(w_c, m_c)``;
+        - ``nc4_mismatch``: classifier vs nearest class mean (ties to the lower class id);
+        - ``cdnv_mean``; ``n_samples``, ``num_classes_present``, ``n_c_min``, ``n_c_median``.
 
     References
     ----------
@@ -195,7 +197,9 @@ def nc_metrics(
     return out
 
 
-def _nc4(x: np.ndarray, stats: ClassStats, Wp: np.ndarray, bp: np.ndarray, block: int = 8192) -> float:
+def _nc4(
+    x: np.ndarray, stats: ClassStats, Wp: np.ndarray, bp: np.ndarray, block: int = 8192
+) -> float:
     """Fraction of samples where argmax(W h + b) != nearest class mean (present classes only)."""
     mu = stats.means
     mu_sq = np.einsum("ij,ij->i", mu, mu)
@@ -226,9 +230,10 @@ def inter_class_distances(
     Returns
     -------
     dict[str, float]
-        ``raw``: mean over c<c' of ``||mu_c - mu_c'||`` (unnormalised features); ``normfeat``: the same on
-        unit-normalised features; ``normmean``: mean ``sqrt(2 - 2 cos)`` between unit centred means
-        (class-averaged global mean); ``separation_ratio``: ``raw`` / mean_c ``sigma_c``.
+        ``raw``: mean over c<c' of ``||mu_c - mu_c'||`` (unnormalised features); ``normfeat``: the
+        same on unit-normalised features; ``normmean``: mean ``sqrt(2 - 2 cos)`` between unit
+        centred means (class-averaged global mean); ``separation_ratio``: ``raw`` / mean_c
+        ``sigma_c``.
         NaN when fewer than two classes are present.
 
     References

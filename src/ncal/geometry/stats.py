@@ -1,7 +1,8 @@
 """Per-class statistics shared by CMA/CMAP, the neural-collapse metrics and inter-class distances.
 
-Spec: ALGORITHMS.md §3.1 (class counts, means, the two global-mean conventions, within-class scatter).
-Every derived quantity is float64; classes without samples are dropped (``C_eff`` present classes).
+Spec: ALGORITHMS.md §3.1 (class counts, means, the two global-mean conventions, within-class
+scatter). Every derived quantity is float64; classes without samples are dropped (``C_eff`` present
+classes).
 """
 
 from __future__ import annotations

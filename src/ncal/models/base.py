@@ -18,6 +18,8 @@ def parse_input_shape(input_shape: tuple) -> tuple[str, tuple[int, ...]]:
     Accepted: ``(D,)`` feature vectors; ``(H, W)`` grayscale; ``(H, W, C)`` as images are stored in a
     :class:`ncal.data.Dataset`; ``(C, H, W)`` when unambiguous (first entry 1–4, last entry > 4).
     """
+    if isinstance(input_shape, (str, bytes)):
+        raise TypeError(f"`input_shape` must be a tuple of ints; got {input_shape!r}")
     try:
         shape = tuple(int(s) for s in input_shape)
     except (TypeError, ValueError):

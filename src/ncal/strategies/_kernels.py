@@ -74,6 +74,15 @@ def matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return a @ b
 
 
+def to64(t: torch.Tensor) -> torch.Tensor:
+    """``t`` as float64; on the CPU through numpy, whose conversion is several times faster."""
+    if t.dtype == torch.float64:
+        return t
+    if t.device.type == "cpu":
+        return torch.from_numpy(t.numpy().astype(np.float64))
+    return t.to(torch.float64)
+
+
 def rows_per_block(cols: int, budget: int = BLOCK_ELEMENTS) -> int:
     """Rows of a block with ``cols`` columns that fit the element budget (at least 1)."""
     return max(1, budget // max(1, cols))
@@ -118,7 +127,7 @@ class PairSpace:
         a = torch.empty(u.shape[0], dtype=torch.float64, device=device)
         step = rows_per_block(u.shape[1])
         for s in range(0, u.shape[0], step):
-            blk = u[s : s + step].to(torch.float64)
+            blk = to64(u[s : s + step])
             a[s : s + step] = (blk * blk).sum(1)
         return cls(u, a, 2.0, False)
 
@@ -132,7 +141,7 @@ class PairSpace:
 
     def rows(self, idx: Any) -> torch.Tensor:
         """``u`` rows (index tensor or slice) in float64."""
-        return self.u[idx].to(torch.float64)
+        return to64(self.u[idx])
 
     def centers(self, idx: Any) -> torch.Tensor:
         """``v`` rows for the given points, float64, as a (m, D) tensor."""
@@ -351,7 +360,7 @@ def sqnorms(x: torch.Tensor) -> torch.Tensor:
     out = torch.empty(x.shape[0], dtype=torch.float64, device=x.device)
     step = rows_per_block(x.shape[1])
     for s in range(0, x.shape[0], step):
-        b = x[s : s + step].to(torch.float64)
+        b = to64(x[s : s + step])
         out[s : s + step] = (b * b).sum(1)
     return out
 
@@ -363,8 +372,8 @@ def pairwise_sqdist(
     nb: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """(len(xa), len(xb)) squared Euclidean distances in float64, clamped at 0 (one block)."""
-    a = xa.to(torch.float64)
-    b = xb.to(torch.float64)
+    a = to64(xa)
+    b = to64(xb)
     na = (a * a).sum(1) if na is None else na
     nb = (b * b).sum(1) if nb is None else nb
     d = matmul(a, b.T)

@@ -30,6 +30,7 @@ from typing import Any
 SCHEDULES = ("cosine_hold", "constant", "cosine")
 WINDOW_POLICIES = ("threshold", "last_k")
 NORMALIZE = ("auto", "fixed", "labeled")
+TRAIN_ACC_MODES = ("eval", "running")
 
 
 @dataclass
@@ -59,6 +60,11 @@ class TrainConfig:
         epochs in total, the last ``ff_window`` of which are the window.
     window_lr_factor : float
         Window learning rate as a fraction of ``lr`` (held constant; > 0).
+    train_acc_mode : {"eval", "running"}
+        How the per-epoch training accuracy (for ``tau`` and the plateau rule) is measured: ``eval`` — an
+        eval-mode pass over the un-augmented labeled set (exact; costs about a third of a training
+        pass); ``running`` — accuracy of the (augmented, train-mode) mini-batches of the epoch's last
+        pass (free, slightly pessimistic). ``final_train_acc`` is always measured in eval mode.
     plateau_patience : int or None
         Epochs without an improvement of ``plateau_delta`` in the best training accuracy that end the
         pre-window phase; ``None`` disables the plateau rule.
@@ -96,6 +102,7 @@ class TrainConfig:
     ff_window: int = 8
     window_policy: str = "threshold"
     window_lr_factor: float = 0.2
+    train_acc_mode: str = "eval"
     plateau_patience: int | None = 10
     plateau_delta: float = 0.005
     min_samples_per_epoch: int = 1024
@@ -139,6 +146,7 @@ class TrainConfig:
             ("schedule", SCHEDULES),
             ("window_policy", WINDOW_POLICIES),
             ("normalize", NORMALIZE),
+            ("train_acc_mode", TRAIN_ACC_MODES),
         ):
             if getattr(self, name) not in choices:
                 raise ValueError(

@@ -277,12 +277,16 @@ def _run(
     pool_logits = pool_feats = None
     lab_logits = lab_feats = None
 
-    def train_epoch(epoch: int, in_window: bool) -> tuple[float, float, float]:
+    running = config.train_acc_mode == "running"
+
+    def train_epoch(epoch: int, in_window: bool) -> tuple[float, float, float, float]:
+        """One epoch; returns (mean loss, first lr, last lr, running accuracy of its last pass)."""
         model.train()
         loss_sum = torch.zeros((), device=device, dtype=torch.float64)
+        correct = torch.zeros((), device=device, dtype=torch.int64)
         step = 0
         lr_first = lr_last = 0.0
-        for _ in range(passes):
+        for p in range(passes):
             perm = torch.randperm(n_l, generator=g_order).numpy()
             for a, b in bounds:
                 lr = config.lr_at(epoch + step / steps_per_epoch, in_window)
@@ -296,16 +300,20 @@ def _run(
                     xb = random_crop(xb, pad, g_aug)
                     if flip:
                         xb = random_hflip(xb, g_aug)
-                xb = prep.finish(xb)
-                loss = loss_fn(model(xb), y_dev[torch.from_numpy(idx).to(device)])
+                yb = y_dev[torch.from_numpy(idx).to(device)]
+                logits = model(prep.finish(xb))
+                loss = loss_fn(logits, yb)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
                 loss_sum += loss.detach().double() * (b - a)
+                if p == passes - 1:
+                    correct += (logits.detach().argmax(1) == yb).sum()
                 step += 1
-        return float(loss_sum) / (passes * n_l), lr_first, lr_last
+        return float(loss_sum) / (passes * n_l), lr_first, lr_last, float(correct) / n_l
 
     def labeled_accuracy() -> float:
+        """Eval-mode accuracy on the un-augmented labeled set (keeps its logits and features)."""
         nonlocal lab_logits, lab_feats
         lab_logits, lab_feats = eval_pass(model, x_l, prep, batch_size=config.eval_batch_size)
         return float(np.mean(lab_logits.argmax(axis=1) == y))
@@ -340,10 +348,11 @@ def _run(
     acc = float("nan")
     while epoch < pre_cap:
         t0 = time.perf_counter()
-        loss, lr0, lr1 = train_epoch(epoch, in_window=False)
+        loss, lr0, lr1, acc = train_epoch(epoch, in_window=False)
         _sync(device)
         t1 = time.perf_counter()
-        acc = labeled_accuracy()
+        if not running:
+            acc = labeled_accuracy()
         t_acc += time.perf_counter() - t1
         t_train += t1 - t0
         log_epoch(epoch, "pre", loss, lr0, lr1, acc)
@@ -364,7 +373,7 @@ def _run(
                 break
     pre_epochs = epoch
     if pre_epochs == 0:
-        acc = labeled_accuracy()
+        acc = labeled_accuracy()  # the untrained model's accuracy
     acc_at_window = acc
     if bar is not None:
         bar.total = pre_epochs + config.ff_window
@@ -373,14 +382,15 @@ def _run(
     # ---- FF window: learning rate held, pool predicted after every epoch -------------------
     for w in range(config.ff_window):
         t0 = time.perf_counter()
-        loss, lr0, lr1 = train_epoch(epoch, in_window=True)
+        loss, lr0, lr1, acc = train_epoch(epoch, in_window=True)
         _sync(device)
         t1 = time.perf_counter()
-        acc = labeled_accuracy()
+        last = w == config.ff_window - 1
+        if not running or last:  # the final labeled logits/features come from this pass
+            acc = labeled_accuracy()
         t2 = time.perf_counter()
         t_train += t1 - t0
         t_acc += t2 - t1
-        last = w == config.ff_window - 1
         if need_ff:
             pool_logits, feats = eval_pass(
                 model, x_pool, prep, batch_size=config.eval_batch_size, features=last
@@ -432,7 +442,8 @@ def _run(
         "reached_terminal": bool(acc_at_window >= config.tau),
         "terminal_epoch": terminal_epoch,
         "train_acc_at_window": acc_at_window,
-        "final_train_acc": acc,
+        "final_train_acc": acc,  # eval mode, un-augmented, final model
+        "train_acc_mode": config.train_acc_mode,
         "window_lr": config.window_lr if config.schedule != "cosine" else None,
         "window_lr_range": [min(window_lrs), max(window_lrs)] if window_lrs else None,
         "passes_per_epoch": passes,

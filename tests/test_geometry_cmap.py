@@ -1,0 +1,470 @@
+"""Proofs for ncal.geometry.cmap: closed forms == brute-force recomputation of CMA (ALGORITHMS.md §6.10).
+
+The brute force lives here only: append the candidate with its hypothetical label, recompute every class
+mean, the reference ``g`` and all pairwise cosines from scratch, subtract CMA(L).
+"""
+
+from __future__ import annotations
+
+import itertools
+import warnings
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from scipy.stats import spearmanr
+
+from ncal.geometry import cma, cmap, cmap_first_order
+
+CENTERINGS = ("none", "frozen", "moving")
+MU_GS = ("class_avg", "sample_avg")
+PAIRS = ("signed", "abs")
+RTOL = 1e-12  # relative to max |CMAP| (the spec's tolerance; holds on every case below)
+ATOL = 1e-14  # CMA lies in [-1, 1]: brute force itself carries ~1e-16 absolute round-off
+
+
+# ----------------------------------------------------------------------------- brute force
+def _global_mean(H: np.ndarray, y: np.ndarray, mu_G: str) -> np.ndarray:
+    if mu_G == "sample_avg":
+        return H.mean(axis=0)
+    return np.stack([H[y == c].mean(axis=0) for c in np.unique(y)]).mean(axis=0)
+
+
+def brute_cma(H: np.ndarray, y: np.ndarray, g: np.ndarray, pair: str) -> float:
+    mu = np.stack([H[y == c].mean(axis=0) for c in np.unique(y)])
+    m = mu - g
+    mb = m / np.linalg.norm(m, axis=1, keepdims=True)
+    cos = mb @ mb.T
+    phi = cos if pair == "signed" else np.abs(cos)
+    C = mu.shape[0]
+    return float((phi.sum() - np.trace(phi)) / (C * (C - 1)))
+
+
+def brute_cmap(HL, yL, HU, pred, centering, mu_G, pair, probs=None) -> np.ndarray:
+    HL, HU = np.asarray(HL, np.float64), np.asarray(HU, np.float64)
+    g0 = np.zeros(HL.shape[1]) if centering == "none" else _global_mean(HL, yL, mu_G)
+    base = brute_cma(HL, yL, g0, pair)
+
+    def one(h: np.ndarray, c: int) -> float:
+        H2, y2 = np.vstack([HL, h]), np.append(yL, c)
+        g = _global_mean(H2, y2, mu_G) if centering == "moving" else g0
+        return brute_cma(H2, y2, g, pair) - base
+
+    if probs is None:
+        return np.array([one(h, c) for h, c in zip(HU, pred)])
+    return np.array(
+        [sum(p[c] * one(h, c) for c in range(len(p)) if p[c] > 0) for h, p in zip(HU, probs)]
+    )
+
+
+def assert_matches(got: np.ndarray, ref: np.ndarray, rtol: float = RTOL) -> None:
+    assert got.shape == ref.shape
+    tol = rtol * np.abs(ref).max() + ATOL
+    err = np.abs(got - ref).max()
+    assert err <= tol, f"max |err| {err:.3e} > tol {tol:.3e} (max |ref| {np.abs(ref).max():.3e})"
+
+
+def make_case(seed: int, C: int, d: int, extra: int = 0, per_class=(1, 5), n_pool: int = 9):
+    """Clustered labeled set with C present classes (counts in ``per_class``, so some n_c = 1 and
+    imbalanced), ``extra`` absent classes that the pool may still be predicted into."""
+    rng = np.random.default_rng(seed)
+    K = C + extra
+    counts = rng.integers(per_class[0], per_class[1] + 1, C)
+    yL = np.repeat(np.arange(C), counts)
+    centers = rng.normal(0.0, 2.0, (K, d))
+    HL = centers[yL] + rng.normal(0.0, 1.0, (yL.size, d))
+    HU = centers[rng.integers(0, K, n_pool)] + rng.normal(0.0, 1.5, (n_pool, d))
+    pred = rng.integers(0, K, n_pool)
+    if extra:
+        pred[0] = C  # always at least one candidate predicted into an absent class
+    z = rng.normal(0.0, 1.5, (n_pool, K))
+    probs = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
+    return HL, yL, HU, pred, probs, K
+
+
+FLAGS = list(itertools.product(CENTERINGS, MU_GS, PAIRS, (False, True)))
+
+
+# ----------------------------------------------------------------------------- brute-force equality
+@pytest.mark.parametrize(("centering", "mu_G", "pair", "expected"), FLAGS)
+def test_every_flag_combination_matches_brute_force(centering, mu_G, pair, expected) -> None:
+    for seed, C in ((0, 2), (1, 3), (2, 6)):
+        HL, yL, HU, pred, probs, K = make_case(seed, C, d=5, extra=1)
+        got = cmap(
+            HL, yL, HU, pred, probs_pool=probs if expected else None, num_classes=K,
+            centering=centering, mu_G=mu_G, pair=pair, expected=expected, block_size=4,
+        )  # fmt: skip
+        ref = brute_cmap(HL, yL, HU, pred, centering, mu_G, pair, probs if expected else None)
+        assert_matches(got, ref)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    seed=st.integers(0, 2**31 - 1),
+    C=st.integers(2, 6),
+    d=st.integers(1, 9),
+    extra=st.integers(0, 2),
+    n_pool=st.integers(1, 12),
+    block=st.integers(1, 14),
+    flags=st.sampled_from(FLAGS),
+    scale=st.sampled_from([1e-3, 1.0, 50.0]),
+)
+def test_property_matches_brute_force(seed, C, d, extra, n_pool, block, flags, scale) -> None:
+    centering, mu_G, pair, expected = flags
+    HL, yL, HU, pred, probs, K = make_case(seed, C, d, extra, n_pool=n_pool)
+    HL, HU = HL * scale, HU * scale
+    if d == 1 and centering == "none":
+        HL = np.abs(HL) + scale  # 1-D raw means must not vanish
+    got = cmap(
+        HL, yL, HU, pred, probs_pool=probs if expected else None, num_classes=K,
+        centering=centering, mu_G=mu_G, pair=pair, expected=expected, block_size=block,
+    )  # fmt: skip
+    ref = brute_cmap(HL, yL, HU, pred, centering, mu_G, pair, probs if expected else None)
+    assert_matches(got, ref)
+
+
+@pytest.mark.parametrize(("C", "d", "per_class"), [(10, 64, (1, 6)), (100, 512, (1, 3))])
+@pytest.mark.parametrize("centering", CENTERINGS)
+@pytest.mark.parametrize("pair", PAIRS)
+def test_large_class_counts_match_brute_force(C, d, per_class, centering, pair) -> None:
+    HL, yL, HU, pred, _, K = make_case(7, C, d, extra=1, per_class=per_class, n_pool=5)
+    for mu_G in MU_GS:
+        got = cmap(HL, yL, HU, pred, num_classes=K, centering=centering, mu_G=mu_G, pair=pair)
+        assert_matches(got, brute_cmap(HL, yL, HU, pred, centering, mu_G, pair))
+
+
+def test_relu_like_features_and_many_per_class() -> None:
+    """Non-negative features (uncentred cosines all large) and n_c up to 200: cancellation-prone."""
+    rng = np.random.default_rng(3)
+    C, d = 5, 16
+    centers = np.abs(rng.normal(0, 2, (C, d)))
+    yL = np.concatenate([np.arange(C), rng.integers(0, C, 600)])
+    HL = np.maximum(centers[yL] + rng.normal(0, 0.5, (yL.size, d)), 0)
+    HU = np.maximum(centers[rng.integers(0, C, 20)] + rng.normal(0, 0.5, (20, d)), 0)
+    pred = rng.integers(0, C, 20)
+    for centering, mu_G, pair in itertools.product(CENTERINGS, MU_GS, PAIRS):
+        got = cmap(HL, yL, HU, pred, centering=centering, mu_G=mu_G, pair=pair)
+        assert_matches(got, brute_cmap(HL, yL, HU, pred, centering, mu_G, pair))
+
+
+@pytest.mark.parametrize("centering", CENTERINGS)
+def test_empty_class_policies(centering) -> None:
+    HL, yL, HU, pred, probs, K = make_case(11, 4, 6, extra=2, n_pool=12)
+    absent = pred >= 4
+    assert absent.any() and (~absent).any()
+    formula = cmap(HL, yL, HU, pred, num_classes=K, centering=centering)
+    assert_matches(formula, brute_cmap(HL, yL, HU, pred, centering, "class_avg", "signed"))
+    forced = cmap(HL, yL, HU, pred, num_classes=K, centering=centering, empty_class="force_select")
+    skipped = cmap(HL, yL, HU, pred, num_classes=K, centering=centering, empty_class="skip")
+    assert np.all(forced[absent] == np.inf) and np.all(skipped[absent] == -np.inf)
+    np.testing.assert_array_equal(forced[~absent], formula[~absent])
+    np.testing.assert_array_equal(skipped[~absent], formula[~absent])
+    # expected=True: the policy applies to the candidates whose argmax class is absent
+    exp = cmap(HL, yL, HU, None, probs_pool=probs, num_classes=K, centering=centering,
+               expected=True, empty_class="skip")  # fmt: skip
+    arg_absent = probs.argmax(axis=1) >= 4
+    assert np.all(exp[arg_absent] == -np.inf)
+    ref = brute_cmap(HL, yL, HU, pred, centering, "class_avg", "signed", probs)
+    assert_matches(exp[~arg_absent], ref[~arg_absent])
+
+
+def test_two_classes_moving_is_exactly_zero() -> None:
+    HL, yL, HU, pred, _, _ = make_case(5, 2, 7, n_pool=10)
+    for mu_G, pair in itertools.product(MU_GS, PAIRS):
+        out = cmap(HL, yL, HU, pred, centering="moving", mu_G=mu_G, pair=pair)
+        assert np.all(out == 0.0)
+
+
+# ----------------------------------------------------------------------------- cma
+@pytest.mark.parametrize(("centering", "mu_G", "pair"), list(itertools.product(CENTERINGS, MU_GS, PAIRS)))
+def test_cma_matches_brute_force(centering, mu_G, pair) -> None:
+    HL, yL, *_ = make_case(2, 5, 8, extra=0)
+    g = np.zeros(8) if centering == "none" else _global_mean(HL, yL, mu_G)
+    got = cma(HL, yL, centering=centering, mu_G=mu_G, pair=pair)
+    assert isinstance(got, float)
+    assert got == pytest.approx(brute_cma(HL, yL, g, pair), abs=1e-15)
+
+
+def simplex_etf(C: int, d: int, rng: np.random.Generator, scale: float = 3.0) -> np.ndarray:
+    """C centred simplex-ETF vertices in R^d (d >= C), randomly rotated."""
+    E = np.sqrt(C / (C - 1)) * (np.eye(C) - 1.0 / C)
+    Q, _ = np.linalg.qr(rng.normal(size=(d, d)))
+    return scale * (E @ Q[:C])
+
+
+@pytest.mark.parametrize("C", [2, 3, 10])
+def test_etf_sanity(C) -> None:
+    """§6.10.6: labeled features on a centred ETF, zero scatter => CMA = -1/(C-1), E0 >= 0 and equal
+    to ||mbar~_c - mbar_c||^2 / (C(C-1))."""
+    rng = np.random.default_rng(C)
+    d = C + 3
+    V = simplex_etf(C, d, rng)
+    yL = np.repeat(np.arange(C), rng.integers(1, 5, C))
+    HL = V[yL]
+    for centering in ("none", "frozen"):
+        assert cma(HL, yL, centering=centering) == pytest.approx(-1.0 / (C - 1), abs=1e-14)
+    HU = rng.normal(0.0, 2.0, (30, d))
+    pred = rng.integers(0, C, 30)
+    counts = np.bincount(yL, minlength=C)
+    for centering in ("none", "frozen"):
+        out = cmap(HL, yL, HU, pred, centering=centering)
+        assert out.min() >= -1e-12
+        new = (counts[pred, None] * V[pred] + HU) / (counts[pred, None] + 1)
+        nb = new / np.linalg.norm(new, axis=1, keepdims=True)
+        vb = V[pred] / np.linalg.norm(V[pred], axis=1, keepdims=True)
+        expect = ((nb - vb) ** 2).sum(axis=1) / (C * (C - 1))
+        np.testing.assert_allclose(out, expect, rtol=1e-9, atol=1e-15)
+
+
+# ----------------------------------------------------------------------------- paper forms
+def _moved_unit_means(HL, yL, HU, pred, centering):
+    """Unit means before/after the hypothetical addition (none/frozen), and S."""
+    g = np.zeros(HL.shape[1]) if centering == "none" else _global_mean(HL, yL, "class_avg")
+    C = yL.max() + 1
+    mu = np.stack([HL[yL == c].mean(0) for c in range(C)])
+    n = np.bincount(yL)
+    m = mu - g
+    mb = m / np.linalg.norm(m, axis=1, keepdims=True)
+    new = (n[pred, None] * m[pred] + (HU - g)) / (n[pred, None] + 1)
+    nb = new / np.linalg.norm(new, axis=1, keepdims=True)
+    return nb, mb[pred], mb.sum(axis=0), C
+
+
+@pytest.mark.parametrize("centering", ["none", "frozen"])
+def test_paper_form_sum(centering) -> None:
+    """§6.10.2: E0 == 2/(C(C-1)) (mbar~_c - mbar_c).(S - mbar_c) with M the *sum* of unit means."""
+    HL, yL, HU, pred, _, _ = make_case(21, 6, 10, n_pool=25)
+    nb, mbc, S, C = _moved_unit_means(HL, yL, HU, pred, centering)
+    paper = 2.0 / (C * (C - 1)) * np.einsum("ij,ij->i", nb - mbc, S[None] - mbc)
+    assert_matches(cmap(HL, yL, HU, pred, centering=centering), paper)
+
+
+@pytest.mark.parametrize("centering", ["none", "frozen"])
+def test_paper_form_mean_identity(centering) -> None:
+    """§6.10.3: with M = S/C, the paper form = X/C + (C-1)/(2C) ||mbar~_c - mbar_c||^2, X = C(C-1)/2 CMAP."""
+    HL, yL, HU, pred, _, _ = make_case(22, 5, 9, n_pool=25)
+    nb, mbc, S, C = _moved_unit_means(HL, yL, HU, pred, centering)
+    paper_mean = np.einsum("ij,ij->i", nb - mbc, S[None] / C - mbc)
+    X = C * (C - 1) / 2.0 * cmap(HL, yL, HU, pred, centering=centering)
+    rhs = X / C + (C - 1) / (2.0 * C) * ((nb - mbc) ** 2).sum(axis=1)
+    np.testing.assert_allclose(paper_mean, rhs, rtol=1e-11, atol=1e-15)
+
+
+# ----------------------------------------------------------------------------- first order
+def _first_order_error(n_c: int, centering: str, mu_G: str = "class_avg") -> float:
+    rng = np.random.default_rng(0)
+    C, d = 6, 12
+    centers = rng.normal(0.0, 3.0, (C, d))
+    yL = np.repeat(np.arange(C), n_c)
+    pred = np.tile(np.arange(C), 20)
+    HU = centers[pred] + rng.normal(0.0, 2.0, (pred.size, d))  # the same candidates for every n_c
+    noise = rng.normal(0.0, 1.0, (yL.size, d)).reshape(C, n_c, d)
+    noise -= noise.mean(axis=1, keepdims=True)  # class means exactly `centers` for every n_c
+    HL = centers[yL] + noise.reshape(-1, d)
+    exact = cmap(HL, yL, HU, pred, centering=centering, mu_G=mu_G)
+    approx = cmap_first_order(HL, yL, HU, pred, centering=centering, mu_G=mu_G)
+    return float(np.abs(approx - exact).max() / np.abs(exact).max())
+
+
+@pytest.mark.parametrize(
+    ("centering", "mu_G"),
+    [("none", "class_avg"), ("frozen", "class_avg"), ("moving", "class_avg"), ("moving", "sample_avg")],
+)
+def test_first_order_error_halves_when_n_doubles(centering, mu_G) -> None:
+    """§6.10.4: A1 (and A1m) relative max error is O(1/n_c): it halves when n_c doubles 50 -> 100."""
+    e50 = _first_order_error(50, centering, mu_G)
+    e100 = _first_order_error(100, centering, mu_G)
+    assert e100 < 0.05
+    assert 0.45 < e100 / e50 < 0.56, (e50, e100)
+
+
+def test_first_order_is_exact_for_empty_classes() -> None:
+    HL, yL, HU, pred, _, K = make_case(4, 4, 6, extra=1, n_pool=10)
+    absent = pred >= 4
+    a1 = cmap_first_order(HL, yL, HU, pred, num_classes=K)
+    np.testing.assert_array_equal(a1[absent], cmap(HL, yL, HU, pred, num_classes=K)[absent])
+
+
+# ----------------------------------------------------------------------------- invariances
+def _all_flag_outputs(HL, yL, HU, pred, probs, K):
+    out = {}
+    for centering, mu_G, pair in itertools.product(CENTERINGS, MU_GS, PAIRS):
+        out[centering, mu_G, pair] = cmap(
+            HL, yL, HU, pred, num_classes=K, centering=centering, mu_G=mu_G, pair=pair
+        )
+        out[centering, mu_G, pair, "exp"] = cmap(
+            HL, yL, HU, None, probs_pool=probs, num_classes=K, centering=centering, mu_G=mu_G,
+            pair=pair, expected=True,
+        )  # fmt: skip
+    return out
+
+
+def _assert_same(a: dict, b: dict, keys=None) -> None:
+    for key in keys or a:
+        np.testing.assert_allclose(a[key], b[key], rtol=1e-9, atol=1e-12 * np.abs(a[key]).max())
+
+
+def test_invariant_to_scale_and_rotation() -> None:
+    HL, yL, HU, pred, probs, K = make_case(31, 4, 6, extra=1, n_pool=10)
+    base = _all_flag_outputs(HL, yL, HU, pred, probs, K)
+    _assert_same(base, _all_flag_outputs(7.5 * HL, yL, 7.5 * HU, pred, probs, K))
+    Q, _ = np.linalg.qr(np.random.default_rng(1).normal(size=(6, 6)))
+    _assert_same(base, _all_flag_outputs(HL @ Q.T, yL, HU @ Q.T, pred, probs, K))
+
+
+def test_translation_invariance_only_when_centred() -> None:
+    HL, yL, HU, pred, probs, K = make_case(32, 4, 6, extra=1, n_pool=10)
+    t = np.random.default_rng(2).normal(0.0, 5.0, 6)
+    base = _all_flag_outputs(HL, yL, HU, pred, probs, K)
+    moved = _all_flag_outputs(HL + t, yL, HU + t, pred, probs, K)
+    _assert_same(base, moved, [k for k in base if k[0] != "none"])
+    assert not np.allclose(base["none", "class_avg", "signed"], moved["none", "class_avg", "signed"])
+
+
+def test_invariant_to_class_relabelling() -> None:
+    HL, yL, HU, pred, probs, K = make_case(33, 5, 6, extra=1, n_pool=10)
+    perm = np.random.default_rng(3).permutation(K)  # old class c -> new id perm[c]
+    inv = np.argsort(perm)
+    base = _all_flag_outputs(HL, yL, HU, pred, probs, K)
+    relab = _all_flag_outputs(HL, perm[yL], HU, perm[pred], probs[:, inv], K)
+    _assert_same(base, relab)
+
+
+# ----------------------------------------------------------------------------- implementation
+@pytest.mark.parametrize(("centering", "pair", "expected"), list(itertools.product(CENTERINGS, PAIRS, (False, True))))
+def test_blocked_equals_unblocked(centering, pair, expected) -> None:
+    HL, yL, HU, pred, probs, K = make_case(41, 5, 8, extra=1, n_pool=57)
+    kw = dict(probs_pool=probs if expected else None, num_classes=K, centering=centering,
+              pair=pair, expected=expected)  # fmt: skip
+    full = cmap(HL, yL, HU, pred, block_size=10_000, **kw)
+    for b in (1, 7, 56):
+        np.testing.assert_allclose(cmap(HL, yL, HU, pred, block_size=b, **kw), full,
+                                   rtol=1e-13, atol=1e-13 * np.abs(full).max())  # fmt: skip
+
+
+@pytest.mark.parametrize("centering", CENTERINGS)
+def test_float32_inputs_rank_like_float64(centering) -> None:
+    rng = np.random.default_rng(5)
+    C, d = 10, 64
+    centers = np.abs(rng.normal(0, 2, (C, d)))
+    yL = np.concatenate([np.arange(C), rng.integers(0, C, 300)])
+    HL = np.maximum(centers[yL] + rng.normal(0, 1, (yL.size, d)), 0)
+    pred = rng.integers(0, C, 400)
+    HU = np.maximum(centers[pred] + rng.normal(0, 1, (400, d)), 0)
+    f64 = cmap(HL, yL, HU, pred, centering=centering)
+    f32 = cmap(HL.astype(np.float32), yL, HU.astype(np.float32), pred, centering=centering)
+    assert f32.dtype == np.float64
+    assert spearmanr(f64, f32).statistic > 0.999
+
+
+def test_memmap_pool_equals_in_memory(tmp_path) -> None:
+    HL, yL, HU, pred, probs, K = make_case(51, 4, 16, extra=1, n_pool=300)
+    mm = np.lib.format.open_memmap(tmp_path / "pool.npy", mode="w+", dtype=np.float32, shape=HU.shape)
+    mm[:] = HU
+    mm.flush()
+    del mm
+    pool = np.load(tmp_path / "pool.npy", mmap_mode="r")
+    for centering in CENTERINGS:
+        ref = cmap(HL, yL, HU.astype(np.float32), pred, num_classes=K, centering=centering)
+        got = cmap(HL, yL, pool, pred, num_classes=K, centering=centering, block_size=64)
+        np.testing.assert_array_equal(got, ref)
+    exp = cmap(HL, yL, pool, None, probs_pool=probs, num_classes=K, expected=True, block_size=50)
+    assert_matches(exp, brute_cmap(HL, yL, np.asarray(pool), pred, "none", "class_avg", "signed", probs))
+    np.testing.assert_array_equal(np.asarray(pool), HU.astype(np.float32))  # pool untouched
+
+
+def test_zero_norm_updated_mean_gives_zero_and_warns() -> None:
+    HL = np.array([[1.0, 0.0], [0.0, 2.0], [0.0, 3.0]])
+    yL = np.array([0, 1, 1])
+    HU = np.array([[-1.0, 0.0], [1.0, 1.0]])  # first: class-0 mean becomes exactly 0
+    with pytest.warns(RuntimeWarning, match="zero norm"):
+        out = cmap(HL, yL, HU, np.array([0, 0]))
+    assert out[0] == 0.0
+    assert out[1] == pytest.approx(brute_cmap(HL, yL, HU[1:], [0], "none", "class_avg", "signed")[0])
+
+
+def test_no_warning_on_regular_input() -> None:
+    HL, yL, HU, pred, _, K = make_case(52, 3, 4, extra=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        cmap(HL, yL, HU, pred, num_classes=K, centering="moving", pair="abs")
+
+
+# ----------------------------------------------------------------------------- bad inputs
+@pytest.fixture
+def case():
+    HL, yL, HU, pred, probs, K = make_case(61, 3, 4, extra=1)
+    return HL, yL, HU, pred, probs, K
+
+
+def test_bad_inputs_raise_naming_the_argument(case) -> None:
+    HL, yL, HU, pred, probs, K = case
+    with pytest.raises(ValueError, match="labels_labeled"):
+        cmap(HL, yL[:-1], HU, pred)
+    with pytest.raises(ValueError, match="pred_pool"):
+        cmap(HL, yL, HU, pred[:-1])
+    with pytest.raises(ValueError, match="features_labeled"):
+        bad = HL.copy()
+        bad[0, 0] = np.nan
+        cmap(bad, yL, HU, pred)
+    with pytest.raises(ValueError, match="features_pool.*row 3"):
+        bad = HU.copy()
+        bad[3, 1] = np.inf
+        cmap(HL, yL, bad, pred, block_size=2)
+    with pytest.raises(ValueError, match="labels_labeled.*num_classes"):
+        cmap(HL, np.where(yL == 0, 9, yL), HU, pred, num_classes=K)
+    with pytest.raises(ValueError, match="labels_labeled.*negative"):
+        cmap(HL, np.where(yL == 0, -1, yL), HU, pred)
+    with pytest.raises(ValueError, match="pred_pool"):
+        cmap(HL, yL, HU, np.full(len(HU), K), num_classes=K)
+    with pytest.raises(ValueError, match="features_pool.*features_labeled"):
+        cmap(HL, yL, HU[:, :3], pred)
+    with pytest.raises(ValueError, match="pred_pool"):
+        cmap(HL, yL, HU)
+    with pytest.raises(ValueError, match="probs_pool"):
+        cmap(HL, yL, HU, pred, expected=True)
+    with pytest.raises(ValueError, match="probs_pool.*sum to 1"):
+        cmap(HL, yL, HU, pred, probs_pool=probs * 2, expected=True)
+    with pytest.raises(ValueError, match="probs_pool.*columns"):
+        cmap(HL, yL, HU, pred, probs_pool=probs[:, :-1], num_classes=K, expected=True)
+    with pytest.raises(ValueError, match="probs_pool.*rows"):
+        cmap(HL, yL, HU, pred, probs_pool=probs[:-1], expected=True)
+    with pytest.raises(ValueError, match="centering"):
+        cmap(HL, yL, HU, pred, centering="sideways")
+    with pytest.raises(ValueError, match="mu_G"):
+        cmap(HL, yL, HU, pred, mu_G="median")
+    with pytest.raises(ValueError, match="pair"):
+        cmap(HL, yL, HU, pred, pair="squared")
+    with pytest.raises(ValueError, match="empty_class"):
+        cmap(HL, yL, HU, pred, empty_class="ignore")
+    with pytest.raises(ValueError, match="block_size"):
+        cmap(HL, yL, HU, pred, block_size=0)
+    with pytest.raises(TypeError, match="expected"):
+        cmap(HL, yL, HU, pred, expected="yes")
+    with pytest.raises(TypeError, match="features_pool"):
+        cmap(HL, yL, np.array([["a", "b"]]), [0])
+    with pytest.raises(TypeError, match="labels_labeled"):
+        cmap(HL, yL + 0.5, HU, pred)
+    with pytest.raises(TypeError, match="num_classes"):
+        cmap(HL, yL, HU, pred, num_classes=2.0)
+
+
+def test_fewer_than_two_classes_raise(case) -> None:
+    HL, yL, HU, pred, _, _ = case
+    with pytest.raises(ValueError, match=r"at least two labeled classes.*labels_labeled"):
+        cmap(HL, np.zeros_like(yL), HU, np.zeros_like(pred))
+    with pytest.raises(ValueError, match=r"at least two labeled classes.*`labels`"):
+        cma(HL, np.zeros_like(yL))
+
+
+def test_zero_labeled_class_mean_raises() -> None:
+    HL = np.array([[1.0, -1.0], [-1.0, 1.0], [2.0, 0.5]])
+    with pytest.raises(ValueError, match="zero norm"):
+        cmap(HL, [0, 0, 1], HL, [0, 1, 1])
+
+
+def test_empty_pool_returns_empty(case) -> None:
+    HL, yL, _, _, _, _ = case
+    out = cmap(HL, yL, np.zeros((0, HL.shape[1])), np.zeros(0, dtype=int))
+    assert out.shape == (0,) and out.dtype == np.float64
