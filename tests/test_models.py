@@ -1,4 +1,4 @@
-"""Tests for ncal.models: shapes, the features/head contract, determinism, errors, pretrained adapter."""
+"""Tests for ncal.models: shapes, features/head contract, determinism, errors, pretrained."""
 
 from __future__ import annotations
 
@@ -85,7 +85,7 @@ def test_build_is_deterministic_given_seed_and_leaves_global_rng():
     b = build_model("cnn", input_shape=(28, 28), num_classes=10, seed=3)
     c = build_model("cnn", input_shape=(28, 28), num_classes=10, seed=4)
     assert torch.equal(before, torch.get_rng_state())
-    for pa, pb, pc in zip(a.parameters(), b.parameters(), c.parameters()):
+    for pa, pb, _pc in zip(a.parameters(), b.parameters(), c.parameters()):
         assert torch.equal(pa, pb)
     assert not torch.equal(a.head.weight, c.head.weight)
     # torch.manual_seed before build_model gives the same init as seed=...

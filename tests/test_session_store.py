@@ -298,3 +298,30 @@ def test_batch_csv_round_trips_through_import(tmp_path, session):
     tasks = json.loads(b.labelstudio_path.read_text())
     assert [t["data"]["id"] for t in tasks] == [it["id"] for it in b.items]
     assert tasks[0]["data"]["features_ref"].startswith("features.npy#row=")
+
+
+def test_npz_image_pool_session(tmp_path):
+    rng = np.random.default_rng(0)
+    np.savez(
+        tmp_path / "imgs.npz",
+        x_train=rng.integers(0, 255, (30, 8, 8), dtype=np.uint8),
+        y_train=rng.integers(0, 3, 30),
+        x_test=rng.integers(0, 255, (6, 8, 8), dtype=np.uint8),
+        y_test=rng.integers(0, 3, 6),
+        class_names=np.array(CLASSES),
+    )
+    with Session.create(
+        tmp_path / "s", tmp_path / "imgs.npz", extractor="pixels", pca_dim=4, image_size=8
+    ) as s:
+        assert s.classes == CLASSES
+        info = s.meta["features"]
+        assert (
+            info["name"] == "pixels_pca" and info["channels"] == 1 and s.features.shape == (36, 4)
+        )
+        assert s.meta["pool"]["n_heldout"] == 6 and s.meta["pool"]["format"] == "dataset_npz"
+        b = s.next_batch(5, strategy="random")
+        assert all(it["id"].startswith("train/") for it in b.items)
+        tasks = json.loads(b.labelstudio_path.read_text())
+        assert "features_ref" in tasks[0]["data"] and "image" not in tasks[0]["data"]
+        cfg = ET.fromstring((s.dir / "labelstudio_config.xml").read_text())
+        assert cfg.find("Text") is not None and cfg.find("Image") is None

@@ -1,7 +1,8 @@
-"""Tests for ncal.training: recipe bookkeeping, FF recording, determinism, MC dropout, extraction."""
+"""Tests for ncal.training: recipe, FF recording, determinism, MC dropout, extraction."""
 
 from __future__ import annotations
 
+import itertools
 import math
 from functools import lru_cache
 
@@ -83,9 +84,13 @@ def run(seed=0, *, model_seed=0, dropout=0.0, n_lab=96, n_pool=120, name="cnn", 
 
 def test_same_seed_bit_identical_and_global_rng_untouched():
     rng_before = torch.get_rng_state()
-    _, a = run(seed=5, dropout=0.3, need_mc=True, mc_passes=3, extra_sets={"test": digits()[0][-50:]})
+    _, a = run(
+        seed=5, dropout=0.3, need_mc=True, mc_passes=3, extra_sets={"test": digits()[0][-50:]}
+    )
     assert torch.equal(rng_before, torch.get_rng_state())
-    _, b = run(seed=5, dropout=0.3, need_mc=True, mc_passes=3, extra_sets={"test": digits()[0][-50:]})
+    _, b = run(
+        seed=5, dropout=0.3, need_mc=True, mc_passes=3, extra_sets={"test": digits()[0][-50:]}
+    )
     for name in (
         "logits_pool",
         "features_pool",
@@ -117,8 +122,13 @@ def test_ff_equals_flips_of_recorded_history_and_final_predictions():
 
 def test_window_lr_constant_positive_and_schedule_values():
     cfg = small_cfg(lr=0.08, window_lr_factor=0.25, epochs_max=6, tau=1.0, plateau_patience=None)
-    _, out = run(seed=0, **{k: getattr(cfg, k) for k in ("lr", "window_lr_factor", "epochs_max")},
-                 tau=1.0, plateau_patience=None, min_samples_per_epoch=200)
+    _, out = run(
+        seed=0,
+        **{k: getattr(cfg, k) for k in ("lr", "window_lr_factor", "epochs_max")},
+        tau=1.0,
+        plateau_patience=None,
+        min_samples_per_epoch=200,
+    )
     log = out.info["epoch_log"]
     window = [e for e in log if e["phase"] == "window"]
     assert len(window) == 3
@@ -133,7 +143,7 @@ def test_window_lr_constant_positive_and_schedule_values():
         want = 0.02 + (0.08 - 0.02) * 0.5 * (1 + math.cos(math.pi * k / 6))
         assert e["lr_first"] == pytest.approx(want)
     assert pre[0]["lr_first"] == pytest.approx(0.08)
-    assert all(a["lr_last"] >= b["lr_first"] for a, b in zip(pre, pre[1:]))
+    assert all(a["lr_last"] >= b["lr_first"] for a, b in itertools.pairwise(pre))
     assert out.info["passes_per_epoch"] == 3  # ceil(200 / 96)
 
 
@@ -266,7 +276,9 @@ def test_mc_dropout_leaves_batchnorm_untouched_and_varies():
 
 def test_mc_dropout_errors():
     m = _bn_resnet(dropout=0.0)
-    prep = Preprocessor((1, 8, 8), Normalizer.fit("fixed", torch.zeros(1, 1, 8, 8)), torch.device("cpu"))
+    prep = Preprocessor(
+        (1, 8, 8), Normalizer.fit("fixed", torch.zeros(1, 1, 8, 8)), torch.device("cpu")
+    )
     with pytest.raises(ValueError, match="dropout"):
         mc_dropout_probs(m, digits()[0][:4], prep, passes=2, seed=0)
     with pytest.raises(ValueError, match="dropout"):
@@ -281,7 +293,8 @@ def test_train_round_mc_outputs():
     assert out.signals(digits()[1][:96], 10).mc_probs_pool is out.mc_probs_pool
 
 
-# ---- augmentation, normalisation, helpers ---------------------------------------------------------
+# ---- augmentation, normalisation, helpers
+# ---------------------------------------------------------
 
 
 def test_random_crop_is_a_shifted_window_of_the_padded_image():

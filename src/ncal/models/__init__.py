@@ -1,9 +1,9 @@
 """Backbones for ncal (torch): a small CNN, ResNet-18 (CIFAR stem) and an MLP for feature vectors.
 
 Every model is a :class:`Backbone`: ``forward(x) -> logits``, ``features(x) -> (N, d)`` penultimate
-features, ``head`` (the final ``nn.Linear``), ``feature_dim``, ``has_dropout``. Models take float tensors
-``(N, C, H, W)`` (images) or ``(N, D)`` (features); :mod:`ncal.training` does the conversion from the
-stored numpy arrays.
+features, ``head`` (the final ``nn.Linear``), ``feature_dim``, ``has_dropout``. Models take float
+tensors ``(N, C, H, W)`` (images) or ``(N, D)`` (features); :mod:`ncal.training` does the
+conversion from the stored numpy arrays.
 
 >>> from ncal.models import build_model
 >>> m = build_model("cnn", input_shape=(28, 28), num_classes=10, seed=0)
@@ -37,20 +37,20 @@ def build_model(
     Parameters
     ----------
     name : {"cnn", "resnet18", "mlp", "auto"}
-        ``cnn``: small CNN for small grayscale/colour images (≥ 4×4); ``resnet18``: ResNet-18 with the CIFAR
-        stem; ``mlp``: MLP for feature vectors; ``auto``: :func:`default_model_name`.
+        ``cnn``: small CNN for small grayscale/colour images (≥ 4×4); ``resnet18``: ResNet-18 with
+        the CIFAR stem; ``mlp``: MLP for feature vectors; ``auto``: :func:`default_model_name`.
     input_shape : tuple
         Shape of one sample as stored: ``(D,)``, ``(H, W)``, ``(H, W, C)`` (or ``(C, H, W)``).
     num_classes : int
     dropout : float
         Dropout probability before the head (0 = none). BALD needs ``dropout > 0``.
     seed : int, optional
-        Seed the initialisation (via :func:`ncal.training.seeded`, leaving torch's global RNG as it was).
-        Without it the initialisation draws from torch's global RNG, so ``torch.manual_seed(s)`` before
-        the call makes it deterministic too.
+        Seed the initialisation (via :func:`ncal.training.seeded`, leaving torch's global RNG as it
+        was). Without it the initialisation draws from torch's global RNG, so
+        ``torch.manual_seed(s)`` before the call makes it deterministic too.
     **options
-        Model-specific: ``cnn``: ``width=32, hidden=128, batchnorm=False``; ``resnet18``: ``width=64``;
-        ``mlp``: ``hidden=(256,)``.
+        Model-specific: ``cnn``: ``width=32, hidden=128, batchnorm=False``; ``resnet18``:
+        ``width=64``; ``mlp``: ``hidden=(256,)``.
 
     Returns
     -------
@@ -73,7 +73,9 @@ def build_model(
         raise ValueError(f"`name` must be one of {[*MODEL_NAMES, 'auto']}; got {name!r}")
     if name == "mlp":
         if kind != "features":
-            raise ValueError(f"model 'mlp' needs feature vectors (input_shape (D,)); got {input_shape}")
+            raise ValueError(
+                f"model 'mlp' needs feature vectors (input_shape (D,)); got {input_shape}"
+            )
         return MLP(shape, num_classes, p, **options)
     if kind != "image":
         raise ValueError(
@@ -86,7 +88,8 @@ def build_model(
 
 
 def default_model_name(input_shape: tuple) -> str:
-    """``mlp`` for feature vectors, ``cnn`` for single-channel images up to 32×32, else ``resnet18``."""
+    """``mlp`` for feature vectors, ``cnn`` for single-channel images up to 32×32, else
+    ``resnet18``."""
     kind, shape = parse_input_shape(input_shape)
     if kind == "features":
         return "mlp"

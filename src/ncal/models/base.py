@@ -1,9 +1,9 @@
 """The `Backbone` contract every ncal model follows (ALGORITHMS.md §0.1–0.2).
 
-``forward(x) = head(dropout(features(x)))``: the penultimate feature ``h(x)`` is taken after global pooling
-(or the last hidden layer) and before the final linear layer ``head`` (``W``, ``b``). Dropout, when
-present, sits only between ``features`` and ``head``, so in eval mode ``head(features(x)) == forward(x)``
-and MC-dropout can re-use one feature pass (ALGORITHMS.md §1.3).
+``forward(x) = head(dropout(features(x)))``: the penultimate feature ``h(x)`` is taken after global
+pooling (or the last hidden layer) and before the final linear layer ``head`` (``W``, ``b``).
+Dropout, when present, sits only between ``features`` and ``head``, so in eval mode
+``head(features(x)) == forward(x)`` and MC-dropout can re-use one feature pass (ALGORITHMS.md §1.3).
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from torch import nn
 def parse_input_shape(input_shape: tuple) -> tuple[str, tuple[int, ...]]:
     """Normalise a sample shape to ``("image", (C, H, W))`` or ``("features", (D,))``.
 
-    Accepted: ``(D,)`` feature vectors; ``(H, W)`` grayscale; ``(H, W, C)`` as images are stored in a
-    :class:`ncal.data.Dataset`; ``(C, H, W)`` when unambiguous (first entry 1–4, last entry > 4).
+    Accepted: ``(D,)`` feature vectors; ``(H, W)`` grayscale; ``(H, W, C)`` as images are stored in
+    a :class:`ncal.data.Dataset`; ``(C, H, W)`` when unambiguous (first entry 1–4, last entry > 4).
     """
     if isinstance(input_shape, (str, bytes)):
         raise TypeError(f"`input_shape` must be a tuple of ints; got {input_shape!r}")
@@ -36,7 +36,8 @@ def parse_input_shape(input_shape: tuple) -> tuple[str, tuple[int, ...]]:
         if shape[0] <= 4:  # (C, H, W)
             return "image", shape
         raise ValueError(
-            f"`input_shape` {shape} has no channel axis of size 1–4 (expected (H, W, C) or (C, H, W))"
+            f"`input_shape` {shape} has no channel axis of size 1–4 "
+            "(expected (H, W, C) or (C, H, W))"
         )
     raise ValueError(f"`input_shape` must be (D,), (H, W), (H, W, C) or (C, H, W); got {shape}")
 

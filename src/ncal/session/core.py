@@ -264,8 +264,11 @@ class Session:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+        with_images = p.kind == "images" and (
+            p.image_paths is not None or image_url_prefix is not None
+        )
         atomic_write_text(
-            d / "labelstudio_config.xml", labelstudio_config(names, images=p.kind == "images")
+            d / "labelstudio_config.xml", labelstudio_config(names, images=with_images)
         )
         return cls(d)
 
@@ -508,6 +511,8 @@ class Session:
                     labeled=np.asarray(feats[lab_rows]) if lab_rows.size else None,
                 )
             query = [{"item_row": int(cand_rows[i]), "kind": "query"} for i in picks]
+            # a replaced round may have left the signals of a fit behind
+            (self.dir / "rounds" / f"round_{number:03d}.npz").unlink(missing_ok=True)
             info["fallback_reason"] = (
                 f"{n_classes_labeled} labeled class(es); need 2 to fit a model"
             )
@@ -577,7 +582,9 @@ class Session:
         if pool.get("format") == "image_folder":
             root = Path(pool["path"])
             return {i: (prefix + i) if prefix is not None else str(root / i) for i in ids}
-        return {i: (prefix or "") + i for i in ids}
+        if prefix is None:  # images stored in an npz: no file to point at, use the features ref
+            return None
+        return {i: prefix + i for i in ids}
 
     def batch_paths(self, number: int) -> tuple[Path, Path]:
         base = self.dir / "batches" / f"round_{number:03d}"

@@ -1,8 +1,9 @@
 """Input conversion and augmentation for image batches, in torch (no torchvision, DATA.md).
 
-Images arrive as stored in a :class:`ncal.data.Dataset`: ``uint8`` (N, H, W) or (N, H, W, C) in 0–255
-(float arrays are taken to be already in [0, 1]). They become float (N, C, H, W) in [0, 1], are augmented
-there (so crop padding is black, as in the usual torchvision pipeline) and normalised last.
+Images arrive as stored in a :class:`ncal.data.Dataset`: ``uint8`` (N, H, W) or (N, H, W, C) in
+0–255 (float arrays are taken to be already in [0, 1]). They become float (N, C, H, W) in [0, 1],
+are augmented there (so crop padding is black, as in the usual torchvision pipeline) and normalised
+last.
 """
 
 from __future__ import annotations
@@ -38,11 +39,12 @@ def input_layout_matches(x_shape: tuple[int, ...], sample_shape: tuple[int, ...]
     if len(sample_shape) == 1:
         return s == tuple(sample_shape)
     c, h, w = sample_shape
-    return s == (h, w) and c == 1 or s == (h, w, c) or s == (c, h, w)
+    return (s == (h, w) and c == 1) or s == (h, w, c) or s == (c, h, w)
 
 
 def random_crop(x: torch.Tensor, padding: int, generator: torch.Generator) -> torch.Tensor:
-    """Zero-pad by ``padding`` on each side and crop back to (H, W) at a random offset per sample."""
+    """Zero-pad by ``padding`` on each side and crop back to (H, W) at a random offset per
+    sample."""
     if padding <= 0:
         return x
     n, _, h, w = x.shape
@@ -62,7 +64,8 @@ def random_hflip(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
 
 
 def default_crop_padding(sample_shape: tuple[int, ...]) -> int:
-    """4 px for ≥ 32×32, 2 px for 28×28-like, 1 px for tiny (8×8) images (⌊size/8⌋ capped to [1, 4])."""
+    """4 px for ≥ 32×32, 2 px for 28×28-like, 1 px for tiny (8×8) images (⌊size/8⌋ capped to [1,
+    4])."""
     if len(sample_shape) == 1:
         return 0
     size = min(sample_shape[1:])
@@ -72,7 +75,8 @@ def default_crop_padding(sample_shape: tuple[int, ...]) -> int:
 
 
 def default_flip(sample_shape: tuple[int, ...]) -> bool:
-    """Horizontal flips only for colour images (natural photos); never for grayscale digits/glyphs."""
+    """Horizontal flips only for colour images (natural photos); never for grayscale
+    digits/glyphs."""
     return len(sample_shape) == 3 and sample_shape[0] == 3
 
 

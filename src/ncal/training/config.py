@@ -2,22 +2,24 @@
 
 Recipe
 ------
-1. **Pre-window phase.** SGD with momentum trains until the training accuracy on the (noisy) labeled set
-   — measured in eval mode on un-augmented inputs after each epoch — reaches ``tau`` (the terminal
-   phase), or it plateaus (the best accuracy so far has not improved by ``plateau_delta`` within
-   ``plateau_patience`` epochs), or ``epochs_max`` epochs have run. ``info["stop_reason"]`` says which.
+1. **Pre-window phase.** SGD with momentum trains until the training accuracy on the (noisy)
+   labeled set — measured in eval mode on un-augmented inputs after each epoch — reaches ``tau``
+   (the terminal phase), or it plateaus (the best accuracy so far has not improved by
+   ``plateau_delta`` within ``plateau_patience`` epochs), or ``epochs_max`` epochs have run.
+   ``info["stop_reason"]`` says which.
 2. **FF window.** ``ff_window`` more epochs at a learning rate *held constant* at
    ``window_lr_factor × lr``; after each, the pool's eval-mode predictions feed the FF recorder.
    A rate decayed to ~0 here freezes every prediction (FINDINGS.md §2: 96 % of the pool had FF = 0).
 3. The round's signals come from the model after the last window epoch.
 
-``schedule="cosine_hold"`` decays the rate by a cosine from ``lr`` at epoch 0 towards the window rate at
-``epochs_max`` (so the window rate is also the floor), and holds it there during the window.
+``schedule="cosine_hold"`` decays the rate by a cosine from ``lr`` at epoch 0 towards the window
+rate at ``epochs_max`` (so the window rate is also the floor), and holds it there during the window.
 ``"constant"`` keeps ``lr`` before the window. ``"cosine"`` is the pre-project recipe, kept for
-ablations: a cosine from ``lr`` to 0 over ``epochs_max + ff_window`` epochs that runs on into the window.
+ablations: a cosine from ``lr`` to 0 over ``epochs_max + ff_window`` epochs that runs on into the
+window.
 
-An "epoch" is ``passes = max(1, ceil(min_samples_per_epoch / n_labeled))`` shuffled passes over the labeled
-set, so a round with 100 labels still takes enough SGD steps per epoch to make the per-epoch
+An "epoch" is ``passes = max(1, ceil(min_samples_per_epoch / n_labeled))`` shuffled passes over the
+labeled set, so a round with 100 labels still takes enough SGD steps per epoch to make the per-epoch
 bookkeeping (accuracy check, pool prediction in the window) cheap relative to training.
 """
 
@@ -46,7 +48,8 @@ class TrainConfig:
     momentum : float
         SGD momentum.
     weight_decay : float
-        L2 weight decay. Small by default so noisy labels can be fitted (terminal phase under noise).
+        L2 weight decay. Small by default so noisy labels can be fitted (terminal phase under
+        noise).
     batch_size : int
         SGD mini-batch size.
     schedule : {"cosine_hold", "constant", "cosine"}
@@ -56,18 +59,19 @@ class TrainConfig:
     ff_window : int
         Number of recorded window epochs (checkpoints); FF takes values in ``0 … ff_window - 1``.
     window_policy : {"threshold", "last_k"}
-        ``threshold``: the window opens at ``tau`` / plateau / cap; ``last_k``: always train ``epochs_max``
-        epochs in total, the last ``ff_window`` of which are the window.
+        ``threshold``: the window opens at ``tau`` / plateau / cap; ``last_k``: always train
+        ``epochs_max`` epochs in total, the last ``ff_window`` of which are the window.
     window_lr_factor : float
         Window learning rate as a fraction of ``lr`` (held constant; > 0).
     train_acc_mode : {"eval", "running"}
-        How the per-epoch training accuracy (for ``tau`` and the plateau rule) is measured: ``eval`` — an
-        eval-mode pass over the un-augmented labeled set (exact; costs about a third of a training
-        pass); ``running`` — accuracy of the (augmented, train-mode) mini-batches of the epoch's last
-        pass (free, slightly pessimistic). ``final_train_acc`` is always measured in eval mode.
+        How the per-epoch training accuracy (for ``tau`` and the plateau rule) is measured:
+        ``eval`` — an eval-mode pass over the un-augmented labeled set (exact; costs about a third
+        of a training pass); ``running`` — accuracy of the (augmented, train-mode) mini-batches of
+        the epoch's last pass (free, slightly pessimistic). ``final_train_acc`` is always measured
+        in eval mode.
     plateau_patience : int or None
-        Epochs without an improvement of ``plateau_delta`` in the best training accuracy that end the
-        pre-window phase; ``None`` disables the plateau rule.
+        Epochs without an improvement of ``plateau_delta`` in the best training accuracy that end
+        the pre-window phase; ``None`` disables the plateau rule.
     plateau_delta : float
         Minimum improvement (accuracy fraction) that resets the plateau counter.
     min_samples_per_epoch : int
@@ -79,15 +83,16 @@ class TrainConfig:
     flip : bool or None
         Horizontal flips; ``None``: on for 3-channel images only (off for digits / MNIST-like).
     normalize : {"auto", "fixed", "labeled"}
-        ``fixed``: images ``(x - 0.5) / 0.5`` per channel, features unchanged; ``labeled``: mean/std of the
-        round's labeled set; ``auto``: ``fixed`` for images, ``labeled`` for features.
+        ``fixed``: images ``(x - 0.5) / 0.5`` per channel, features unchanged; ``labeled``:
+        mean/std of the round's labeled set; ``auto``: ``fixed`` for images, ``labeled`` for
+        features.
     device : str
         ``"auto"`` (CUDA when available, else CPU), ``"cpu"`` or ``"cuda[:i]"``.
     num_threads : int or None
         ``torch.set_num_threads`` during the round (restored after); ``None`` leaves it.
     eval_batch_size : int
-        Batch size of eval-mode passes (accuracy, pool predictions, extraction). 256 is ~2× faster than
-        1024 for the small CNN on CPU (cache); raise it on a GPU.
+        Batch size of eval-mode passes (accuracy, pool predictions, extraction). 256 is ~2× faster
+        than 1024 for the small CNN on CPU (cache); raise it on a GPU.
     deterministic : bool
         ``torch.use_deterministic_algorithms`` during the round (restored after).
     """
@@ -149,8 +154,9 @@ class TrainConfig:
             ("train_acc_mode", TRAIN_ACC_MODES),
         ):
             if getattr(self, name) not in choices:
+                value = getattr(self, name)
                 raise ValueError(
-                    f"TrainConfig.{name} must be one of {list(choices)}; got {getattr(self, name)!r}"
+                    f"TrainConfig.{name} must be one of {list(choices)}; got {value!r}"
                 )
         if self.window_policy == "last_k" and self.ff_window > self.epochs_max:
             raise ValueError(
@@ -166,7 +172,7 @@ class TrainConfig:
         return self.lr * self.window_lr_factor
 
     def lr_at(self, epoch_float: float, in_window: bool) -> float:
-        """Learning rate at fractional epoch ``epoch_float`` (0-based, counted from the round start)."""
+        """Learning rate at fractional epoch ``epoch_float`` (0-based, from the round start)."""
         if self.schedule == "cosine":
             total = self.epochs_max + self.ff_window
             return self.lr * 0.5 * (1.0 + math.cos(math.pi * min(epoch_float / total, 1.0)))
@@ -213,11 +219,8 @@ def _num(
         raise TypeError(f"TrainConfig.{name} must be a number; got {v!r}")
     if not math.isfinite(v):
         raise ValueError(f"TrainConfig.{name} must be finite; got {v!r}")
-    bad = (
-        lo is not None
-        and (v <= lo if lo_open else v < lo)
-        or hi is not None
-        and (v >= hi if hi_open else v > hi)
+    bad = (lo is not None and (v <= lo if lo_open else v < lo)) or (
+        hi is not None and (v >= hi if hi_open else v > hi)
     )
     if bad:
         lb = "(" if lo_open else "["

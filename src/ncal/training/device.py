@@ -1,4 +1,4 @@
-"""Device, thread and seed helpers: every torch-side source of nondeterminism is set explicitly here."""
+"""Device, thread and seed helpers: every torch-side source of nondeterminism is set here."""
 
 from __future__ import annotations
 
@@ -25,7 +25,9 @@ def resolve_device(device: str | torch.device) -> torch.device:
         try:
             dev = torch.device(device)
         except (RuntimeError, TypeError):
-            raise ValueError(f"`device` must be 'auto', 'cpu' or 'cuda[:i]'; got {device!r}") from None
+            raise ValueError(
+                f"`device` must be 'auto', 'cpu' or 'cuda[:i]'; got {device!r}"
+            ) from None
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"`device` is {device!r} but CUDA is not available; use 'cpu' or 'auto'")
     if dev.type not in ("cpu", "cuda"):
@@ -46,7 +48,7 @@ def derive_seed(seed: int, *tags: int | str) -> int:
 
 
 def make_generator(seed: int, *tags: int | str) -> torch.Generator:
-    """A CPU ``torch.Generator`` seeded from ``derive_seed(seed, *tags)`` (local; global RNG untouched)."""
+    """A local CPU ``torch.Generator`` seeded from ``derive_seed(seed, *tags)``."""
     g = torch.Generator(device="cpu")
     g.manual_seed(derive_seed(seed, *tags))
     return g
@@ -54,7 +56,8 @@ def make_generator(seed: int, *tags: int | str) -> torch.Generator:
 
 @contextlib.contextmanager
 def seeded(seed: int, *, cuda: bool | None = None) -> Iterator[None]:
-    """Run the block with torch's global RNG seeded to ``seed``; restore the previous RNG state after.
+    """Run the block with torch's global RNG seeded to ``seed``; restore the previous RNG state
+    after.
 
     Use it around model construction so initialisation is a function of the seed only::
 

@@ -19,8 +19,9 @@ from .augment import Normalizer, to_tensor
 class Preprocessor:
     """numpy slice → normalised float tensor on ``device`` in the model's layout.
 
-    Image batches are handed over in ``channels_last`` memory format: on CPU this makes the small CNN's
-    convolutions and max-pooling about 3× faster in eval mode and 1.4× in training (measured, 1 thread).
+    Image batches are handed over in ``channels_last`` memory format: on CPU this makes the small
+    CNN's convolutions and max-pooling about 3× faster in eval mode and 1.4× in training (measured,
+    1 thread).
     """
 
     def __init__(
@@ -95,8 +96,9 @@ def eval_pass(
 
 @contextlib.contextmanager
 def dropout_only_train(model: nn.Module) -> Iterator[None]:
-    """Eval mode everywhere except ``nn.Dropout`` modules (ALGORITHMS.md §1.3 pitfall: ``model.train()``
-    would switch BatchNorm to batch statistics and update its running buffers even under no_grad)."""
+    """Eval mode everywhere except ``nn.Dropout`` modules (ALGORITHMS.md §1.3 pitfall:
+    ``model.train()`` would switch BatchNorm to batch statistics and update its running buffers
+    even under no_grad)."""
     was_training = model.training
     model.eval()
     drops = [m for m in model.modules() if isinstance(m, nn.modules.dropout._DropoutNd)]
@@ -120,11 +122,11 @@ def mc_dropout_probs(
 ) -> np.ndarray:
     """Softmax probabilities of ``passes`` MC-dropout passes, shape (T, N, C) float32.
 
-    Masks come from torch's global RNG seeded with ``seed`` inside a forked RNG state (the caller's RNG
-    is left untouched), in a fixed order (pass, then batch), so the output is a function of ``seed``.
-    With ``reuse_features`` (default: when the only dropout sits before the head) the features are
-    computed once and only dropout + head run ``passes`` times (ALGORITHMS.md §1.3); the masks drawn are
-    the same as in the full forward passes, so both paths agree.
+    Masks come from torch's global RNG seeded with ``seed`` inside a forked RNG state (the caller's
+    RNG is left untouched), in a fixed order (pass, then batch), so the output is a function of
+    ``seed``. With ``reuse_features`` (default: when the only dropout sits before the head) the
+    features are computed once and only dropout + head run ``passes`` times (ALGORITHMS.md §1.3);
+    the masks drawn are the same as in the full forward passes, so both paths agree.
 
     Raises
     ------

@@ -1,9 +1,9 @@
 """`train_round`: train one round's model into the terminal phase, record FF, extract the signals.
 
-See :mod:`ncal.training.config` for the recipe (pre-window phase → FF window at a held learning rate)
-and FINDINGS.md §1–2 for why it is built this way. References: Papyan, Han & Donoho, "Prevalence of
-neural collapse during the terminal phase of deep learning training", PNAS 2020 (terminal phase);
-ALGORITHMS.md §1.10 (FF), §0.2 (extraction), §1.3 (MC dropout).
+See :mod:`ncal.training.config` for the recipe (pre-window phase → FF window at a held learning
+rate) and FINDINGS.md §1–2 for why it is built this way. References: Papyan, Han & Donoho,
+"Prevalence of neural collapse during the terminal phase of deep learning training", PNAS 2020
+(terminal phase); ALGORITHMS.md §1.10 (FF), §0.2 (extraction), §1.3 (MC dropout).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from .augment import (
     random_hflip,
 )
 from .config import TrainConfig
-from .device import deterministic, derive_seed, make_generator, resolve_device, seeded, thread_limit
+from .device import derive_seed, deterministic, make_generator, resolve_device, seeded, thread_limit
 from .extract import Preprocessor, eval_pass, mc_dropout_probs
 
 
@@ -59,7 +59,7 @@ class RoundOutputs:
     pred_history: np.ndarray | None = None
 
     def signals(self, labels_labeled: np.ndarray, num_classes: int):
-        """The round's :class:`ncal.strategies.Signals` (probabilities by float64 softmax of the logits)."""
+        """The round's :class:`ncal.strategies.Signals` (probabilities: float64 softmax)."""
         from ..strategies.base import Signals
 
         y = as_label_vector(
@@ -104,15 +104,16 @@ def train_round(
     need_ff: bool = True,
     record_history: bool = False,
 ) -> RoundOutputs:
-    """Train ``model`` (freshly initialised by the caller) on the labeled set and extract the signals.
+    """Train ``model`` (freshly initialised by the caller) on the labeled set and extract the
+    signals.
 
     Parameters
     ----------
     model : Backbone
         From :func:`ncal.models.build_model`; trained in place and left on the device in eval mode.
     x_labeled, y_labeled : arrays
-        Stored samples (uint8 images (N, H, W[, C]) or float features (N, D)) and their given, possibly
-        noisy, labels.
+        Stored samples (uint8 images (N, H, W[, C]) or float features (N, D)) and their given,
+        possibly noisy, labels.
     x_pool : array
         The unlabeled pool (may be empty).
     config : TrainConfig
@@ -127,8 +128,8 @@ def train_round(
     progress : bool
         tqdm bar over epochs (phase, training accuracy, learning rate).
     need_ff : bool
-        Predict the pool after each window epoch and count flips. The window epochs are trained either
-        way, so the final model does not depend on which signals were asked for.
+        Predict the pool after each window epoch and count flips. The window epochs are trained
+        either way, so the final model does not depend on which signals were asked for.
     record_history : bool
         Debug: also return the (ff_window, N) window predictions.
 
@@ -139,8 +140,8 @@ def train_round(
     Raises
     ------
     ValueError, TypeError
-        Mismatched lengths or shapes (naming the argument), labels outside ``[0, num_classes)``, a bad
-        config, ``need_mc`` without dropout.
+        Mismatched lengths or shapes (naming the argument), labels outside ``[0, num_classes)``, a
+        bad config, ``need_mc`` without dropout.
     """
     if not isinstance(config, TrainConfig):
         raise TypeError(f"`config` must be a TrainConfig; got {type(config).__name__}")
@@ -246,7 +247,11 @@ def _run(
         mode = "fixed" if is_image else "labeled"
     prep = Preprocessor(sample_shape, Normalizer.fit_array(mode, x_l, sample_shape), device)
     augment = config.augment and is_image
-    pad = config.crop_padding if config.crop_padding is not None else default_crop_padding(sample_shape)
+    pad = (
+        config.crop_padding
+        if config.crop_padding is not None
+        else default_crop_padding(sample_shape)
+    )
     flip = config.flip if config.flip is not None else default_flip(sample_shape)
 
     model.to(device)
@@ -433,7 +438,9 @@ def _run(
     model.eval()
 
     ff = recorder.counts if recorder is not None else None
-    window_lrs = [v for e in epoch_log if e["phase"] == "window" for v in (e["lr_first"], e["lr_last"])]
+    window_lrs = [
+        v for e in epoch_log if e["phase"] == "window" for v in (e["lr_first"], e["lr_last"])
+    ]
     info: dict[str, Any] = {
         "epochs": epoch,
         "pre_window_epochs": pre_epochs,
@@ -462,7 +469,11 @@ def _run(
         "num_threads": torch.get_num_threads(),
         "seed": seed,
         "normalize": mode,
-        "augment": {"enabled": augment, "crop_padding": pad if augment else 0, "flip": augment and flip},
+        "augment": {
+            "enabled": augment,
+            "crop_padding": pad if augment else 0,
+            "flip": augment and flip,
+        },
         "epoch_log": epoch_log,
     }
     return RoundOutputs(
