@@ -54,7 +54,11 @@ def fake_runner(config: dict, cell_dir: Path) -> None:
     if config["strategy"] == "random":
         order = pool[np.random.default_rng(seed).permutation(len(pool))]
     else:
-        order = pool[np.random.default_rng([seed, zlib.crc32(config["strategy"].encode())]).permutation(len(pool))]
+        order = pool[
+            np.random.default_rng([seed, zlib.crc32(config["strategy"].encode())]).permutation(
+                len(pool)
+            )
+        ]
     (cell_dir / "config.json").write_text(json.dumps({"settings": config, "ncal_version": "test"}))
     path = cell_dir / "rounds.jsonl"
     done = len(path.read_text().splitlines()) if path.exists() else 0
@@ -161,8 +165,12 @@ def test_rerun_skips_complete_cells_and_resumes_the_rest(tmp_path) -> None:
 
 def test_failed_cell_is_reported_others_finish_and_rerun_retries(tmp_path) -> None:
     out = tmp_path / "g"
-    grid = grid_dict(out, strategies=["random", {"name": "entropy", "params": {"fail": 2}}], seeds=1,
-                     noise=["none"])
+    grid = grid_dict(
+        out,
+        strategies=["random", {"name": "entropy", "params": {"fail": 2}}],
+        seeds=1,
+        noise=["none"],
+    )
     res = run_grid(grid, workers=1, quiet=True, cell_runner=fake_runner)
     assert res.count("complete") == 1 and res.count("failed") == 1 and not res.ok
     failed = next(o for o in res.outcomes if o.status == "failed")
@@ -178,7 +186,9 @@ def test_process_pool_gives_the_same_results_as_in_process(tmp_path) -> None:
     run_grid(grid, workers=1, quiet=True, cell_runner=fake_runner)
     res = run_grid(grid, workers=2, quiet=True, cell_runner=fake_runner, out=tmp_path / "b")
     assert res.count("complete") == 6
-    pd.testing.assert_frame_equal(results_without_timing(tmp_path / "a"), results_without_timing(tmp_path / "b"))
+    pd.testing.assert_frame_equal(
+        results_without_timing(tmp_path / "a"), results_without_timing(tmp_path / "b")
+    )
 
 
 def test_bad_executor_arguments(tmp_path) -> None:
@@ -193,17 +203,25 @@ def test_bad_executor_arguments(tmp_path) -> None:
         run_grid(g, address="auto", cell_runner=fake_runner)
 
 
-@pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="ray not installed (pip install 'ncal[ray]')")
+@pytest.mark.skipif(
+    importlib.util.find_spec("ray") is None, reason="ray not installed (pip install 'ncal[ray]')"
+)
 def test_ray_executor_gives_the_same_results_as_local(tmp_path) -> None:
-    grid = grid_dict(tmp_path / "local", noise=["sym:0.3"], seeds=2, strategies=["random", "entropy"])
+    grid = grid_dict(
+        tmp_path / "local", noise=["sym:0.3"], seeds=2, strategies=["random", "entropy"]
+    )
     run_grid(grid, workers=1, quiet=True, cell_runner=fake_runner)
-    res = run_grid(grid, executor="ray", workers=2, quiet=True, cell_runner=fake_runner, out=tmp_path / "ray")
+    res = run_grid(
+        grid, executor="ray", workers=2, quiet=True, cell_runner=fake_runner, out=tmp_path / "ray"
+    )
     assert res.count("complete") == 4, [o.error for o in res.outcomes]
     pd.testing.assert_frame_equal(
         results_without_timing(tmp_path / "local"), results_without_timing(tmp_path / "ray")
     )
     # resume through Ray too: everything is finished, nothing runs
-    res = run_grid(grid, executor="ray", workers=2, quiet=True, cell_runner=fake_runner, out=tmp_path / "ray")
+    res = run_grid(
+        grid, executor="ray", workers=2, quiet=True, cell_runner=fake_runner, out=tmp_path / "ray"
+    )
     assert res.count("skipped") == 4
 
 
@@ -242,3 +260,14 @@ def test_real_runner_on_a_tiny_digits_grid(tmp_path) -> None:
     assert len(per_seed) == 2 and per_seed["aubc"].between(0.2, 1.0).all()
     res = run_grid(grid, workers=1, quiet=True)
     assert res.count("skipped") == 2
+
+
+@pytest.mark.skipif(not _experiment_importable(), reason="ncal.experiment is not importable yet")
+def test_invalid_experiment_settings_fail_before_any_cell_runs(tmp_path) -> None:
+    from ncal.errors import NcalError
+
+    with pytest.raises(NcalError, match="ood_dataset"):
+        run_grid(grid_dict(tmp_path / "g", evals=["ood"]), workers=1, quiet=True)
+    with pytest.raises(NcalError, match="epochs_max"):
+        run_grid(grid_dict(tmp_path / "g", train={"epochs_max": 0}), workers=1, quiet=True)
+    assert not (tmp_path / "g").exists()

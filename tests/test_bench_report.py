@@ -9,11 +9,11 @@ import struct
 import numpy as np
 import pytest
 import yaml
-from test_bench_executors import fake_runner, grid_dict
 
 from ncal.bench import aubc_per_seed, aubc_table, load_results, run_grid, write_report
 from ncal.bench.report import fmt_p, fmt_pm
 from ncal.cli import main
+from test_bench_executors import fake_runner, grid_dict
 
 
 def png_size(path) -> tuple[int, int]:
@@ -32,7 +32,9 @@ def grid_dir(tmp_path_factory):
 def test_load_results_flattens_metrics_and_drops_payloads(grid_dir) -> None:
     df = load_results(grid_dir)
     assert len(df) == 12 * 4
-    assert {"nc.nc1", "nc.etf_M", "eval.ood.msp.auroc", "test_accuracy", "noise_rate_batch"} <= set(df.columns)
+    assert {"nc.nc1", "nc.etf_M", "eval.ood.msp.auroc", "test_accuracy", "noise_rate_batch"} <= set(
+        df.columns
+    )
     assert not {"selected", "class_histogram"} & set(df.columns)
     assert set(df["budget"]) == {"30+20x3"} and set(df["status"]) == {"complete"}
     # the strategy column is the display label, the registry name is kept apart
@@ -42,14 +44,30 @@ def test_load_results_flattens_metrics_and_drops_payloads(grid_dir) -> None:
 def test_grid_report_has_every_section_table_and_figure(grid_dir, tmp_path) -> None:
     paths = write_report(grid_dir, tmp_path / "rep")
     md = paths["markdown"].read_text()
-    for heading in ("## Setup", "## How to read this", "## Learning curves", "## Area under the budget curve",
-                    "## Paired differences vs random", "## Pairwise-penalty matrix", "## Labels to reach 90%",
-                    "## Query purity", "## Training diagnostics", "## Neural-collapse metrics per round",
-                    "## Evaluation metrics per round", "### Machine and time"):
+    for heading in (
+        "## Setup",
+        "## How to read this",
+        "## Learning curves",
+        "## Area under the budget curve",
+        "## Paired differences vs random",
+        "## Pairwise-penalty matrix",
+        "## Labels to reach 90%",
+        "## Query purity",
+        "## Training diagnostics",
+        "## Neural-collapse metrics per round",
+        "## Evaluation metrics per round",
+        "### Machine and time",
+    ):
         assert heading in md, heading
     names = {p.name for p in paths["figures"]}
-    assert {"learning_curves.png", "aubc.png", "penalty_matrix.png", "query_purity.png", "nc_0.png",
-            "eval_ood_0.png"} <= names
+    assert {
+        "learning_curves.png",
+        "aubc.png",
+        "penalty_matrix.png",
+        "query_purity.png",
+        "nc_0.png",
+        "eval_ood_0.png",
+    } <= names
     for p in paths["figures"]:
         w, h = png_size(p)
         assert 300 < w < 4000 and 200 < h < 4000
@@ -72,7 +90,12 @@ def test_grid_report_has_every_section_table_and_figure(grid_dir, tmp_path) -> N
 
 def test_report_defaults_into_the_grid_dir_and_lists_unfinished_cells(tmp_path) -> None:
     out = tmp_path / "g"
-    grid = grid_dict(out, noise=["sym:0.3"], seeds=1, strategies=["random", {"name": "entropy", "params": {"fail": 2}}])
+    grid = grid_dict(
+        out,
+        noise=["sym:0.3"],
+        seeds=1,
+        strategies=["random", {"name": "entropy", "params": {"fail": 2}}],
+    )
     run_grid(grid, workers=1, quiet=True, cell_runner=fake_runner)
     paths = write_report(out)
     assert paths["markdown"] == out / "report.md" and (out / "report.html").exists()
@@ -106,13 +129,13 @@ def test_formatting_helpers() -> None:
 def test_cli_report_and_bench_on_a_finished_grid(grid_dir, tmp_path, capsys) -> None:
     assert main(["report", str(grid_dir), "--out", str(tmp_path / "r"), "--reach", "0.8"]) == 0
     assert "Labels to reach 80%" in (tmp_path / "r" / "report.md").read_text()
-    # `ncal bench` on a grid whose cells are all finished: nothing runs, the report is rewritten
+    # `ncal bench` on a grid whose cells are all finished: nothing runs
     cfg = tmp_path / "grid.yaml"
     cfg.write_text(yaml.safe_dump(grid_dict(grid_dir)))
     before = (grid_dir / "bench_runs.jsonl").read_text().count("\n")
-    assert main(["bench", str(cfg), "--quiet"]) == 0
+    assert main(["bench", str(cfg), "--quiet", "--no-report", "--workers", "1"]) == 0
     record = json.loads((grid_dir / "bench_runs.jsonl").read_text().splitlines()[before])
-    assert record["skipped"] == 12 and record["ran"] == 0
-    assert (grid_dir / "report.html").exists()
+    assert record["skipped"] == 12 and record["ran"] == 0 and record["workers"] == 1
+    assert not (grid_dir / "report.md").exists()
     assert main(["report", str(tmp_path / "nowhere")]) == 2
     assert "error:" in capsys.readouterr().err

@@ -12,15 +12,26 @@ from scipy import stats as sps
 from ncal.bench import stats as S
 
 
-def long_df(curves: dict[tuple[str, int], list[float]], budgets: list[int], **setting) -> pd.DataFrame:
+def long_df(
+    curves: dict[tuple[str, int], list[float]], budgets: list[int], **setting
+) -> pd.DataFrame:
     """Long results table from {(strategy, seed): accuracies at ``budgets``}."""
     base = {"dataset": "d", "noise": "none", "model": "auto", "budget": "b"}
     base.update(setting)
     rows = []
     for (strategy, seed), accs in curves.items():
         for r, (b, a) in enumerate(zip(budgets, accs)):
-            rows.append({**base, "cell": f"{base['noise']}/{strategy}/{seed}", "strategy": strategy,
-                         "seed": seed, "round": r, "n_labeled": b, "test_accuracy": a})
+            rows.append(
+                {
+                    **base,
+                    "cell": f"{base['noise']}/{strategy}/{seed}",
+                    "strategy": strategy,
+                    "seed": seed,
+                    "round": r,
+                    "n_labeled": b,
+                    "test_accuracy": a,
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -38,7 +49,9 @@ def test_aubc_unequal_spacing_uses_actual_budgets() -> None:
     budgets, accs = [100, 200, 500], [0.5, 0.7, 0.8]
     # weights 100/400 and 300/400: 0.25 * 0.6 + 0.75 * 0.75
     assert S.aubc(budgets, accs) == pytest.approx(0.7125, abs=1e-15)
-    assert S.aubc(budgets, accs) != pytest.approx(np.trapezoid(accs, dx=1 / 2))  # the spacing matters
+    assert S.aubc(budgets, accs) != pytest.approx(
+        np.trapezoid(accs, dx=1 / 2)
+    )  # the spacing matters
 
 
 def test_aubc_batched_rows_constant_curve_and_two_points() -> None:
@@ -49,8 +62,12 @@ def test_aubc_batched_rows_constant_curve_and_two_points() -> None:
 
 @pytest.mark.parametrize(
     ("budgets", "accs", "match"),
-    [([100], [0.5], "at least 2"), ([100, 100], [0.5, 0.6], "strictly increasing"),
-     ([200, 100], [0.5, 0.6], "strictly increasing"), ([1, 2, 3], [0.5, 0.6], "3 values")],
+    [
+        ([100], [0.5], "at least 2"),
+        ([100, 100], [0.5, 0.6], "strictly increasing"),
+        ([200, 100], [0.5, 0.6], "strictly increasing"),
+        ([1, 2, 3], [0.5, 0.6], "3 values"),
+    ],
 )
 def test_aubc_rejects_bad_input(budgets, accs, match) -> None:
     with pytest.raises(ValueError, match=match):
@@ -81,7 +98,14 @@ def test_paired_test_drops_nan_and_handles_degenerate_cases() -> None:
     assert res.n == 4 and res.p_t == pytest.approx(sps.ttest_1samp(d[~np.isnan(d)], 0).pvalue)
 
     zero = S.paired_test(np.zeros(5))  # no difference at all: no evidence, not NaN
-    assert (zero.mean, zero.std, zero.t, zero.p_t, zero.w, zero.p_w) == (0.0, 0.0, 0.0, 1.0, 0.0, 1.0)
+    assert (zero.mean, zero.std, zero.t, zero.p_t, zero.w, zero.p_w) == (
+        0.0,
+        0.0,
+        0.0,
+        1.0,
+        0.0,
+        1.0,
+    )
 
     const = S.paired_test(np.full(5, 0.3))  # zero variance, non-zero mean: the t limit
     assert const.t == math.inf and const.p_t == 0.0 and const.std == 0.0
@@ -89,11 +113,19 @@ def test_paired_test_drops_nan_and_handles_degenerate_cases() -> None:
     assert S.paired_test(np.full(3, -0.2)).t == -math.inf
 
     one = S.paired_test([0.4])
-    assert one.n == 1 and one.mean == 0.4 and math.isnan(one.std) and math.isnan(one.p_t) and math.isnan(one.p_w)
+    assert (
+        one.n == 1
+        and one.mean == 0.4
+        and math.isnan(one.std)
+        and math.isnan(one.p_t)
+        and math.isnan(one.p_w)
+    )
     empty = S.paired_test([])
     assert empty.n == 0 and math.isnan(empty.mean)
 
-    with_zeros = S.paired_test([0.0, 0.0, 0.1, 0.2, -0.05, 0.3])  # zeros dropped by Wilcoxon ("wilcox")
+    with_zeros = S.paired_test(
+        [0.0, 0.0, 0.1, 0.2, -0.05, 0.3]
+    )  # zeros dropped by Wilcoxon ("wilcox")
     assert with_zeros.p_w == pytest.approx(sps.wilcoxon([0.0, 0.0, 0.1, 0.2, -0.05, 0.3]).pvalue)
 
 
@@ -109,7 +141,9 @@ def test_t_interval_matches_scipy() -> None:
 
 
 def test_curve_table_uses_sample_std() -> None:
-    df = long_df({("random", 0): [0.5, 0.6], ("random", 1): [0.7, 0.9], ("random", 2): [0.6, 0.6]}, [10, 20])
+    df = long_df(
+        {("random", 0): [0.5, 0.6], ("random", 1): [0.7, 0.9], ("random", 2): [0.6, 0.6]}, [10, 20]
+    )
     t = S.curve_table(df)
     row = t[t["n_labeled"] == 20].iloc[0]
     assert row["mean"] == pytest.approx(0.7) and row["n"] == 3
@@ -119,8 +153,12 @@ def test_curve_table_uses_sample_std() -> None:
 def test_aubc_per_seed_table_and_paired_vs_reference() -> None:
     budgets = [10, 20, 40]
     curves = {
-        ("random", 0): [0.5, 0.6, 0.7], ("random", 1): [0.4, 0.6, 0.8], ("random", 2): [0.5, 0.5, 0.6],
-        ("ncal_r", 0): [0.5, 0.7, 0.8], ("ncal_r", 1): [0.4, 0.6, 0.9], ("ncal_r", 2): [0.5, 0.6, 0.6],
+        ("random", 0): [0.5, 0.6, 0.7],
+        ("random", 1): [0.4, 0.6, 0.8],
+        ("random", 2): [0.5, 0.5, 0.6],
+        ("ncal_r", 0): [0.5, 0.7, 0.8],
+        ("ncal_r", 1): [0.4, 0.6, 0.9],
+        ("ncal_r", 2): [0.5, 0.6, 0.6],
     }
     df = long_df(curves, budgets)
     # an unfinished run (2 of 3 rounds) must not enter the comparison
@@ -135,7 +173,9 @@ def test_aubc_per_seed_table_and_paired_vs_reference() -> None:
     n = np.array([S.aubc(budgets, curves[("ncal_r", s)]) for s in range(3)])
     assert table.loc["random", "mean"] == pytest.approx(r.mean())
     assert table.loc["random", "std"] == pytest.approx(r.std(ddof=1))
-    assert (table.loc["ncal_r", "ci_low"], table.loc["ncal_r", "ci_high"]) == pytest.approx(S.t_interval(n))
+    assert (table.loc["ncal_r", "ci_low"], table.loc["ncal_r", "ci_high"]) == pytest.approx(
+        S.t_interval(n)
+    )
     paired = S.paired_vs_reference(per_seed, "random")
     assert list(paired["strategy"]) == ["ncal_r"]
     row = paired.iloc[0]
@@ -168,8 +208,11 @@ def _ppm_case() -> pd.DataFrame:
     b = np.array([0.60, 0.62, 0.58, 0.61])
     tiny = np.array([0.001, -0.001, 0.001, -0.001])
     a = {10: b, 20: b, 30: b + 0.1}
-    bb = {10: b, 20: b + 0.05 + np.array([0.001, -0.001, 0.002, 0.0]),
-          30: a[30] + 0.04 + np.array([0.001, 0.0, -0.001, 0.002])}
+    bb = {
+        10: b,
+        20: b + 0.05 + np.array([0.001, -0.001, 0.002, 0.0]),
+        30: a[30] + 0.04 + np.array([0.001, 0.0, -0.001, 0.002]),
+    }
     c = {10: b, 20: b + tiny, 30: a[30] - 0.06 + np.array([0.002, -0.001, 0.0, 0.001])}
     curves = {}
     for name, acc in (("random", a), ("B", bb), ("C", c)):
@@ -194,7 +237,7 @@ def test_penalty_matrix_options() -> None:
     np.testing.assert_allclose(mat.to_numpy(), [[0, 0, 1 / 3], [2 / 3, 0, 2 / 3], [0, 0, 0]])
     mat, _ = S.penalty_matrix(df, max_seeds=1)  # one matched seed: no test possible
     assert (mat.to_numpy() == 0).all()
-    # badge's saturation rule: random reaches 0.5 x its final accuracy at 20 already -> only 20 counts
+    # badge's saturation rule: random reaches 0.5 x its final accuracy at 20 -> only 20 counts
     mat, _ = S.penalty_matrix(df, saturation=0.5)
     np.testing.assert_allclose(mat.to_numpy(), [[0, 0, 0], [1, 0, 1], [0, 0, 0]])
     # two settings add up
@@ -216,20 +259,34 @@ def test_labels_to_reach_interpolates(target, expected) -> None:
 def test_labels_to_reach_never_and_first_crossing() -> None:
     assert math.isnan(S.labels_to_reach([100, 200], [0.5, 0.7], 0.9))
     # a curve that dips: the first crossing counts
-    assert S.labels_to_reach([10, 20, 30, 40], [0.5, 0.8, 0.6, 0.9], 0.7) == pytest.approx(10 + 10 * 0.2 / 0.3)
+    assert S.labels_to_reach([10, 20, 30, 40], [0.5, 0.8, 0.6, 0.9], 0.7) == pytest.approx(
+        10 + 10 * 0.2 / 0.3
+    )
 
 
 def test_labels_to_reach_table_given_and_grid_max() -> None:
-    curves = {("random", 0): [0.5, 0.6, 0.7], ("random", 1): [0.5, 0.6, 0.7],
-              ("B", 0): [0.5, 0.8, 0.9], ("B", 1): [0.5, 0.8, 0.8]}
+    curves = {
+        ("random", 0): [0.5, 0.6, 0.7],
+        ("random", 1): [0.5, 0.6, 0.7],
+        ("B", 0): [0.5, 0.8, 0.9],
+        ("B", 1): [0.5, 0.8, 0.8],
+    }
     df = long_df(curves, [10, 20, 30])
-    t = S.labels_to_reach_table(df, 0.9).set_index("strategy")  # full = best seed-mean = 0.85 (B at 30)
+    t = S.labels_to_reach_table(df, 0.9).set_index(
+        "strategy"
+    )  # full = best seed-mean = 0.85 (B at 30)
     assert (t["source"] == "grid max").all() and t.loc["B", "full_accuracy"] == pytest.approx(0.85)
     target = 0.9 * 0.85
-    assert t.loc["B", "labels"] == pytest.approx(10 + 10 * (target - 0.5) / (0.8 - 0.5))  # crosses 10→20
+    assert t.loc["B", "labels"] == pytest.approx(
+        10 + 10 * (target - 0.5) / (0.8 - 0.5)
+    )  # crosses 10→20
     assert t.loc["B", "seeds_reached"] == 2 and t.loc["B", "n_seeds"] == 2
-    assert math.isnan(t.loc["random", "labels"]) and t.loc["random", "seeds_reached"] == 0  # peaks at 0.7
-    g = S.labels_to_reach_table(df, 0.5, full_accuracy={"d": 1.2}).set_index("strategy")  # target 0.6
+    assert (
+        math.isnan(t.loc["random", "labels"]) and t.loc["random", "seeds_reached"] == 0
+    )  # peaks at 0.7
+    g = S.labels_to_reach_table(df, 0.5, full_accuracy={"d": 1.2}).set_index(
+        "strategy"
+    )  # target 0.6
     assert (g["source"] == "given").all() and g.loc["random", "labels"] == pytest.approx(20.0)
     f = S.labels_to_reach_table(df, 0.5, full_accuracy=1.3).set_index("strategy")  # target 0.65
     assert f.loc["random", "labels"] == pytest.approx(25.0)

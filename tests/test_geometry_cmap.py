@@ -383,6 +383,9 @@ def test_memmap_pool_equals_in_memory(tmp_path) -> None:
         ref = cmap(HL, yL, HU.astype(np.float32), pred, num_classes=K, centering=centering)
         got = cmap(HL, yL, pool, pred, num_classes=K, centering=centering, block_size=64)
         np.testing.assert_array_equal(got, ref)
+    ref = cmap(HL, yL, HU[7:].astype(np.float32), pred[7:], num_classes=K, centering="frozen")
+    got = cmap(HL, yL, pool[7:], pred[7:], num_classes=K, centering="frozen", block_size=33)
+    np.testing.assert_array_equal(got, ref)  # a row-slice of a memmap (offset into the mapping)
     exp = cmap(HL, yL, pool, None, probs_pool=probs, num_classes=K, expected=True, block_size=50)
     assert_matches(
         exp, brute_cmap(HL, yL, np.asarray(pool), pred, "none", "class_avg", "signed", probs)

@@ -448,3 +448,12 @@ def test_running_accuracy_mode():
     assert all(abs(a * 96 - round(a * 96)) < 1e-9 for a in accs)
     assert i["final_train_acc"] == pytest.approx(np.mean(out.logits_labeled.argmax(1) == y))
     assert accs[-1] == i["final_train_acc"]
+
+
+def test_info_is_json_serialisable_and_float_images_are_not_rescaled():
+    import json
+
+    _, out = run(seed=0, epochs_max=1, ff_window=1)
+    json.dumps(out.info)
+    f = np.full((2, 4, 4), 0.25, dtype=np.float32)
+    assert torch.equal(to_tensor(f, (1, 4, 4)), torch.full((2, 1, 4, 4), 0.25))

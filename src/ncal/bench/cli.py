@@ -11,39 +11,74 @@ def register(sub: argparse._SubParsersAction) -> None:
     bench = sub.add_parser(
         "bench",
         help="run a grid of experiments (resumable) and write its report",
-        description="Expand CONFIG.yaml (datasets × noise × strategies × seeds × budgets) into cells, "
-        "run every unfinished cell, then write report.md / report.html into the grid's output "
-        "directory. Rerunning the same command skips finished cells and resumes unfinished ones.",
+        description=(
+            "Expand CONFIG.yaml (datasets × noise × strategies × seeds × budgets) into cells, "
+            "run every unfinished cell, then write report.md / report.html into the grid's "
+            "output directory. Rerunning the same command skips finished cells and resumes "
+            "unfinished ones."
+        ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    bench.add_argument("config", metavar="CONFIG.yaml", help="grid file (see configs/examples/tiny.yaml)")
-    bench.add_argument("--executor", choices=("local", "ray"), default="local",
-                       help="local process pool, or Ray tasks (pip install 'ncal[ray]')")
-    bench.add_argument("--workers", type=int, default=None,
-                       help="parallel cells (default: CPU count; 1 = in this process)")
-    bench.add_argument("--address", default=None,
-                       help="Ray cluster address, e.g. auto (default: start Ray locally)")
-    bench.add_argument("--out", default=None, help="output directory (default: the grid's `out` key)")
+    bench.add_argument(
+        "config", metavar="CONFIG.yaml", help="grid file (see configs/examples/tiny.yaml)"
+    )
+    bench.add_argument(
+        "--executor",
+        choices=("local", "ray"),
+        default="local",
+        help="local process pool, or Ray tasks (pip install 'ncal[ray]')",
+    )
+    bench.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="parallel cells (default: CPU count; 1 = in this process)",
+    )
+    bench.add_argument(
+        "--address",
+        default=None,
+        help="Ray cluster address, e.g. auto (default: start Ray locally)",
+    )
+    bench.add_argument(
+        "--out", default=None, help="output directory (default: the grid's `out` key)"
+    )
     bench.add_argument("--quiet", action="store_true", help="no progress output")
-    bench.add_argument("--report", action=argparse.BooleanOptionalAction, default=True,
-                       help="write the report after the run")
+    bench.add_argument(
+        "--report",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="write the report after the run",
+    )
     bench.set_defaults(func=_bench)
 
     rep = sub.add_parser(
         "report",
         help="write report.md / report.html (figures embedded) for a run or grid directory",
-        description="Summarise a run directory (ncal run) or a grid directory (ncal bench): learning "
-        "curves, AUBC with confidence intervals, paired tests vs random, pairwise-penalty matrix, "
-        "labels to reach a target accuracy, query purity, collapse and evaluation metrics.",
+        description=(
+            "Summarise a run directory (ncal run) or a grid directory (ncal bench): learning "
+            "curves, AUBC with confidence intervals, paired tests vs random, pairwise-penalty "
+            "matrix, labels to reach a target accuracy, query purity, collapse and evaluation "
+            "metrics."
+        ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     rep.add_argument("path", metavar="RUN_OR_GRID_DIR")
     rep.add_argument("--out", default=None, help="output directory (default: RUN_OR_GRID_DIR)")
-    rep.add_argument("--reference", default="random", help="strategy the paired tests compare against")
-    rep.add_argument("--reach", type=float, default=0.9,
-                     help="fraction of full-data accuracy for the labels-to-reach table")
-    rep.add_argument("--full-accuracy", type=float, default=None,
-                     help="full-data test accuracy (default: best seed-mean accuracy in each setting)")
+    rep.add_argument(
+        "--reference", default="random", help="strategy the paired tests compare against"
+    )
+    rep.add_argument(
+        "--reach",
+        type=float,
+        default=0.9,
+        help="fraction of full-data accuracy for the labels-to-reach table",
+    )
+    rep.add_argument(
+        "--full-accuracy",
+        type=float,
+        default=None,
+        help="full-data test accuracy (default: best seed-mean accuracy in each setting)",
+    )
     rep.set_defaults(func=_report)
 
 
@@ -64,7 +99,10 @@ def _bench(args: argparse.Namespace) -> int:
         print(f"report: {paths['markdown']}\n        {paths['html']}")
     failed = result.count("failed") + result.count("incomplete")
     if failed:
-        print(f"{failed} cell(s) did not finish; rerun the same command to retry them", file=sys.stderr)
+        print(
+            f"{failed} cell(s) did not finish; rerun the same command to retry them",
+            file=sys.stderr,
+        )
         return 1
     return 0
 
@@ -72,7 +110,15 @@ def _bench(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace) -> int:
     from .report import write_report
 
-    paths = write_report(args.path, args.out, reference=args.reference, reach=args.reach,
-                         full_accuracy=args.full_accuracy)
-    print(f"report: {paths['markdown']}\n        {paths['html']}\n        {len(paths['figures'])} figures")
+    paths = write_report(
+        args.path,
+        args.out,
+        reference=args.reference,
+        reach=args.reach,
+        full_accuracy=args.full_accuracy,
+    )
+    print(
+        f"report: {paths['markdown']}\n        {paths['html']}\n"
+        f"        {len(paths['figures'])} figures"
+    )
     return 0

@@ -3,7 +3,7 @@
 All executors write the same files, so results do not depend on where a cell ran:
 
 * ``<out>/grid.json`` — the resolved grid; ``<out>/grid.yaml`` — a copy of the source file;
-* ``<out>/cells.json`` — the manifest of the grid's cells (what :func:`ncal.bench.load_results` reads);
+* ``<out>/cells.json`` — the manifest of the grid's cells (read by :func:`ncal.bench.load_results`);
 * ``<out>/bench_runs.jsonl`` — one line per invocation (machine, executor, wall clock, counts);
 * ``<out>/<cell relpath>/cell.json`` — the cell (config, strategy label, hash), then whatever the
   cell runner writes (for the default runner: ``config.json``, ``rounds.jsonl``, ``summary.json``).
@@ -48,6 +48,7 @@ class CellOutcome:
     seconds: float = 0.0
     error: str | None = None
     final_accuracy: float | None = None
+    summary: dict[str, Any] | None = None
 
 
 @dataclass
@@ -116,7 +117,9 @@ def run_grid(
     """
     if executor not in EXECUTORS:
         raise NcalError(f"`executor` must be one of {list(EXECUTORS)}; got {executor!r}")
-    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+    if workers is not None and (
+        isinstance(workers, bool) or not isinstance(workers, int) or workers < 1
+    ):
         raise NcalError(f"`workers` must be a positive int or None; got {workers!r}")
     if address is not None and executor != "ray":
         raise NcalError("`address` is only meaningful with executor='ray'")
@@ -126,6 +129,8 @@ def run_grid(
         grid.out = Path(out)
     out_dir = Path(grid.out)
     cells = grid.cells()
+    if cell_runner is None:  # fail before the first cell, not after hours of the others
+        check_experiment_configs(cells)
     _write_grid_files(grid, cells, source)
 
     started = time.time()
@@ -166,7 +171,8 @@ def run_grid(
         _append_run_record(out_dir, grid, executor, workers, address, started, result, len(cells))
     if not quiet:
         print(
-            f"grid {grid.name!r}: {result.count('complete')} run, {result.count('skipped')} skipped, "
+            f"grid {grid.name!r}: {result.count('complete')} run, "
+            f"{result.count('skipped')} skipped, "
             f"{result.count('failed')} failed, {result.count('incomplete')} incomplete "
             f"in {wall:.1f} s",
             file=sys.stderr,
@@ -207,6 +213,33 @@ def make_experiment_config(config: Mapping[str, Any]) -> Any:
         if proto is not None and dataclasses.is_dataclass(proto):
             data["train"] = dataclasses.replace(proto, **train)
     return ExperimentConfig(**data)
+
+
+def check_experiment_configs(cells: list[Cell]) -> None:
+    """Validate every cell as an ``ExperimentConfig`` (and its training overrides) up front.
+
+    Raises
+    ------
+    NcalError
+        The first invalid cell, named by its directory. Skipped when ``ncal.experiment`` cannot
+        be imported (the runner will then fail per cell).
+    """
+    try:
+        from ..training import TrainConfig
+    except ImportError:
+        return
+    checked_train: set[str] = set()
+    for cell in cells:
+        try:
+            make_experiment_config(cell.config)
+            key = json.dumps(cell.config.get("train") or {}, sort_keys=True, default=str)
+            if key not in checked_train:
+                TrainConfig(**(cell.config.get("train") or {}))
+                checked_train.add(key)
+        except ImportError:
+            return
+        except (TypeError, ValueError) as exc:
+            raise NcalError(f"cell {cell.relpath}: {exc}") from None
 
 
 def is_complete(cell_dir: str | Path) -> bool:
@@ -284,6 +317,7 @@ def _execute_cell(cell: dict[str, Any], cell_dir: str, runner: CellRunner | None
     outcome["seconds"] = time.perf_counter() - start
     outcome["status"] = "complete" if is_complete(cell_dir) else "incomplete"
     outcome["final_accuracy"] = _last_accuracy(Path(cell_dir))
+    outcome["summary"] = read_json(Path(cell_dir) / "summary.json")
     return outcome
 
 
@@ -440,9 +474,12 @@ class _Progress:
             seconds=float(outcome.get("seconds") or 0.0),
             error=outcome.get("error"),
             final_accuracy=outcome.get("final_accuracy"),
+            summary=outcome.get("summary"),
         )
         if self.bar is not None:
-            acc = "" if result.final_accuracy is None else f", final acc {result.final_accuracy:.4f}"
+            acc = (
+                "" if result.final_accuracy is None else f", final acc {result.final_accuracy:.4f}"
+            )
             err = f": {result.error}" if result.error else ""
             self.bar.write(
                 f"[{self.n}/{self.total}] {result.status} {result.relpath} "

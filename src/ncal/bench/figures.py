@@ -94,8 +94,13 @@ def _legend(fig: Figure, axes: list[Any], title: str | None = None) -> None:
     if handles:
         ncol = min(len(handles), 6)
         fig.legend(
-            list(handles.values()), list(handles), loc="upper center", ncol=ncol,
-            bbox_to_anchor=(0.5, 1 - top_in / height), frameon=False, fontsize=9,
+            list(handles.values()),
+            list(handles),
+            loc="upper center",
+            ncol=ncol,
+            bbox_to_anchor=(0.5, 1 - top_in / height),
+            frameon=False,
+            fontsize=9,
         )
         top_in += 0.3 * math.ceil(len(handles) / ncol) + 0.1
     fig.tight_layout(rect=(0, 0, 1, 1 - top_in / height))
@@ -134,8 +139,10 @@ def plot_learning_curves(
     return _save(fig, path)
 
 
-def plot_aubc(table: pd.DataFrame, path: str | Path, *, colors: dict[str, Any], scale: float = 100.0) -> Path | None:
-    """AUBC mean per strategy with its 95 % t-interval (bars absent when n < 2); panel per setting."""
+def plot_aubc(
+    table: pd.DataFrame, path: str | Path, *, colors: dict[str, Any], scale: float = 100.0
+) -> Path | None:
+    """AUBC mean per strategy with its t-interval (no bar when n < 2); one panel per setting."""
     if table.empty:
         return None
     groups = _groups(table)
@@ -150,7 +157,14 @@ def plot_aubc(table: pd.DataFrame, path: str | Path, *, colors: dict[str, Any], 
             lo, hi = r["ci_low"] * scale, r["ci_high"] * scale
             err = None if np.isnan(lo) else [[m - lo], [hi - m]]
             ax.errorbar(m, y, xerr=err, fmt="o", color=colors[strategy], capsize=4, ms=6)
-            ax.annotate(f"{m:.2f}", (m, y), textcoords="offset points", xytext=(0, 7), ha="center", fontsize=8)
+            ax.annotate(
+                f"{m:.2f}",
+                (m, y),
+                textcoords="offset points",
+                xytext=(0, 7),
+                ha="center",
+                fontsize=8,
+            )
         ax.set_yticks(range(len(order)), order)
         ax.set_ylim(-0.7, len(order) - 0.3)
         ax.invert_yaxis()
@@ -161,7 +175,9 @@ def plot_aubc(table: pd.DataFrame, path: str | Path, *, colors: dict[str, Any], 
     return _save(fig, path)
 
 
-def plot_penalty_matrix(matrix: pd.DataFrame, column_means: pd.Series, path: str | Path) -> Path | None:
+def plot_penalty_matrix(
+    matrix: pd.DataFrame, column_means: pd.Series, path: str | Path
+) -> Path | None:
     """Heatmap of the pairwise-penalty matrix (row = winner, column = loser) with column means."""
     if matrix.empty or len(matrix) < 2:
         return None
@@ -190,7 +206,9 @@ def plot_penalty_matrix(matrix: pd.DataFrame, column_means: pd.Series, path: str
     return _save(fig, path)
 
 
-def plot_query_purity(purity: pd.DataFrame, path: str | Path, *, colors: dict[str, Any]) -> Path | None:
+def plot_query_purity(
+    purity: pd.DataFrame, path: str | Path, *, colors: dict[str, Any]
+) -> Path | None:
     """Share of correct labels in each queried batch (mean ± std over seeds) per query round."""
     if purity.empty:
         return None
@@ -205,7 +223,17 @@ def plot_query_purity(purity: pd.DataFrame, path: str | Path, *, colors: dict[st
             x = c["query"].to_numpy(float) + 0.06 * (i - (len(present) - 1) / 2)
             m = c["mean"].to_numpy(float) * 100
             sd = np.nan_to_num(c["std"].to_numpy(float) * 100)
-            ax.errorbar(x, m, yerr=sd, marker="o", ms=3, lw=1.4, capsize=3, color=colors[strategy], label=strategy)
+            ax.errorbar(
+                x,
+                m,
+                yerr=sd,
+                marker="o",
+                ms=3,
+                lw=1.4,
+                capsize=3,
+                color=colors[strategy],
+                label=strategy,
+            )
         ax.set_title(setting_title(setting, varying), fontsize=10)
         ax.set_xlabel("query round (batch bought for round r)")
         ax.set_ylabel("correct labels in batch (%)")
@@ -224,11 +252,13 @@ def plot_metric_panels(
     title: str,
     strip_prefix: str = "",
 ) -> Path | None:
-    """One panel per metric column: mean ± std over seeds vs labeled-set size, a line per strategy."""
+    """One panel per metric column: mean ± std over seeds vs labels, a line per strategy."""
     columns = list(columns)
     if df.empty or not columns:
         return None
-    fig, axes = _grid(len(columns), ncols_max=4, w=3.9, h=3.0, dpi=80)
+    # a lone panel gets more width, so the shared legend and title fit above it
+    w = 3.9 if len(columns) > 1 else 6.0
+    fig, axes = _grid(len(columns), ncols_max=4, w=w, h=3.0, dpi=80)
     for ax, col in zip(axes, columns):
         sub = df[["strategy", "n_labeled", col]].copy()
         sub[col] = pd.to_numeric(sub[col], errors="coerce")
@@ -241,7 +271,7 @@ def plot_metric_panels(
             sd = np.nan_to_num(c["std"].to_numpy(float))
             ax.plot(x, m, marker="o", ms=2.5, lw=1.3, color=colors[strategy], label=strategy)
             ax.fill_between(x, m - sd, m + sd, color=colors[strategy], alpha=0.12, lw=0)
-        name = col[len(strip_prefix):] if strip_prefix and col.startswith(strip_prefix) else col
+        name = col[len(strip_prefix) :] if strip_prefix and col.startswith(strip_prefix) else col
         ax.set_title(name, fontsize=9)
         ax.set_xlabel("labeled samples", fontsize=8)
         ax.tick_params(labelsize=7)

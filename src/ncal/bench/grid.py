@@ -154,8 +154,14 @@ class Grid:
                             for strat in self.strategies:
                                 cells.append(
                                     self._cell(
-                                        seed, dataset, noise, model, budget, strat,
-                                        multi_model, multi_budget,
+                                        seed,
+                                        dataset,
+                                        noise,
+                                        model,
+                                        budget,
+                                        strat,
+                                        multi_model,
+                                        multi_budget,
                                     )
                                 )
         return cells
@@ -218,7 +224,7 @@ class Grid:
 
 
 def slugify(text: str) -> str:
-    """Filesystem-safe readable form: ``"sym:0.3"`` → ``"sym-0.3"``; paths keep only their last part."""
+    """Filesystem-safe readable form: ``"sym:0.3"`` → ``"sym-0.3"``; paths keep their last part."""
     text = str(text)
     if "/" in text or "\\" in text:  # "cifar10:/data/cifar" → "cifar10-cifar"
         head, _, rest = text.partition(":")
@@ -297,7 +303,9 @@ def load_grid(source: str | Path | Mapping[str, Any], *, out: str | Path | None 
     if not isinstance(evals, list):
         raise NcalError(f"grid key `evals` must be a list; got {type(evals).__name__}")
     pool_size = raw.get("pool_size")
-    if pool_size is not None and (isinstance(pool_size, bool) or not isinstance(pool_size, (int, float))):
+    if pool_size is not None and (
+        isinstance(pool_size, bool) or not isinstance(pool_size, (int, float))
+    ):
         raise NcalError(f"grid key `pool_size` must be a number or null; got {pool_size!r}")
     out_dir = Path(out if out is not None else raw.get("out") or Path("runs") / stem)
     return Grid(
@@ -369,12 +377,16 @@ def _check_fields(values: Mapping[str, Any], key: str, module: str, cls_name: st
         return
     unknown = sorted(set(values) - names)
     if unknown:
-        raise NcalError(f"grid key `{key}` has unknown {cls_name} field(s) {unknown}; known: {sorted(names)}")
+        raise NcalError(
+            f"grid key `{key}` has unknown {cls_name} field(s) {unknown}; known: {sorted(names)}"
+        )
 
 
 def _strategies(value: Any) -> list[StrategyEntry]:
     if not value:
-        raise NcalError("grid key `strategies` is required (a list of names or {name, params, label})")
+        raise NcalError(
+            "grid key `strategies` is required (a list of names or {name, params, label})"
+        )
     if not isinstance(value, list):
         value = [value]
     entries = []
@@ -398,10 +410,14 @@ def _strategies(value: Any) -> list[StrategyEntry]:
     keys = [e.key for e in entries]
     dup = sorted({k for k in keys if keys.count(k) > 1})
     if dup:
-        raise NcalError(f"strategy labels must be unique within a grid; repeated: {dup} (add `label:`)")
+        raise NcalError(
+            f"strategy labels must be unique within a grid; repeated: {dup} (add `label:`)"
+        )
     dirs = [e.dirname for e in entries]
     if len(set(dirs)) != len(dirs):
-        raise NcalError(f"strategy labels map to the same directory name: {dirs}; choose other labels")
+        raise NcalError(
+            f"strategy labels map to the same directory name: {dirs}; choose other labels"
+        )
     _check_strategy_names([e.name for e in entries])
     return entries
 
@@ -425,13 +441,17 @@ def _seeds(value: Any) -> list[int]:
         if value < 1:
             raise NcalError(f"grid key `seeds` must be >= 1 when given as a count; got {value}")
         return list(range(value))
-    if isinstance(value, list) and value and all(
-        isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in value
+    if (
+        isinstance(value, list)
+        and value
+        and all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in value)
     ):
         if len(set(value)) != len(value):
             raise NcalError(f"grid key `seeds` lists a seed twice: {value}")
         return list(value)
-    raise NcalError(f"grid key `seeds` must be a count or a non-empty list of ints >= 0; got {value!r}")
+    raise NcalError(
+        f"grid key `seeds` must be a count or a non-empty list of ints >= 0; got {value!r}"
+    )
 
 
 def _budgets(value: Any) -> list[dict[str, int | float]]:
@@ -441,15 +461,21 @@ def _budgets(value: Any) -> list[dict[str, int | float]]:
     out = []
     for item in items:
         if not isinstance(item, Mapping):
-            raise NcalError(f"grid key `budget` must be a mapping {{initial, query, rounds}}; got {item!r}")
+            raise NcalError(
+                f"grid key `budget` must be a mapping {{initial, query, rounds}}; got {item!r}"
+            )
         bad = sorted(set(item) - set(BUDGET_KEYS))
         if bad:
-            raise NcalError(f"grid key `budget` has unknown key(s) {bad}; known: {list(BUDGET_KEYS)}")
+            raise NcalError(
+                f"grid key `budget` has unknown key(s) {bad}; known: {list(BUDGET_KEYS)}"
+            )
         b = {**DEFAULT_BUDGET, **item}
         for k in ("initial", "query"):
             v = b[k]
             if isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0:
-                raise NcalError(f"budget `{k}` must be a positive int (labels) or fraction; got {v!r}")
+                raise NcalError(
+                    f"budget `{k}` must be a positive int (labels) or fraction; got {v!r}"
+                )
             if isinstance(v, float) and v >= 1 and not v.is_integer():
                 raise NcalError(f"budget `{k}` must be an int count or a fraction < 1; got {v!r}")
         r = b["rounds"]

@@ -32,26 +32,37 @@ NC_GROUPS = (
 )
 MAX_PANELS = 12
 # plotted first when present (spec §3: NC1, NC2 ETF distances, NC3 self-duality, NC4)
-NC_FIRST = ("nc1", "nc1_quotient", "etf_M", "etf_W", "nc2_equinorm_M", "nc2_equiangular_M", "nc3",
-            "nc4_mismatch", "cdnv_mean", "separation_ratio")
+NC_FIRST = (
+    "nc1",
+    "nc1_quotient",
+    "etf_M",
+    "etf_W",
+    "nc2_equinorm_M",
+    "nc2_equiangular_M",
+    "nc3",
+    "nc4_mismatch",
+    "cdnv_mean",
+    "separation_ratio",
+)
 
 HOW_TO_READ = (
-    "Each *cell* is one active-learning run: a dataset, a label-noise model, an acquisition strategy "
-    "and a seed. A seed fixes the initial labeled set, the network initialisation and the noisy "
-    "oracle's draws identically for every strategy, so strategies are compared on matched seeds "
-    "(paired design). **Learning curves** show test accuracy against the number of labels bought, "
-    "mean ± one standard deviation (ddof = 1) over seeds. **AUBC** (area under the budget curve) "
-    "summarises a curve in one number: the trapezoidal area over the budget axis rescaled to [0, 1], "
-    "using the actual budget spacing; higher is better, computed per seed then averaged, with a "
-    "95 % Student-t interval. **Δ vs {ref}** is the paired AUBC difference per seed; p-values come "
-    "from a one-sample t-test and a Wilcoxon signed-rank test of those differences (small p = the "
-    "difference is unlikely to be seed noise; with few seeds the Wilcoxon test cannot go below "
-    "2/2^n). The **pairwise-penalty matrix** counts, for every budget after the initial one, whether "
-    "the row strategy beat the column strategy significantly (paired t-test, p < 0.05) and adds "
-    "1/(number of budgets) per win, summed over settings; a low column mean means a strategy is "
-    "rarely beaten. **Query purity** is the share of correctly labeled samples in the batches a "
-    "strategy bought (1 − realised noise rate of the batch): under noise that does not depend on "
-    "the sample (e.g. symmetric noise) no strategy can do better than 1 − η."
+    "Each *cell* is one active-learning run: a dataset, a label-noise model, an acquisition "
+    "strategy and a seed. A seed fixes the initial labeled set, the network initialisation and "
+    "the noisy oracle's draws identically for every strategy, so strategies are compared on "
+    "matched seeds (paired design). **Learning curves** show test accuracy against the number of "
+    "labels bought, mean ± one standard deviation (ddof = 1) over seeds. **AUBC** (area under the "
+    "budget curve) summarises a curve in one number: the trapezoidal area over the budget axis "
+    "rescaled to [0, 1], using the actual budget spacing; higher is better, computed per seed "
+    "then averaged, with a 95 % Student-t interval. **Δ vs {ref}** is the paired AUBC difference "
+    "per seed; p-values come from a one-sample t-test and a Wilcoxon signed-rank test of those "
+    "differences (small p = the difference is unlikely to be seed noise; with few seeds the "
+    "Wilcoxon test cannot go below 2/2^n). The **pairwise-penalty matrix** counts, for every "
+    "budget after the initial one, whether the row strategy beat the column strategy "
+    "significantly (paired t-test, p < 0.05) and adds 1/(number of budgets) per win, summed over "
+    "settings; a low column mean means a strategy is rarely beaten. **Query purity** is the "
+    "share of correctly labeled samples in the batches a strategy bought (1 − realised noise "
+    "rate of the batch): under noise that does not depend on the sample (e.g. symmetric noise) "
+    "no strategy can do better than 1 − η."
 )
 
 
@@ -120,8 +131,9 @@ def render_html(doc: _Doc, title: str) -> str:
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
         f"<title>{html.escape(title)}</title>",
-        "<style>body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;"
-        "line-height:1.45;color:#222}table{border-collapse:collapse;margin:0.8em 0;font-size:0.92em}"
+        "<style>body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;"
+        "padding:0 1em;line-height:1.45;color:#222}"
+        "table{border-collapse:collapse;margin:0.8em 0;font-size:0.92em}"
         "th,td{border:1px solid #ccc;padding:3px 8px;text-align:right}th{background:#f2f2f2}"
         "td:first-child,th:first-child{text-align:left}img{max-width:100%;border:1px solid #eee;"
         "margin:0.5em 0}code{background:#f4f4f4;padding:0 3px}h1{border-bottom:2px solid #444}"
@@ -136,12 +148,16 @@ def render_html(doc: _Doc, title: str) -> str:
             parts.append("<ul>" + "".join(f"<li>{_inline_html(i)}</li>" for i in b[1]) + "</ul>")
         elif b[0] == "table":
             head = "".join(f"<th>{_inline_html(h)}</th>" for h in b[1])
-            body = "".join("<tr>" + "".join(f"<td>{_inline_html(c)}</td>" for c in r) + "</tr>" for r in b[2])
+            body = "".join(
+                "<tr>" + "".join(f"<td>{_inline_html(c)}</td>" for c in r) + "</tr>" for r in b[2]
+            )
             parts.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
         elif b[0] == "img":
             data = base64.b64encode(b[1].read_bytes()).decode("ascii")
-            parts.append(f'<figure><img alt="{html.escape(b[2])}" src="data:image/png;base64,{data}">'
-                         f"<figcaption>{_inline_html(b[2])}</figcaption></figure>")
+            parts.append(
+                f'<figure><img alt="{html.escape(b[2])}" src="data:image/png;base64,{data}">'
+                f"<figcaption>{_inline_html(b[2])}</figcaption></figure>"
+            )
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"
 
@@ -177,6 +193,10 @@ def fmt_p(p: Any) -> str:
     if np.isnan(v):
         return "—"
     return "<0.001" if v < 0.001 else f"{v:.3f}"
+
+
+def _fmt_ci(lo: float, hi: float) -> str:
+    return "—" if np.isnan(lo) else f"[{fmt_num(lo)}, {fmt_num(hi)}]"
 
 
 def _fmt_seconds(s: float | None) -> str:
@@ -241,7 +261,9 @@ def write_report(
     strategies = S.strategy_order(df, reference)
     colors = F.strategy_colors(strategies, reference)
     varying = F.varying_settings(df) if len(df) else []
-    shown = [c for c in ("dataset", "noise") if c in df.columns] + [c for c in ("model", "budget") if c in varying]
+    shown = [c for c in ("dataset", "noise") if c in df.columns] + [
+        c for c in ("model", "budget") if c in varying
+    ]
     figs: list[Path] = []
 
     doc = _Doc()
@@ -257,8 +279,13 @@ def write_report(
     # learning curves
     doc.h(2, "Learning curves")
     curves = S.curve_table(df)
-    p = F.plot_learning_curves(curves, fig_dir / "learning_curves.png", colors=colors,
-                               ylabel=f"test accuracy ({unit or 'raw'})", scale=scale)
+    p = F.plot_learning_curves(
+        curves,
+        fig_dir / "learning_curves.png",
+        colors=colors,
+        ylabel=f"test accuracy ({unit or 'raw'})",
+        scale=scale,
+    )
     figs += _add(doc, p, "Test accuracy vs labels (mean ± std over seeds)")
     _curve_tables(doc, curves, shown, scale)
 
@@ -270,38 +297,79 @@ def write_report(
         doc.p("AUBC needs at least two finished rounds per run; none yet.")
     else:
         doc.table(
-            [*shown, "strategy", "seeds", f"AUBC ({unit or 'raw'}) mean ± std", f"{confidence:.0%} CI"],
-            [[*(r[c] for c in shown), r["strategy"], int(r["n"]), fmt_pm(r["mean"] * scale, r["std"] * scale),
-              f"[{fmt_num(r['ci_low'] * scale)}, {fmt_num(r['ci_high'] * scale)}]"]
-             for _, r in aubc_tab.iterrows()],
+            [
+                *shown,
+                "strategy",
+                "seeds",
+                f"AUBC ({unit or 'raw'}) mean ± std",
+                f"{confidence:.0%} CI",
+            ],
+            [
+                [
+                    *(r[c] for c in shown),
+                    r["strategy"],
+                    int(r["n"]),
+                    fmt_pm(r["mean"] * scale, r["std"] * scale),
+                    _fmt_ci(r["ci_low"] * scale, r["ci_high"] * scale),
+                ]
+                for _, r in aubc_tab.iterrows()
+            ],
         )
         p = F.plot_aubc(aubc_tab, fig_dir / "aubc.png", colors=colors, scale=scale)
         figs += _add(doc, p, f"AUBC per strategy with {confidence:.0%} t-intervals")
         dropped = len(cells[cells["rounds_done"] > 0]) - len(per_seed)
         if dropped > 0:
-            doc.p(f"{dropped} run(s) with fewer rounds than the others of their setting (unfinished) "
-                  "are left out of AUBC, the paired tests and the penalty matrix.")
+            doc.p(
+                f"{dropped} run(s) with fewer rounds than the others of their setting (unfinished) "
+                "are left out of AUBC, the paired tests and the penalty matrix."
+            )
 
     # paired differences
     doc.h(2, f"Paired differences vs {reference}")
     paired = S.paired_vs_reference(per_seed, reference)
     if paired.empty:
-        doc.p(f"No paired comparison: strategy `{reference}` is not in these results (or has no finished runs).")
+        doc.p(
+            f"No paired comparison: strategy `{reference}` is not in these results "
+            "(or has no finished runs)."
+        )
     else:
-        doc.p("Δ AUBC = AUBC(strategy) − AUBC(reference) on the same seed, in points; "
-              "p-values two-sided.")
+        doc.p(
+            "Δ AUBC = AUBC(strategy) − AUBC(reference) on the same seed, in points; "
+            "p-values two-sided."
+        )
         doc.table(
             [*shown, "strategy", "pairs", "Δ AUBC mean ± std", "t", "p (t-test)", "p (Wilcoxon)"],
-            [[*(r[c] for c in shown), r["strategy"], int(r["n"]), fmt_pm(r["mean"] * scale, r["std"] * scale),
-              fmt_num(r["t"]), fmt_p(r["p_t"]), fmt_p(r["p_w"])] for _, r in paired.iterrows()],
+            [
+                [
+                    *(r[c] for c in shown),
+                    r["strategy"],
+                    int(r["n"]),
+                    fmt_pm(r["mean"] * scale, r["std"] * scale),
+                    fmt_num(r["t"]),
+                    fmt_p(r["p_t"]),
+                    fmt_p(r["p_w"]),
+                ]
+                for _, r in paired.iterrows()
+            ],
         )
         pooled = S.pooled_vs_reference(df, reference)
         if not pooled.empty:
-            doc.p("Pooled over every (setting, budget after the initial one, seed): Δ accuracy in points.")
+            doc.p(
+                "Pooled over every (setting, budget after the initial one, seed): "
+                "Δ accuracy in points."
+            )
             doc.table(
                 ["strategy", "pairs", "Δ accuracy mean ± std", "p (t-test)", "p (Wilcoxon)"],
-                [[r["strategy"], int(r["n"]), fmt_pm(r["mean"] * scale, r["std"] * scale), fmt_p(r["p_t"]),
-                  fmt_p(r["p_w"])] for _, r in pooled.iterrows()],
+                [
+                    [
+                        r["strategy"],
+                        int(r["n"]),
+                        fmt_pm(r["mean"] * scale, r["std"] * scale),
+                        fmt_p(r["p_t"]),
+                        fmt_p(r["p_w"]),
+                    ]
+                    for _, r in pooled.iterrows()
+                ],
             )
 
     # pairwise-penalty matrix
@@ -309,8 +377,12 @@ def write_report(
         doc.h(2, "Pairwise-penalty matrix")
         mat, colmean = S.penalty_matrix(df, reference=reference)
         p = F.plot_penalty_matrix(mat, colmean, fig_dir / "penalty_matrix.png")
-        figs += _add(doc, p, "Row = winner, column = loser; entry = share of budgets with a significant win, "
-                     "summed over settings")
+        figs += _add(
+            doc,
+            p,
+            "Row = winner, column = loser; entry = share of budgets with a significant win, "
+            "summed over settings",
+        )
         doc.table(
             ["winner \\ loser", *mat.columns],
             [[i, *(fmt_num(v) for v in mat.loc[i])] for i in mat.index]
@@ -323,14 +395,30 @@ def write_report(
         doc.h(2, f"Labels to reach {reach:.0%} of full-data accuracy")
         src = set(reach_tab["source"])
         if "grid max" in src:
-            doc.p("Full-data accuracy was not given; it is replaced by the best seed-mean accuracy any "
-                  "strategy reached in the setting (so this is the labels needed for "
-                  f"{reach:.0%} of the best accuracy in the grid). Linear interpolation between budgets; "
-                  "— = never reached.")
+            doc.p(
+                "Full-data accuracy was not given; it is replaced by the best seed-mean accuracy "
+                "any strategy reached in the setting (so this is the labels needed for "
+                f"{reach:.0%} of the best accuracy in the grid). Linear interpolation between "
+                "budgets; — = never reached."
+            )
         doc.table(
-            [*shown, "strategy", f"target ({unit or 'raw'})", "labels (seed-mean curve)", "seeds reaching"],
-            [[*(r[c] for c in shown), r["strategy"], fmt_num(r["target"] * scale), fmt_num(r["labels"], 0),
-              f"{r['seeds_reached']}/{r['n_seeds']}"] for _, r in reach_tab.iterrows()],
+            [
+                *shown,
+                "strategy",
+                f"target ({unit or 'raw'})",
+                "labels (seed-mean curve)",
+                "seeds reaching",
+            ],
+            [
+                [
+                    *(r[c] for c in shown),
+                    r["strategy"],
+                    fmt_num(r["target"] * scale),
+                    fmt_num(r["labels"], 0),
+                    f"{r['seeds_reached']}/{r['n_seeds']}",
+                ]
+                for _, r in reach_tab.iterrows()
+            ],
         )
 
     # query purity
@@ -340,11 +428,20 @@ def write_report(
         ptab = S.query_purity_table(df)
         doc.table(
             [*shown, "strategy", "seeds", "purity (%) mean ± std"],
-            [[*(r[c] for c in shown), r["strategy"], int(r["n"]), fmt_pm(r["mean"] * 100, r["std"] * 100)]
-             for _, r in ptab.iterrows()],
+            [
+                [
+                    *(r[c] for c in shown),
+                    r["strategy"],
+                    int(r["n"]),
+                    fmt_pm(r["mean"] * 100, r["std"] * 100),
+                ]
+                for _, r in ptab.iterrows()
+            ],
         )
         p = F.plot_query_purity(purity, fig_dir / "query_purity.png", colors=colors)
-        figs += _add(doc, p, "Share of correct labels in each queried batch (mean ± std over seeds)")
+        figs += _add(
+            doc, p, "Share of correct labels in each queried batch (mean ± std over seeds)"
+        )
 
     _training_section(doc, df, shown)
 
@@ -386,11 +483,15 @@ def _runs_records(root: Path) -> list[dict[str, Any]]:
     return out
 
 
-def _header(doc: _Doc, root: Path, grid: dict | None, cells: pd.DataFrame, df: pd.DataFrame) -> None:
+def _header(
+    doc: _Doc, root: Path, grid: dict | None, cells: pd.DataFrame, df: pd.DataFrame
+) -> None:
     from .. import __version__
 
-    doc.p(f"Generated {datetime.now().astimezone().isoformat(timespec='seconds')} by ncal {__version__} "
-          f"from `{root}`.")
+    doc.p(
+        f"Generated {datetime.now().astimezone().isoformat(timespec='seconds')} "
+        f"by ncal {__version__} from `{root}`."
+    )
     doc.h(2, "Setup")
     items = []
     if grid:
@@ -398,8 +499,10 @@ def _header(doc: _Doc, root: Path, grid: dict | None, cells: pd.DataFrame, df: p
         for s in grid.get("strategies", []):
             params = ", ".join(f"{k}={v}" for k, v in (s.get("params") or {}).items())
             strategies.append(f"{s['label']}" + (f" ({s['name']}: {params})" if params else ""))
-        budgets = "; ".join(f"initial {b['initial']}, query {b['query']} × {b['rounds']} rounds"
-                            for b in grid.get("budget", []))
+        budgets = "; ".join(
+            f"initial {b['initial']}, query {b['query']} × {b['rounds']} rounds"
+            for b in grid.get("budget", [])
+        )
         items += [
             f"datasets: {', '.join(grid.get('datasets', []))}",
             f"noise: {', '.join(grid.get('noise', []))}",
@@ -440,9 +543,12 @@ def _header(doc: _Doc, root: Path, grid: dict | None, cells: pd.DataFrame, df: p
         m_items.append(
             f"machine (last `ncal bench` run): {m.get('hostname', '?')}, {m.get('platform', '?')}, "
             f"{m.get('cpu_count', '?')} CPU cores, Python {m.get('python', '?')}"
-            + (f", torch {m['torch']}" if m.get("torch") else "") + gpu
+            + (f", torch {m['torch']}" if m.get("torch") else "")
+            + gpu
         )
-        execs = ", ".join(f"{r.get('executor')} ({r.get('workers') or 'auto'} workers)" for r in runs)
+        execs = ", ".join(
+            f"{r.get('executor')} ({r.get('workers') or 'auto'} workers)" for r in runs
+        )
         m_items.append(
             f"`ncal bench` invocations: {len(runs)} [{execs}], wall clock "
             f"{_fmt_seconds(sum(r.get('wall_seconds') or 0 for r in runs))} in total"
@@ -455,9 +561,13 @@ def _header(doc: _Doc, root: Path, grid: dict | None, cells: pd.DataFrame, df: p
     if len(cells):
         wall = pd.to_numeric(cells["wall_seconds"], errors="coerce")
         m_items.append(
-            f"compute summed over cells: training {_fmt_seconds(cells['train_seconds'].sum())}, selection "
-            f"{_fmt_seconds(cells['select_seconds'].sum())}"
-            + (f"; run wall clock (last session of each cell) {_fmt_seconds(wall.sum())}" if wall.notna().any() else "")
+            f"compute summed over cells: training {_fmt_seconds(cells['train_seconds'].sum())}, "
+            f"selection {_fmt_seconds(cells['select_seconds'].sum())}"
+            + (
+                f"; run wall clock (last session of each cell) {_fmt_seconds(wall.sum())}"
+                if wall.notna().any()
+                else ""
+            )
         )
     doc.ul(m_items)
 
@@ -465,7 +575,9 @@ def _header(doc: _Doc, root: Path, grid: dict | None, cells: pd.DataFrame, df: p
 def _versions(root: Path, cells: pd.DataFrame) -> list[str]:
     out = []
     for rel in cells["cell"] if len(cells) else []:
-        cfg = _read_json((root / rel) / "config.json") or _read_json((root / rel) / "cell.json") or {}
+        cfg = (
+            _read_json((root / rel) / "config.json") or _read_json((root / rel) / "cell.json") or {}
+        )
         if cfg.get("ncal_version"):
             out.append(cfg["ncal_version"])
     return out
@@ -480,8 +592,13 @@ def _curve_tables(doc: _Doc, curves: pd.DataFrame, shown: list[str], scale: floa
     keys = [*S.setting_cols(curves), "strategy"]
     for key, g in curves.groupby(keys, sort=False, dropna=False):
         rec = dict(zip(keys, key))
-        by_b = {int(r["n_labeled"]): fmt_pm(r["mean"] * scale, r["std"] * scale) for _, r in g.iterrows()}
-        rows.append([*(rec[c] for c in shown), rec["strategy"], *(by_b.get(int(b), "—") for b in budgets)])
+        by_b = {
+            int(r["n_labeled"]): fmt_pm(r["mean"] * scale, r["std"] * scale)
+            for _, r in g.iterrows()
+        }
+        rows.append(
+            [*(rec[c] for c in shown), rec["strategy"], *(by_b.get(int(b), "—") for b in budgets)]
+        )
     doc.table([*shown, "strategy", *(f"{int(b)} labels" for b in budgets)], rows)
 
 
@@ -489,6 +606,7 @@ def _metric_sections(
     doc: _Doc, df: pd.DataFrame, fig_dir: Path, colors: dict[str, Any], varying: list[str]
 ) -> list[Path]:
     figs: list[Path] = []
+
     def nc_cols(prefix: str) -> list[str]:
         return S.numeric_metric_columns(df, prefix, skip_counts=True, first=NC_FIRST)
 
@@ -496,26 +614,38 @@ def _metric_sections(
     eval_cols = S.numeric_metric_columns(df, "eval")
     if groups:
         doc.h(2, "Neural-collapse metrics per round")
-        doc.p("Mean ± std over seeds against the number of labels (NC1: within-class variability "
-              "relative to between-class; ETF / equinorm terms: distance to a simplex ETF; lower = "
-              "more collapsed). Names as recorded in `rounds.jsonl`.")
+        doc.p(
+            "Mean ± std over seeds against the number of labels (NC1: within-class variability "
+            "relative to between-class; ETF / equinorm terms: distance to a simplex ETF; lower = "
+            "more collapsed). Names as recorded in `rounds.jsonl`."
+        )
         for prefix, title in groups:
             figs += _panels(doc, df, nc_cols(prefix), prefix, title, fig_dir, colors, varying)
     if eval_cols:
         doc.h(2, "Evaluation metrics per round")
-        doc.p("Every numeric value recorded under `eval` (OOD detection, covariate shift, linear probe, "
-              "category discovery, long-tail), mean ± std over seeds.")
+        doc.p(
+            "Every numeric value recorded under `eval` (OOD detection, covariate shift, linear "
+            "probe, category discovery, long-tail), mean ± std over seeds."
+        )
         by_kind: dict[str, list[str]] = {}
         for c in eval_cols:
             by_kind.setdefault(c.split(".")[1], []).append(c)
         for kind, cols in by_kind.items():
-            figs += _panels(doc, df, cols, f"eval.{kind}", f"eval: {kind}", fig_dir, colors, varying)
+            figs += _panels(
+                doc, df, cols, f"eval.{kind}", f"eval: {kind}", fig_dir, colors, varying
+            )
     return figs
 
 
 def _panels(
-    doc: _Doc, df: pd.DataFrame, cols: list[str], prefix: str, title: str, fig_dir: Path,
-    colors: dict[str, Any], varying: list[str],
+    doc: _Doc,
+    df: pd.DataFrame,
+    cols: list[str],
+    prefix: str,
+    title: str,
+    fig_dir: Path,
+    colors: dict[str, Any],
+    varying: list[str],
 ) -> list[Path]:
     figs: list[Path] = []
     scols = S.setting_cols(df)
@@ -525,8 +655,14 @@ def _panels(
         setting = dict(zip(scols, key if isinstance(key, tuple) else (key,)))
         stitle = F.setting_title(setting, varying)
         name = f"{prefix.replace('.', '_')}_{i}.png"
-        p = F.plot_metric_panels(g, cols, fig_dir / name, colors=colors, title=f"{title} — {stitle}",
-                                 strip_prefix=prefix + ".")
+        p = F.plot_metric_panels(
+            g,
+            cols,
+            fig_dir / name,
+            colors=colors,
+            title=f"{title} — {stitle}",
+            strip_prefix=prefix + ".",
+        )
         figs += _add(doc, p, f"{title} — {stitle}")
     if omitted:
         doc.p(f"({omitted} further `{prefix}` metric(s) are in `rounds.jsonl` but not plotted.)")
@@ -547,16 +683,20 @@ def _training_section(doc: _Doc, df: pd.DataFrame, shown: list[str]) -> None:
     if not present:
         return
     doc.h(2, "Training diagnostics")
-    doc.p("Per (setting, strategy), averaged over all finished rounds and seeds. The FF signal needs "
-          "training that reaches the terminal phase and a window in which predictions still move.")
+    doc.p(
+        "Per (setting, strategy), averaged over all finished rounds and seeds. The FF signal needs "
+        "training that reaches the terminal phase and a window in which predictions still move."
+    )
     keys = [*S.setting_cols(df), "strategy"]
     rows = []
     for key, g in df.groupby(keys, sort=False, dropna=False):
         rec = dict(zip(keys, key))
         vals = []
         for c, _, k in present:
-            v = pd.to_numeric(g[c].map(lambda x: float(x) if isinstance(x, (bool, np.bool_)) else x),
-                              errors="coerce")
+            v = pd.to_numeric(
+                g[c].map(lambda x: float(x) if isinstance(x, (bool, np.bool_)) else x),
+                errors="coerce",
+            )
             vals.append(fmt_num(v.mean() * k, 1 if k == 100.0 or c == "train_epochs" else 3))
         rows.append([*(rec[c] for c in shown), rec["strategy"], *vals])
     doc.table([*shown, "strategy", *(h for _, h, _ in present)], rows)
@@ -569,10 +709,20 @@ def _cells_section(doc: _Doc, cells: pd.DataFrame) -> None:
         doc.p("Rerun the same `ncal bench` command to finish them (finished cells are skipped).")
         doc.table(
             ["cell", "strategy", "seed", "rounds done"],
-            [[r["cell"], r["strategy"], r["seed"],
-              f"{r['rounds_done']}/{'?' if pd.isna(r['rounds_planned']) else int(r['rounds_planned'])}"]
-             for _, r in unfinished.iterrows()],
+            [
+                [
+                    r["cell"],
+                    r["strategy"],
+                    r["seed"],
+                    f"{r['rounds_done']}/{_planned(r['rounds_planned'])}",
+                ]
+                for _, r in unfinished.iterrows()
+            ],
         )
+
+
+def _planned(value: Any) -> str:
+    return "?" if pd.isna(value) else str(int(value))
 
 
 def _finish(doc: _Doc, out_dir: Path, title: str, figs: list[Path]) -> dict[str, Any]:

@@ -29,7 +29,17 @@ from scipy import stats as sps
 from ..errors import CorruptRunError, NcalError
 
 SETTING = ["dataset", "noise", "model", "budget"]
-META = ["cell", "dataset", "noise", "model", "budget", "strategy", "strategy_name", "seed", "status"]
+META = [
+    "cell",
+    "dataset",
+    "noise",
+    "model",
+    "budget",
+    "strategy",
+    "strategy_name",
+    "seed",
+    "status",
+]
 METRIC = "test_accuracy"
 _LIST_KEYS_KEPT: tuple[str, ...] = ()
 # per-sample payloads of a round record: never part of the summary table
@@ -64,11 +74,16 @@ def aubc(budgets: Sequence[float], accs: Any) -> float | np.ndarray:
     b = np.asarray(budgets, dtype=np.float64)
     a = np.asarray(accs, dtype=np.float64)
     if b.ndim != 1 or b.size < 2:
-        raise ValueError(f"`budgets` must be a 1-D sequence of at least 2 budgets; got shape {b.shape}")
+        raise ValueError(
+            f"`budgets` must be a 1-D sequence of at least 2 budgets; got shape {b.shape}"
+        )
     if not np.all(np.diff(b) > 0):
         raise ValueError(f"`budgets` must be strictly increasing; got {b.tolist()}")
     if a.ndim == 0 or a.shape[-1] != b.size:
-        raise ValueError(f"`accs` must have {b.size} values on its last axis (one per budget); got shape {a.shape}")
+        raise ValueError(
+            f"`accs` must have {b.size} values on its last axis (one per budget); "
+            f"got shape {a.shape}"
+        )
     w = np.diff(b) / (b[-1] - b[0])
     area = np.sum(w * (a[..., 1:] + a[..., :-1]) / 2.0, axis=-1)
     return float(area) if area.ndim == 0 else area
@@ -81,8 +96,8 @@ def aubc(budgets: Sequence[float], accs: Any) -> float | np.ndarray:
 class PairedTest:
     """Summary of paired differences ``d`` (method − reference).
 
-    Attributes: ``n``, ``mean``, ``std`` (ddof=1), one-sample t statistic ``t`` and two-sided ``p_t``,
-    Wilcoxon signed-rank statistic ``w`` and two-sided ``p_w``. NaN where undefined (n < 2).
+    Attributes: ``n``, ``mean``, ``std`` (ddof=1), one-sample t statistic ``t`` and two-sided
+    ``p_t``, Wilcoxon signed-rank statistic ``w`` and two-sided ``p_w``. NaN where undefined.
     """
 
     n: int
@@ -108,11 +123,12 @@ def paired_test(differences: Any) -> PairedTest:
     Returns
     -------
     PairedTest
-        ``t, p_t`` from ``scipy.stats.ttest_1samp(d, 0)`` (same as ``ttest_rel``) and ``w, p_w`` from
-        ``scipy.stats.wilcoxon(d)`` (zeros dropped, ``zero_method="wilcox"``). Degenerate cases are
-        decided here instead of returning scipy's NaN / warnings: n < 2 → NaN tests; all differences
-        zero → t = 0, p = 1 for both tests; all equal and non-zero → t = ±inf, p_t = 0 (the limit of
-        vanishing variance), Wilcoxon from scipy (exact, p = 2 / 2^n).
+        ``t, p_t`` from ``scipy.stats.ttest_1samp(d, 0)`` (same as ``ttest_rel``) and
+        ``w, p_w`` from ``scipy.stats.wilcoxon(d)`` (zeros dropped, ``zero_method="wilcox"``).
+        Degenerate cases are decided here instead of returning scipy's NaN / warnings: n < 2 →
+        NaN tests; all differences zero → t = 0, p = 1 for both tests; all equal and non-zero →
+        t = ±inf, p_t = 0 (the limit of vanishing variance), Wilcoxon from scipy (exact,
+        p = 2 / 2^n).
     """
     d = np.asarray(differences, dtype=np.float64).ravel()
     d = d[~np.isnan(d)]
@@ -181,7 +197,7 @@ def curve_table(df: pd.DataFrame, metric: str = METRIC) -> pd.DataFrame:
         return pd.DataFrame(columns=[*keys, "mean", "std", "n"])
     g = sub.groupby(keys, sort=False, dropna=False)[metric]
     out = g.agg(mean="mean", std=lambda s: s.std(ddof=1), n="count").reset_index()
-    return out.sort_values(keys[:-1] + ["n_labeled"], kind="stable").reset_index(drop=True)
+    return out.sort_values([*keys[:-1], "n_labeled"], kind="stable").reset_index(drop=True)
 
 
 def aubc_per_seed(df: pd.DataFrame, metric: str = METRIC) -> pd.DataFrame:
@@ -198,7 +214,10 @@ def aubc_per_seed(df: pd.DataFrame, metric: str = METRIC) -> pd.DataFrame:
     sub = df.dropna(subset=[metric])
     records = []
     for _, sdf in sub.groupby(scols, sort=False, dropna=False):
-        curves = {k: c.sort_values("n_labeled") for k, c in sdf.groupby(["strategy", "seed", "cell"], sort=False)}
+        curves = {
+            k: c.sort_values("n_labeled")
+            for k, c in sdf.groupby(["strategy", "seed", "cell"], sort=False)
+        }
         full = max(len(c) for c in curves.values())
         for (strategy, seed, _cell), c in curves.items():
             if len(c) < full or full < 2:
@@ -215,7 +234,10 @@ def aubc_per_seed(df: pd.DataFrame, metric: str = METRIC) -> pd.DataFrame:
 
 
 def aubc_table(per_seed: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
-    """AUBC mean, std (ddof=1), count and t-interval per (setting, strategy) from :func:`aubc_per_seed`."""
+    """AUBC mean, std (ddof=1), count and t-interval per (setting, strategy).
+
+    ``per_seed`` is the output of :func:`aubc_per_seed`.
+    """
     keys = [*setting_cols(per_seed), "strategy"]
     cols = [*keys, "n", "mean", "std", "ci_low", "ci_high"]
     records = []
@@ -223,8 +245,14 @@ def aubc_table(per_seed: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame
         v = g["aubc"].to_numpy(float)
         lo, hi = t_interval(v, confidence)
         records.append(
-            dict(zip(keys, key), n=v.size, mean=v.mean(), std=v.std(ddof=1) if v.size > 1 else np.nan,
-                 ci_low=lo, ci_high=hi)
+            dict(
+                zip(keys, key),
+                n=v.size,
+                mean=v.mean(),
+                std=v.std(ddof=1) if v.size > 1 else np.nan,
+                ci_low=lo,
+                ci_high=hi,
+            )
         )
     return pd.DataFrame.from_records(records, columns=cols)
 
@@ -329,7 +357,9 @@ def penalty_matrix(
     sub = df.dropna(subset=[metric])
     scols = setting_cols(sub)
     for _, sdf in sub.groupby(scols, sort=False, dropna=False):
-        table = sdf.pivot_table(index=["n_labeled", "seed"], columns="strategy", values=metric, aggfunc="mean")
+        table = sdf.pivot_table(
+            index=["n_labeled", "seed"], columns="strategy", values=metric, aggfunc="mean"
+        )
         checkpoints = sorted(table.index.get_level_values(0).unique())
         if skip_initial:
             checkpoints = checkpoints[1:]
@@ -367,7 +397,9 @@ def labels_to_reach(budgets: Sequence[float], accs: Sequence[float], target: flo
     b = np.asarray(budgets, dtype=np.float64)
     a = np.asarray(accs, dtype=np.float64)
     if b.ndim != 1 or a.shape != b.shape or b.size == 0:
-        raise ValueError(f"`budgets` and `accs` must be 1-D of equal non-zero length; got {b.shape}, {a.shape}")
+        raise ValueError(
+            f"`budgets` and `accs` must be 1-D of equal non-zero length; got {b.shape}, {a.shape}"
+        )
     hit = np.flatnonzero(a >= target)
     if hit.size == 0:
         return float("nan")
@@ -405,7 +437,16 @@ def labels_to_reach_table(
         raise ValueError(f"`fraction` must lie in (0, 1]; got {fraction!r}")
     curves = curve_table(df, metric)
     scols = setting_cols(curves)
-    cols = [*scols, "strategy", "full_accuracy", "source", "target", "labels", "seeds_reached", "n_seeds"]
+    cols = [
+        *scols,
+        "strategy",
+        "full_accuracy",
+        "source",
+        "target",
+        "labels",
+        "seeds_reached",
+        "n_seeds",
+    ]
     records = []
     for skey, sdf in curves.groupby(scols, sort=False, dropna=False):
         skey = skey if isinstance(skey, tuple) else (skey,)
@@ -425,14 +466,27 @@ def labels_to_reach_table(
             raw = raw[raw[k] == v]
         for strategy in strategy_order(sdf):
             c = sdf[sdf["strategy"] == strategy].sort_values("n_labeled")
-            labels = labels_to_reach(c["n_labeled"].to_numpy(float), c["mean"].to_numpy(float), target)
+            labels = labels_to_reach(
+                c["n_labeled"].to_numpy(float), c["mean"].to_numpy(float), target
+            )
             per_seed = [
                 labels_to_reach(g["n_labeled"].to_numpy(float), g[metric].to_numpy(float), target)
-                for _, g in raw[raw["strategy"] == strategy].dropna(subset=[metric]).sort_values("n_labeled").groupby("cell")
+                for _, g in raw[raw["strategy"] == strategy]
+                .dropna(subset=[metric])
+                .sort_values("n_labeled")
+                .groupby("cell")
             ]
             records.append(
-                {**setting, "strategy": strategy, "full_accuracy": full, "source": source, "target": target,
-                 "labels": labels, "seeds_reached": int(np.sum(~np.isnan(per_seed))), "n_seeds": len(per_seed)}
+                {
+                    **setting,
+                    "strategy": strategy,
+                    "full_accuracy": full,
+                    "source": source,
+                    "target": target,
+                    "labels": labels,
+                    "seeds_reached": int(np.sum(~np.isnan(per_seed))),
+                    "n_seeds": len(per_seed),
+                }
             )
     return pd.DataFrame.from_records(records, columns=cols)
 
@@ -527,7 +581,9 @@ def find_cells(path: str | Path) -> tuple[Path, list[Path]]:
         except ValueError as exc:
             raise CorruptRunError(f"{manifest} is not valid JSON ({exc})") from exc
         return root, [root / c["relpath"] for c in cells if (root / c["relpath"]).is_dir()]
-    found = {p.parent for p in root.rglob("rounds.jsonl")} | {p.parent for p in root.rglob("cell.json")}
+    found = {p.parent for p in root.rglob("rounds.jsonl")} | {
+        p.parent for p in root.rglob("cell.json")
+    }
     return root, sorted(found)
 
 
@@ -621,30 +677,47 @@ def load_cells(path: str | Path) -> pd.DataFrame:
         summary = meta.pop("_summary")
         settings = meta.pop("_settings")
         resolved = meta.pop("_resolved")
-        wall = next((summary[k] for k in ("wall_seconds", "wall_seconds_total", "wall_seconds_last_session")
-                     if isinstance(summary.get(k), (int, float))), None)
+        wall = next(
+            (
+                summary[k]
+                for k in ("wall_seconds", "wall_seconds_total", "wall_seconds_last_session")
+                if isinstance(summary.get(k), (int, float))
+            ),
+            None,
+        )
         records.append(
             {
                 **meta,
                 "rounds_done": len(rows),
-                "rounds_planned": (len(resolved["budgets"]) if resolved.get("budgets")
-                                   else (settings.get("rounds", -1) + 1 if "rounds" in settings else None)),
+                "rounds_planned": (
+                    len(resolved["budgets"])
+                    if resolved.get("budgets")
+                    else (settings.get("rounds", -1) + 1 if "rounds" in settings else None)
+                ),
                 "train_seconds": float(sum(r.get("train_seconds") or 0 for r in rows)),
                 "select_seconds": float(sum(r.get("select_seconds") or 0 for r in rows)),
                 "wall_seconds": wall,
                 "settings": settings,
             }
         )
-    cols = [*META, "rounds_done", "rounds_planned", "train_seconds", "select_seconds", "wall_seconds", "settings"]
+    cols = [
+        *META,
+        "rounds_done",
+        "rounds_planned",
+        "train_seconds",
+        "select_seconds",
+        "wall_seconds",
+        "settings",
+    ]
     return pd.DataFrame.from_records(records, columns=cols)
 
 
 def load_results(path: str | Path) -> pd.DataFrame:
     """Long table of a run or grid directory: one row per cell × finished round.
 
-    Columns: ``cell`` (directory relative to ``path``), ``dataset``, ``noise``, ``model``, ``budget``
-    (schedule label), ``strategy`` (display label), ``strategy_name``, ``seed``, ``status``, then
-    every scalar of the round records (``round``, ``n_labeled``, ``test_accuracy``,
+    Columns: ``cell`` (directory relative to ``path``), ``dataset``, ``noise``, ``model``,
+    ``budget`` (schedule label), ``strategy`` (display label), ``strategy_name``, ``seed``,
+    ``status``, then every scalar of the round records (``round``, ``n_labeled``, ``test_accuracy``,
     ``noise_rate_batch``, ...), with nested dicts flattened to dotted names (``nc.nc1``,
     ``eval.ood.msp.auroc``); list values (selected indices, histograms) are left out.
 

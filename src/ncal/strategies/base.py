@@ -87,6 +87,22 @@ class Signals:
         with np.errstate(divide="ignore"):
             return np.log(np.clip(p, 1e-300, None))
 
+    def predictions(self, block: int = 65536) -> np.ndarray:
+        """Predicted class of every pool sample (argmax of logits or probabilities), computed in row
+        blocks so that a large pool is never copied to float64."""
+        src = self.logits_pool if self.logits_pool is not None else self.probs_pool
+        if src is None:
+            raise ValueError("predictions need `logits_pool` or `probs_pool`")
+        if np.ndim(src) != 2:
+            raise ValueError(f"`probs_pool`/`logits_pool` must be 2-D; got shape {np.shape(src)}")
+        out = np.empty(len(src), dtype=np.int64)
+        for start in range(0, len(src), block):
+            chunk = np.asarray(src[start : start + block])
+            if not np.isfinite(chunk).all():
+                raise ValueError("`probs_pool`/`logits_pool` contains NaN or inf values")
+            out[start : start + block] = chunk.argmax(axis=1)
+        return out
+
     def present(self) -> set[str]:
         return {f.name for f in fields(self) if getattr(self, f.name) is not None}
 

@@ -58,14 +58,17 @@ class _CmapMixin:
         self.block_size = int(block_size)
 
     def _cmap(self, signals: Signals) -> np.ndarray:
-        probs = signals.probabilities()
+        # The argmax is taken in blocks; the full float64 softmax is built only for `expected`.
+        probs = signals.probabilities() if self.expected else None
+        pred = signals.predictions()
+        src = signals.logits_pool if signals.logits_pool is not None else signals.probs_pool
         return cmap_fn(
             signals.features_labeled,
             signals.labels_labeled,
             signals.features_pool,
-            probs.argmax(axis=1),
-            probs_pool=probs if self.expected else None,
-            num_classes=signals.num_classes or probs.shape[1],
+            pred,
+            probs_pool=probs,
+            num_classes=signals.num_classes or np.shape(src)[1],
             centering=self.centering,
             mu_G=self.mu_G,
             pair=self.pair,
