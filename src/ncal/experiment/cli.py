@@ -137,15 +137,14 @@ def _run(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     import time
 
-    from ..bench import report as make_report
-    from ..bench import run_grid
+    from ..bench import run_grid, write_report
 
     grid = dict(DEMO_GRID, out=args.out)
     t0 = time.perf_counter()
-    run_grid(grid, workers=args.workers, quiet=args.quiet)
-    paths = make_report(args.out)
-    print(f"demo finished in {time.perf_counter() - t0:.0f} s")
-    print(f"report: {paths['markdown'] if isinstance(paths, dict) else paths}")
+    result = run_grid(grid, workers=args.workers, quiet=args.quiet)
+    paths = write_report(args.out)
+    print(f"demo finished in {time.perf_counter() - t0:.0f} s ({result.count('complete')} runs)")
+    print(f"report: {paths['markdown']}")
     return 0
 
 
