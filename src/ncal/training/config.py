@@ -48,8 +48,9 @@ class TrainConfig:
     momentum : float
         SGD momentum.
     weight_decay : float
-        L2 weight decay. Small by default so noisy labels can be fitted (terminal phase under
-        noise).
+        L2 weight decay. 5e-4 still lets the small CNN fit 30 % symmetric noise to ``tau = 0.99``
+        (measured on MNIST-5k): what blocked the terminal phase before was too few SGD steps per
+        epoch on small labeled sets and a rate decayed to ~0, not weight decay.
     batch_size : int
         SGD mini-batch size.
     schedule : {"cosine_hold", "constant", "cosine"}
@@ -100,7 +101,7 @@ class TrainConfig:
     epochs_max: int = 60
     lr: float = 0.05
     momentum: float = 0.9
-    weight_decay: float = 5e-5
+    weight_decay: float = 5e-4
     batch_size: int = 64
     schedule: str = "cosine_hold"
     tau: float = 0.99
