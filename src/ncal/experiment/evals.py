@@ -26,12 +26,6 @@ def _dataset(name: str, data_seed: int):
     return load_dataset(name, seed=data_seed)
 
 
-def _predict(model, x: np.ndarray, train_cfg_device: str = "auto") -> tuple[np.ndarray, np.ndarray]:
-    from ..training import extract
-
-    return extract(model, x)
-
-
 def round_evaluations(
     config: ExperimentConfig,
     problem: Problem,
@@ -59,9 +53,9 @@ def round_evaluations(
     if "ood" in config.evals:
         ev["ood"] = _ood(config, problem, model, out, feats_l, lab_y)
     if "shift" in config.evals:
-        ev["shift"] = _shift(problem, model, seed)
+        ev["shift"] = _shift(problem, model, out, seed)
     if "probe" in config.evals:
-        ev["probe"] = _probe(config, model, seed)
+        ev["probe"] = _probe(config, model, out, seed)
     if "gcd" in config.evals:
         ev["gcd"] = _gcd(config, problem, out, unlabeled, lab_y, seed)
     if "longtail" in config.evals:
@@ -89,34 +83,34 @@ def _ood(config, problem, model, out, feats_l, lab_y) -> dict[str, Any]:
     x_out = ood.x_test
     if x_out.shape[1:] != problem.x_test.shape[1:]:
         return {"error": f"OOD set {config.ood_dataset} has input shape {x_out.shape[1:]}"}
-    logits_out, feats_out = _predict(model, x_out)
+    logits_out, feats_out = out.predict(model, x_out)
     test_logits, test_feats = out.extra["test"]
     res = evaluate_ood(test_logits, test_feats, logits_out, feats_out, feats_l, lab_y)
     res["ood_dataset"] = config.ood_dataset
     return res
 
 
-def _shift(problem, model, seed) -> dict[str, Any]:
+def _shift(problem, model, out, seed) -> dict[str, Any]:
     from ..evaluation import shifted_test_sets
 
     if problem.kind != "image":
         return {"error": "covariate shift needs image inputs"}
     acc: dict[str, Any] = {}
     for kind, severity, x in shifted_test_sets(problem.x_test, seed=seed):
-        logits, _ = _predict(model, x)
+        logits, _ = out.predict(model, x)
         acc[f"{kind}_{severity}"] = float(np.mean(np.argmax(logits, axis=1) == problem.y_test))
     acc["mean"] = float(np.mean([v for v in acc.values()]))
     return acc
 
 
-def _probe(config, model, seed) -> dict[str, Any]:
+def _probe(config, model, out, seed) -> dict[str, Any]:
     from ..evaluation import linear_probe, mean_over_targets
 
     res: dict[str, Any] = {}
     for name in config.probe_datasets:
         ds = _dataset(name, config.data_seed)
-        _, f_tr = _predict(model, ds.x_train)
-        _, f_te = _predict(model, ds.x_test)
+        _, f_tr = out.predict(model, ds.x_train)
+        _, f_te = out.predict(model, ds.x_test)
         res[name] = linear_probe(f_tr, ds.y_train, f_te, ds.y_test, seed=seed % (2**31))
     res["mean"] = mean_over_targets([res[n] for n in config.probe_datasets])
     return res

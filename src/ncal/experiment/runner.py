@@ -76,7 +76,7 @@ def run_experiment(
 
     from .. import strategies
     from ..models import build_model
-    from ..training import seeded, train_round
+    from ..training import train_round
     from .evals import round_evaluations
 
     if not isinstance(config, ExperimentConfig):
@@ -136,10 +136,13 @@ def run_experiment(
         train_mask = given >= 0
         lab_idx, lab_y = labeled[train_mask], given[train_mask]
         unlabeled = np.setdiff1d(np.arange(n_pool), labeled, assume_unique=False)
-        with seeded(derive_seed(config.seed, "init", r)):
-            model = build_model(
-                model_name, input_shape=problem.input_shape, num_classes=problem.num_classes, dropout=dropout
-            )
+        model = build_model(
+            model_name,
+            input_shape=problem.input_shape,
+            num_classes=problem.num_classes,
+            dropout=dropout,
+            seed=derive_seed(config.seed, "init", r),
+        )
         out = train_round(
             model,
             problem.x_pool[lab_idx],
@@ -149,6 +152,7 @@ def run_experiment(
             seed=derive_seed(config.seed, "train", r),
             extra_sets={"test": problem.x_test},
             need_mc=needs_mc and r < len(sched) - 1,
+            need_ff="ff_counts" in strategy.required_signals(),
             progress=not quiet,
         )
         test_logits, test_feats = out.extra["test"]

@@ -57,6 +57,15 @@ class RoundOutputs:
     extra: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
     pred_history: np.ndarray | None = None
+    # the round's input preprocessing, so later evaluations see inputs exactly as training did
+    preprocess: Any = field(default=None, repr=False, compare=False)
+    eval_batch_size: int = 256
+
+    def predict(self, model, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Logits and penultimate features of new inputs ``x`` under the round's preprocessing."""
+        if self.preprocess is None:
+            raise RuntimeError("these outputs carry no preprocessing (built outside train_round)")
+        return eval_pass(model, x, self.preprocess, batch_size=self.eval_batch_size)
 
     def signals(self, labels_labeled: np.ndarray, num_classes: int):
         """The round's :class:`ncal.strategies.Signals` (probabilities: float64 softmax)."""
@@ -486,4 +495,6 @@ def _run(
         extra=extra_out,
         info=info,
         pred_history=np.stack(history) if record_history and history else None,
+        preprocess=prep,
+        eval_batch_size=config.eval_batch_size,
     )
