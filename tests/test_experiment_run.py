@@ -113,7 +113,7 @@ def test_cli_run_and_errors(tmp_path, capsys) -> None:
     code = main(
         ["run", "--dataset", "digits", "--strategy", "entropy", "--initial", "40", "--query", "20",
          "--rounds", "1", "--pool-size", "400", "--test-size", "200", "--train", "epochs_max=6",
-         "--train", "ff_window=2", "--out", str(tmp_path / "cli"), "--quiet"]
+         "--train", "ff_window=2", "--train", "num_threads=1", "--out", str(tmp_path / "cli"), "--quiet"]
     )
     assert code == 0
     assert "rounds.jsonl" in capsys.readouterr().out

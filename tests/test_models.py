@@ -107,11 +107,19 @@ def test_parse_input_shape_layouts():
     assert isinstance(build_model("auto", input_shape=(16,), num_classes=3), Backbone)
 
 
+def test_mlp_flattens_images():
+    m = build_model("mlp", input_shape=(28, 28), num_classes=10, hidden=(64,), seed=0)
+    x = torch.rand(3, 1, 28, 28)
+    assert m.input_kind == "image" and m.features(x).shape == (3, 64)
+    torch.testing.assert_close(m(x), m.head(m.features(x)))
+    flat = build_model("mlp", input_shape=(784,), num_classes=10, hidden=(64,), seed=0)
+    torch.testing.assert_close(m(x), flat(x.reshape(3, 784)))  # same init, same function
+
+
 @pytest.mark.parametrize(
     ("kwargs", "exc", "match"),
     [
         ({"name": "vgg"}, ValueError, "`name`"),
-        ({"name": "mlp", "input_shape": (28, 28)}, ValueError, "feature vectors"),
         ({"name": "cnn", "input_shape": (20,)}, ValueError, "needs images"),
         ({"name": "cnn", "input_shape": (3, 3)}, ValueError, "at least 4×4"),
         ({"name": "cnn", "dropout": 1.0}, ValueError, "`dropout`"),

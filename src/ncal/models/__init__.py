@@ -38,7 +38,7 @@ def build_model(
     ----------
     name : {"cnn", "resnet18", "mlp", "auto"}
         ``cnn``: small CNN for small grayscale/colour images (≥ 4×4); ``resnet18``: ResNet-18 with
-        the CIFAR stem; ``mlp``: MLP for feature vectors; ``auto``: :func:`default_model_name`.
+        the CIFAR stem; ``mlp``: MLP for feature vectors (images are flattened); ``auto``: :func:`default_model_name`.
     input_shape : tuple
         Shape of one sample as stored: ``(D,)``, ``(H, W)``, ``(H, W, C)`` (or ``(C, H, W)``).
     num_classes : int
@@ -71,11 +71,7 @@ def build_model(
         name = default_model_name(input_shape)
     if name not in MODEL_NAMES:
         raise ValueError(f"`name` must be one of {[*MODEL_NAMES, 'auto']}; got {name!r}")
-    if name == "mlp":
-        if kind != "features":
-            raise ValueError(
-                f"model 'mlp' needs feature vectors (input_shape (D,)); got {input_shape}"
-            )
+    if name == "mlp":  # feature vectors, or images flattened to vectors
         return MLP(shape, num_classes, p, **options)
     if kind != "image":
         raise ValueError(

@@ -173,7 +173,7 @@ class PairSpace:
             for r0 in range(0, self.n, rstep):
                 sl = slice(r0, r0 + rstep)
                 d = self.divergence(self.rows(sl), self.a[sl], cv, ca)
-                torch.minimum(out[sl], d.min(1).values, out=out[sl])
+                out[sl] = torch.minimum(out[sl], d.min(1).values)
         return out
 
     def update_min(self, delta: torch.Tensor, idx: list[int]) -> None:
@@ -186,7 +186,7 @@ class PairSpace:
         for r0 in range(0, self.n, step):
             sl = slice(r0, r0 + step)
             d = self.divergence(self.rows(sl), self.a[sl], cv, ca)
-            torch.minimum(delta[sl], d.min(1).values, out=delta[sl])
+            delta[sl] = torch.minimum(delta[sl], d.min(1).values)
 
 
 # --------------------------------------------------------------------------- k-center greedy
@@ -198,13 +198,15 @@ def kcenter_greedy(
     *,
     init: PairSpace | None,
     rng: np.random.Generator,
+    first: int | None = None,
     candidates: int = 256,
     max_pending: int = 64,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Exact k-center greedy: repeatedly pick the point farthest from all centers.
 
     The centers start as the points of ``init`` (the labeled set); when ``init`` is empty the first
-    pick is ``rng.integers(n)``. Ties go to the smallest index (ALGORITHMS.md §0.3).
+    pick is ``first`` or, when that is None, ``rng.integers(n)``. Ties go to the smallest index
+    (ALGORITHMS.md §0.3).
 
     Returns the picked indices (pick order) and each pick's divergence to its nearest center at the
     time it was picked (``inf`` for a random first pick).
@@ -231,7 +233,7 @@ def kcenter_greedy(
     scores: list[float] = []
     remaining = n
     if init is None or init.n == 0:
-        first = int(rng.integers(n))
+        first = int(rng.integers(n)) if first is None else int(first)
         picks.append(first)
         scores.append(float("inf"))
         delta[first] = neg_inf
@@ -397,13 +399,17 @@ def class_min_sqdist(
     rstep = rows_per_block(cstep)
     for c0 in range(0, ref.shape[0], cstep):
         c1 = min(c0 + cstep, ref.shape[0])
-        classes = [c for c in range(num_classes) if bounds[c] < c1 and bounds[c + 1] > c0]
+        classes = [
+            c
+            for c in range(num_classes)
+            if bounds[c] < bounds[c + 1] and bounds[c] < c1 and bounds[c + 1] > c0
+        ]
         for r0 in range(0, x.shape[0], rstep):
             sl = slice(r0, r0 + rstep)
             d = pairwise_sqdist(x[sl], ref[c0:c1], nx[sl], nref[c0:c1])
             for c in classes:
                 lo, hi = max(bounds[c], c0) - c0, min(bounds[c + 1], c1) - c0
-                torch.minimum(out[sl, c], d[:, lo:hi].min(1).values, out=out[sl, c])
+                out[sl, c] = torch.minimum(out[sl, c], d[:, lo:hi].min(1).values)
     return out
 
 
@@ -420,7 +426,7 @@ def nearest_other_label_sqdist(x: torch.Tensor, labels: torch.Tensor) -> torch.T
             sl = slice(r0, r0 + rstep)
             d = pairwise_sqdist(x[sl], x[c0 : c0 + cstep], nx[sl], nx[c0 : c0 + cstep])
             d.masked_fill_(labels[sl, None] == cl[None, :], torch.inf)
-            torch.minimum(out[sl], d.min(1).values, out=out[sl])
+            out[sl] = torch.minimum(out[sl], d.min(1).values)
     return out
 
 

@@ -42,13 +42,6 @@ PREFILTERS = ("fisher_trace", "entropy", "margin", "random")
 # --------------------------------------------------------------------------- Fisher algebra
 
 
-def fisher_factor_b(probs: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
-    """(M, C, C) ``B = scale · diag(√p)(I - 1pᵀ)``: row c of ``V_x`` is ``B[c] ⊗ h``."""
-    c = probs.shape[1]
-    eye = torch.eye(c, dtype=probs.dtype, device=probs.device)
-    return scale * probs.sqrt()[:, :, None] * (eye[None] - probs[:, None, :])
-
-
 def mean_fisher(probs: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
     """(D, D) mean of ``(diag(p) - ppᵀ) ⊗ hhᵀ`` over the rows, D = C·d (index ``c·d + i``), blocked."""
     n, c = probs.shape
@@ -82,71 +75,126 @@ def project_kron(mat: torch.Tensor, h: torch.Tensor, num_classes: int) -> torch.
     return out
 
 
+def top_classes(probs: torch.Tensor, rank: int | None) -> torch.Tensor:
+    """(M, r) class indices kept in each candidate's Fisher factor, ascending: all C classes when
+    ``rank`` is None or >= C, else the ``rank`` most probable (ties to the smaller class index)."""
+    m, c = probs.shape
+    if rank is None or rank >= c:
+        return torch.arange(c, device=probs.device).expand(m, c)
+    order = np.argsort(-K.to_numpy(probs), axis=1, kind="stable")[:, :rank]
+    return torch.as_tensor(np.sort(order, axis=1), device=probs.device)
+
+
 class BaitState:
     """``A⁻¹``, ``G = A⁻¹FA⁻¹`` and the per-candidate ``K1 = VGVᵀ``, ``K2 = VA⁻¹Vᵀ``, kept exact under
-    rank-C Woodbury updates as candidates are added to / removed from ``A``.
+    low-rank Woodbury updates as candidates are added to / removed from ``A``.
+
+    A candidate's factor is ``V = B ⊗ hᵀ`` with ``B = scale·diag(√p_R)(E_R - 1pᵀ)`` (rows R: all
+    classes, or the top ``rank``); ``B`` is applied through its structure, O(C) per column.
 
     Parameters
     ----------
-    a_inv : (D, D) initial ``A⁻¹``
-    fisher : (D, D) target ``F``
-    b : (M, C, C) candidate factors ``B`` (already scaled); h : (M, d) candidate features
+    a_inv : (D, D) initial ``A⁻¹``; fisher : (D, D) target ``F``
+    probs : (M, C) candidate probabilities; h : (M, d) candidate features
+    scale : factor on every candidate's ``V``; rank : classes kept per factor (None: all)
     """
 
-    def __init__(self, a_inv: torch.Tensor, fisher: torch.Tensor, b: torch.Tensor, h: torch.Tensor):
-        self.c = b.shape[1]
+    def __init__(
+        self,
+        a_inv: torch.Tensor,
+        fisher: torch.Tensor,
+        probs: torch.Tensor,
+        h: torch.Tensor,
+        scale: float = 1.0,
+        rank: int | None = None,
+    ) -> None:
+        self.c = probs.shape[1]
         self.d = h.shape[1]
         self.a_inv = a_inv
         self.g = K.matmul(K.matmul(a_inv, fisher), a_inv)
-        self.b = b
+        self.g = 0.5 * (self.g + self.g.T)
+        self.p = probs
         self.h = h
-        bt = b.transpose(1, 2)
-        self.k2 = b @ project_kron(self.a_inv, h, self.c) @ bt
-        self.k1 = b @ project_kron(self.g, h, self.c) @ bt
+        self.rows = top_classes(probs, rank)
+        self.sp = scale * torch.gather(probs, 1, self.rows).sqrt()
+        self.r = self.rows.shape[1]
+        self.k2 = self._sandwich(project_kron(self.a_inv, h, self.c))
+        self.k1 = self._sandwich(project_kron(self.g, h, self.c))
+
+    def subset(self, keep: torch.Tensor) -> None:
+        """Keep only the candidates ``keep`` (e.g. the forward picks before pruning)."""
+        for name in ("p", "h", "rows", "sp", "k1", "k2"):
+            setattr(self, name, getattr(self, name)[keep])
+
+    def _bmul(self, q: torch.Tensor, sel: slice | torch.Tensor | int = slice(None)) -> torch.Tensor:
+        """(m, r, t): ``B_m q_m`` for (m, C, t) matrices q of the candidates ``sel``."""
+        p, rows, sp = self.p[sel], self.rows[sel], self.sp[sel]
+        if p.ndim == 1:
+            p, rows, sp = p[None], rows[None], sp[None]
+        pq = torch.bmm(p[:, None, :], q)  # (m, 1, t)
+        qr = torch.gather(q, 1, rows[:, :, None].expand(-1, -1, q.shape[2]))
+        return sp[:, :, None] * (qr - pq)
+
+    def _sandwich(self, x: torch.Tensor) -> torch.Tensor:
+        """(M, r, r): ``B_m x_m B_mᵀ`` for (M, C, C) matrices x."""
+        y = self._bmul(x)  # B x  (M, r, C)
+        out = self._bmul(y.transpose(1, 2).contiguous())  # B (B x)ᵀ = B xᵀ Bᵀ
+        return 0.5 * (out + out.transpose(1, 2))
 
     def _apply(self, mat: torch.Tensor, j: int) -> torch.Tensor:
-        """(D, C): ``mat V_jᵀ`` via the Kronecker structure."""
+        """(D, r): ``mat V_jᵀ`` via the Kronecker structure."""
         dim = self.c * self.d
         t = K.matmul(mat.reshape(dim * self.c, self.d), self.h[j]).reshape(dim, self.c)
-        return K.matmul(t, self.b[j].T)
+        return self._bmul(t.T.contiguous()[None], j)[0].T  # (B_j tᵀ)ᵀ
 
     def _project(self, u: torch.Tensor) -> torch.Tensor:
-        """(M, C, C): ``V_m u`` for every candidate m, for a (D, C) matrix u."""
-        r = u.shape[1]
-        u3 = u.reshape(self.c, self.d, r).permute(1, 0, 2).reshape(self.d, self.c * r)
-        q = K.matmul(self.h, u3).reshape(-1, self.c, r)  # (I⊗h_mᵀ) u
-        return self.b @ q
+        """(M, r, r'): ``V_m u`` for every candidate m, for a (D, r') matrix u."""
+        rr = u.shape[1]
+        u3 = u.reshape(self.c, self.d, rr).permute(1, 0, 2).reshape(self.d, self.c * rr)
+        q = K.matmul(self.h, u3).reshape(-1, self.c, rr)  # (I⊗h_mᵀ) u
+        return self._bmul(q)
 
-    def scores(self, sign: float, idx: torch.Tensor) -> torch.Tensor:
-        """``tr(K1 (sign·I + K2)⁻¹)`` for the candidates ``idx``."""
-        eye = torch.eye(self.c, dtype=torch.float64, device=self.h.device)
-        k1, k2 = self.k1[idx], self.k2[idx]
-        return torch.linalg.solve(sign * eye + k2, k1).diagonal(dim1=1, dim2=2).sum(1)
+    def scores(self, sign: float) -> torch.Tensor:
+        """``tr(K1 (sign·I + K2)⁻¹)`` for every candidate (sign = +1 forward, -1 backward)."""
+        eye = torch.eye(self.r, dtype=torch.float64, device=self.h.device)
+        spd = eye + sign * self.k2  # I + K2, or I - K2 = -(-I + K2): positive definite
+        chol, info = torch.linalg.cholesky_ex(spd)
+        if bool((info != 0).any()):  # lost definiteness to round-off: general solve
+            inv = torch.linalg.inv(spd)
+        else:
+            inv = torch.cholesky_inverse(chol)
+        return sign * (inv * self.k1).sum((1, 2))
 
     def update(self, j: int, sign: float) -> None:
-        """Add (``sign=+1``) or remove (``sign=-1``) candidate ``j``'s Fisher ``V_jᵀV_j`` from ``A``."""
-        eye = torch.eye(self.c, dtype=torch.float64, device=self.h.device)
-        u = self._apply(self.a_inv, j)  # A⁻¹Vᵀ
-        r = self._apply(self.g, j)  # G Vᵀ
-        hb = self.h[j]
-        k2 = self.b[j] @ torch.einsum("cir,i->cr", u.reshape(self.c, self.d, -1), hb)
-        k1 = self.b[j] @ torch.einsum("cir,i->cr", r.reshape(self.c, self.d, -1), hb)
+        """Add (``sign=+1``) or remove (``sign=-1``) candidate ``j``'s Fisher ``V_jᵀV_j`` from ``A``.
+
+        With ``U = A⁻¹V_jᵀ``, ``R = GV_jᵀ``, ``S = (sign·I + V_jA⁻¹V_jᵀ)⁻¹``:
+        ``A⁻¹ -= USUᵀ`` and ``G -= USRᵀ + RSUᵀ - US(V_jGV_jᵀ)SUᵀ``; every candidate's ``K2`` and ``K1``
+        follow by projecting these updates with its own ``V``.
+        """
+        eye = torch.eye(self.r, dtype=torch.float64, device=self.h.device)
+        u = self._apply(self.a_inv, j)  # A⁻¹Vᵀ  (D, r)
+        r = self._apply(self.g, j)  # G Vᵀ    (D, r)
+        hj = self.h[j]
+        k2 = self._bmul(torch.einsum("cir,i->cr", u.reshape(self.c, self.d, -1), hj)[None], j)[0]
+        k1 = self._bmul(torch.einsum("cir,i->cr", r.reshape(self.c, self.d, -1), hj)[None], j)[0]
         k2 = 0.5 * (k2 + k2.T)
         k1 = 0.5 * (k1 + k1.T)
         s = torch.linalg.inv(sign * eye + k2)
         s = 0.5 * (s + s.T)
         us = K.matmul(u, s)
-        self.a_inv -= K.matmul(us, u.T)
-        t = K.matmul(us, r.T)
-        self.g -= t + t.T - K.matmul(K.matmul(us, k1), us.T)
-        self.a_inv = 0.5 * (self.a_inv + self.a_inv.T)
-        self.g = 0.5 * (self.g + self.g.T)
-        w = self._project(u)
-        y = self._project(r)
+        z = r - 0.5 * K.matmul(us, k1)  # USRᵀ + RSUᵀ - USK1SUᵀ = US Zᵀ + Z (US)ᵀ
+        # In place: these are the only O(D²) passes of a step (the updates are symmetric by
+        # construction; S is symmetrised above, so no drift to correct).
+        self.a_inv.sub_(K.matmul(us, u.T))
+        t = K.matmul(us, z.T)
+        self.g.sub_(t).sub_(t.T)
+        w = self._project(u)  # V_m U  (M, r, r)
+        y = self._project(r)  # V_m R
         ws = w @ s
         self.k2 -= ws @ w.transpose(1, 2)
-        t = ws @ y.transpose(1, 2)
-        self.k1 -= t + t.transpose(1, 2) - (ws @ k1) @ ws.transpose(1, 2)
+        t = ws @ (y - 0.5 * (ws @ k1)).transpose(1, 2)
+        self.k1 -= t + t.transpose(1, 2)
 
 
 # --------------------------------------------------------------------------- strategy
@@ -182,6 +230,10 @@ class Bait(Strategy):
         How the candidates are chosen when the pool is larger than ``max_candidates``.
     oversample : int
         Forward picks are ``oversample·k`` (reference: 2) before backward pruning to ``k``.
+    fisher_rank : int or None
+        None (default): the exact rank-C Fisher factors. An integer r < C keeps, in each candidate's
+        factor, only its r most probable classes (dropping Fisher terms weighted by the tail mass of
+        ``p``); a step then costs O(M·(C·r·d' + r³) + D²r) instead of O(M·C³ + D²C).
     device : str
         ``"cpu"`` (default), ``"cuda"``, ``"cuda:i"`` or ``"auto"``.
 
@@ -203,6 +255,7 @@ class Bait(Strategy):
         max_candidates: int | None = 1000,
         prefilter: str = "fisher_trace",
         oversample: int = 2,
+        fisher_rank: int | None = None,
         device: str = "cpu",
     ) -> None:
         self.lamb = K.check_float(lamb, "lamb", low=0.0, low_open=True)
@@ -210,6 +263,7 @@ class Bait(Strategy):
         self.max_candidates = K.check_int(max_candidates, "max_candidates", allow_none=True)
         self.prefilter = check_choice(prefilter, "prefilter", PREFILTERS)
         self.oversample = K.check_int(oversample, "oversample")
+        self.fisher_rank = K.check_int(fisher_rank, "fisher_rank", allow_none=True)
         self.device = K.check_device(device)
 
     def _inputs(self, signals: Signals) -> tuple[np.ndarray, ...]:
@@ -267,28 +321,37 @@ class Bait(Strategy):
         cand = self._candidates(hp, pp_np, k, rng)
         ct = torch.as_tensor(cand, device=dev)
         scale = float(np.sqrt(k / (n_lab + k)))
-        state = BaitState(a_inv, fisher, fisher_factor_b(pp[ct], scale), hp[ct])
+        state = BaitState(a_inv, fisher, pp[ct], hp[ct], scale, self.fisher_rank)
+        del fisher, a_inv
 
         m = len(cand)
         chosen = torch.zeros(m, dtype=torch.bool, device=dev)
-        order: list[int] = []
+        order: list[int] = []  # positions in `cand`, in pick order
         gain: dict[int, float] = {}
         for _ in range(min(self.oversample * k, m)):
-            sc = state.scores(1.0, torch.arange(m, device=dev))
+            sc = state.scores(1.0)
             sc[chosen] = -torch.inf
             j = K.first_argmax(sc)
             gain[j] = float(sc[j])
             chosen[j] = True
             order.append(j)
             state.update(j, 1.0)
+        # Backward pruning only involves the forward picks: shrink the state to them.
+        kept = sorted(order)
+        state.subset(torch.as_tensor(kept, device=dev))
+        alive = list(range(len(kept)))  # positions in `kept`
         removed: list[int] = []
-        while len(order) > k:
-            sel = torch.as_tensor(sorted(order), device=dev)
-            sc = state.scores(-1.0, sel)
-            j = int(sel[K.first_argmax(sc)])
+        while len(alive) > k:
+            sc = state.scores(-1.0)
+            mask = torch.ones(len(kept), dtype=torch.bool, device=dev)
+            mask[alive] = False
+            sc[mask] = -torch.inf
+            j = K.first_argmax(sc)
             state.update(j, -1.0)
-            order.remove(j)
-            removed.append(int(cand[j]))
+            alive.remove(j)
+            removed.append(int(cand[kept[j]]))
+        final = {kept[j] for j in alive}
+        order = [j for j in order if j in final]
         idx = cand[np.asarray(order, dtype=np.int64)]
         info = {"feature_dim": d, "candidates": m, "pruned": removed}
         return Selection(idx.astype(np.int64), np.array([gain[j] for j in order]), info)

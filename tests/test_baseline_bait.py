@@ -1,0 +1,196 @@
+"""BAIT: Woodbury updates against direct inversion, selection against a brute-force BAIT."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from strategy_contract import StrategyContract
+from test_baseline_kernels import softmax
+
+import ncal.strategies as S
+from ncal.strategies.bait import BaitState, mean_fisher, pca_basis, top_classes
+
+
+class TestBaitContract(StrategyContract):
+    strategy_name = "bait"
+    params = {"pca_dim": 4, "max_candidates": 50, "lamb": 0.5}
+    bad_params = [
+        {"lamb": 0.0},
+        {"lamb": -1.0},
+        {"pca_dim": 0},
+        {"max_candidates": 0},
+        {"prefilter": "gradient"},
+        {"oversample": 0},
+        {"fisher_rank": 0},
+        {"lamb": "1"},
+    ]
+
+
+class TestBaitRandomPrefilterContract(StrategyContract):
+    strategy_name = "bait"
+    params = {"max_candidates": 20, "prefilter": "random", "fisher_rank": 2}
+
+
+def factor(p: np.ndarray, h: np.ndarray, scale: float = 1.0, rank: int | None = None) -> np.ndarray:
+    """Materialised V (rows c: scale·√p_c (e_c - p) ⊗ h), optionally the top-``rank`` rows."""
+    c = len(p)
+    v = np.kron(scale * np.sqrt(p)[:, None] * (np.eye(c) - p[None, :]), h[None, :])
+    if rank is not None:
+        v = v[np.sort(np.argsort(-p, kind="stable")[:rank])]
+    return v
+
+
+def fisher_dense(probs: np.ndarray, h: np.ndarray) -> np.ndarray:
+    return sum(factor(p, x).T @ factor(p, x) for p, x in zip(probs, h)) / len(h)
+
+
+def _problem(seed: int, n: int = 25, nl: int = 6, d: int = 3, c: int = 4):
+    rng = np.random.default_rng(seed)
+    w = rng.normal(size=(c, d))
+    hp, hl = rng.normal(size=(n, d)), rng.normal(size=(nl, d))
+    return hp, softmax(hp @ w.T), hl, softmax(hl @ w.T)
+
+
+def test_mean_fisher_equals_dense(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ncal.strategies import _kernels as K
+
+    monkeypatch.setattr(K, "BLOCK_ELEMENTS", 50)  # several row blocks
+    hp, pp, _, _ = _problem(0)
+    got = mean_fisher(torch.from_numpy(pp), torch.from_numpy(hp)).numpy()
+    np.testing.assert_allclose(got, fisher_dense(pp, hp), atol=1e-13)
+
+
+@pytest.mark.parametrize("rank", [None, 2])
+def test_woodbury_updates_equal_direct_inversion(rank: int | None) -> None:
+    hp, pp, hl, pl = _problem(1)
+    c, d = pp.shape[1], hp.shape[1]
+    lamb, scale = 0.7, 0.8
+    f = fisher_dense(np.vstack([pl, pp]), np.vstack([hl, hp]))
+    a = lamb * np.eye(c * d) + 0.4 * fisher_dense(pl, hl)
+    state = BaitState(
+        torch.from_numpy(np.linalg.inv(a)),
+        torch.from_numpy(f),
+        torch.from_numpy(pp),
+        torch.from_numpy(hp),
+        scale,
+        rank,
+    )
+    v = [factor(p, h, scale, rank) for p, h in zip(pp, hp)]
+    for j, sign in [(3, 1.0), (7, 1.0), (0, 1.0), (7, -1.0), (11, 1.0), (3, -1.0)]:
+        state.update(j, sign)
+        a = a + sign * v[j].T @ v[j]
+        a_inv = np.linalg.inv(a)
+        g = a_inv @ f @ a_inv
+        np.testing.assert_allclose(state.a_inv.numpy(), a_inv, atol=1e-10)
+        np.testing.assert_allclose(state.g.numpy(), g, atol=1e-10)
+        for m in (0, 5, 7, 24):
+            np.testing.assert_allclose(state.k2[m].numpy(), v[m] @ a_inv @ v[m].T, atol=1e-10)
+            np.testing.assert_allclose(state.k1[m].numpy(), v[m] @ g @ v[m].T, atol=1e-10)
+        eye = np.eye(v[0].shape[0])
+        for sgn in (1.0, -1.0):
+            expect = [np.trace(x @ g @ x.T @ np.linalg.inv(sgn * eye + x @ a_inv @ x.T)) for x in v]
+            np.testing.assert_allclose(state.scores(sgn).numpy(), expect, atol=1e-9)
+
+
+def brute_bait(hp, pp, hl, pl, k: int, lamb: float, rank: int | None = None) -> list[int]:
+    """BAIT as coded in the reference, with a direct inverse at every step (small problems)."""
+    c, d = pp.shape[1], hp.shape[1]
+    f = fisher_dense(np.vstack([pl, pp]), np.vstack([hl, hp]))
+    nl = len(hl)
+    a = lamb * np.eye(c * d) + ((nl / (nl + k)) * fisher_dense(pl, hl) if nl else 0.0)
+    v = [factor(p, h, np.sqrt(k / (nl + k)), rank) for p, h in zip(pp, hp)]
+    eye = np.eye(v[0].shape[0])
+    chosen: list[int] = []
+    for _ in range(min(2 * k, len(hp))):
+        ai = np.linalg.inv(a)
+        sc = [
+            -np.inf if j in chosen else np.trace(x @ ai @ f @ ai @ x.T @ np.linalg.inv(eye + x @ ai @ x.T))
+            for j, x in enumerate(v)
+        ]
+        j = int(np.argmax(sc))
+        chosen.append(j)
+        a = a + v[j].T @ v[j]
+    while len(chosen) > k:
+        ai = np.linalg.inv(a)
+        cands = sorted(chosen)
+        sc = [np.trace(v[j] @ ai @ f @ ai @ v[j].T @ np.linalg.inv(-eye + v[j] @ ai @ v[j].T)) for j in cands]
+        j = cands[int(np.argmax(sc))]
+        chosen.remove(j)
+        a = a - v[j].T @ v[j]
+    return chosen
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_bait_equals_brute_force(seed: int) -> None:
+    hp, pp, hl, pl = _problem(10 + seed, n=30, nl=8, d=4, c=3)
+    sig = S.Signals(features_pool=hp, probs_pool=pp, features_labeled=hl, probs_labeled=pl)
+    sel = S.get("bait", pca_dim=None, max_candidates=None, lamb=1.0).select(sig, 5)
+    assert sel.indices.tolist() == brute_bait(hp, pp, hl, pl, 5, 1.0)
+    assert sel.info["candidates"] == 30 and len(sel.info["pruned"]) == 5
+
+
+def test_bait_truncated_rank_equals_brute_force() -> None:
+    hp, pp, hl, pl = _problem(20, n=25, nl=6, d=3, c=5)
+    sig = S.Signals(features_pool=hp, probs_pool=pp, features_labeled=hl, probs_labeled=pl)
+    sel = S.get("bait", pca_dim=None, max_candidates=None, fisher_rank=2).select(sig, 4)
+    assert sel.indices.tolist() == brute_bait(hp, pp, hl, pl, 4, 1.0, rank=2)
+    full = S.get("bait", pca_dim=None, max_candidates=None, fisher_rank=5).select(sig, 4)
+    assert full.indices.tolist() == brute_bait(hp, pp, hl, pl, 4, 1.0)
+
+
+def test_bait_empty_labeled_set() -> None:
+    hp, pp, _, _ = _problem(3, n=20, d=3, c=3)
+    sig = S.Signals(
+        features_pool=hp, probs_pool=pp, features_labeled=np.zeros((0, 3)), probs_labeled=np.zeros((0, 3))
+    )
+    sel = S.get("bait", pca_dim=None, max_candidates=None).select(sig, 4)
+    assert sel.indices.tolist() == brute_bait(hp, pp, np.zeros((0, 3)), np.zeros((0, 3)), 4, 1.0)
+
+
+def test_pca_basis_and_invariance() -> None:
+    rng = np.random.default_rng(5)
+    h = rng.normal(size=(200, 6)) * np.array([5.0, 4.0, 3.0, 0.1, 0.1, 0.1])
+    basis = pca_basis([torch.from_numpy(h)], 3).numpy()
+    # spans the three high-variance axes
+    np.testing.assert_allclose((basis[:3] ** 2).sum(0), 1.0, atol=1e-3)
+    assert pca_basis([torch.from_numpy(h)], 6) is None
+    assert pca_basis([torch.from_numpy(h)], None) is None
+    # an orthogonal change of feature basis does not change BAIT's picks
+    hp, pp, hl, pl = _problem(6, n=30, nl=5, d=4, c=3)
+    q, _ = np.linalg.qr(rng.normal(size=(4, 4)))
+    sel = [
+        S.get("bait", pca_dim=None, max_candidates=None)
+        .select(S.Signals(features_pool=a, probs_pool=pp, features_labeled=b, probs_labeled=pl), 6)
+        .indices.tolist()
+        for a, b in ((hp, hl), (hp @ q, hl @ q))
+    ]
+    assert sel[0] == sel[1]
+
+
+def test_bait_prefilter_and_info() -> None:
+    hp, pp, hl, pl = _problem(7, n=200, nl=10, d=6, c=4)
+    sig = S.Signals(features_pool=hp, probs_pool=pp, features_labeled=hl, probs_labeled=pl)
+    sel = S.get("bait", pca_dim=3, max_candidates=30).select(sig, 5)
+    assert sel.info["candidates"] == 30 and sel.info["feature_dim"] == 3
+    # candidates are the top of tr I(x) = (1 - ||p||²)·||h'||² with h' the PCA-projected features
+    basis = pca_basis([torch.from_numpy(hp), torch.from_numpy(hl)], 3).numpy()
+    trace = (1 - (pp**2).sum(1)) * ((hp @ basis) ** 2).sum(1)
+    assert set(sel.indices.tolist()) <= set(S.top_k(trace, 30).tolist())
+    # at least 2k candidates are always kept
+    assert S.get("bait", max_candidates=3).select(sig, 10).info["candidates"] == 20
+    for pf in ("entropy", "margin"):
+        assert S.get("bait", max_candidates=30, prefilter=pf).select(sig, 5).indices.shape == (5,)
+
+
+def test_top_classes() -> None:
+    p = torch.tensor([[0.1, 0.5, 0.4], [0.3, 0.3, 0.4]], dtype=torch.float64)
+    assert top_classes(p, 2).tolist() == [[1, 2], [0, 2]]
+    assert top_classes(p, None).tolist() == [[0, 1, 2], [0, 1, 2]]
+
+
+def test_bait_mismatched_labeled_rows() -> None:
+    hp, pp, hl, pl = _problem(8)
+    sig = S.Signals(features_pool=hp, probs_pool=pp, features_labeled=hl, probs_labeled=pl[:3])
+    with pytest.raises(ValueError, match="probs_labeled"):
+        S.get("bait").select(sig, 3)

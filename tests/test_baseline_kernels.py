@@ -1,0 +1,203 @@
+"""The blocked kernels of ncal.strategies._kernels against brute-force (dense) references."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from scipy.spatial.distance import cdist
+
+from ncal.strategies import _kernels as K
+
+CPU = torch.device("cpu")
+
+
+def softmax(z: np.ndarray) -> np.ndarray:
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def sym_kl_dense(p: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """½KL(p||q) + ½KL(q||p) for every pair, straight from the definition."""
+    lp, lq = np.log(p), np.log(q)
+    return 0.5 * ((p[:, None, :] - q[None, :, :]) * (lp[:, None, :] - lq[None, :, :])).sum(-1)
+
+
+def brute_kcenter(dist_to_labeled: np.ndarray, dist_pool: np.ndarray, k: int) -> list[int]:
+    """Textbook k-center greedy on a full distance matrix (argmax = smallest index on ties)."""
+    delta = dist_to_labeled.copy()
+    picks: list[int] = []
+    for _ in range(k):
+        d = delta.copy()
+        d[picks] = -np.inf
+        u = int(np.argmax(d))
+        picks.append(u)
+        delta = np.minimum(delta, dist_pool[:, u])
+    return picks
+
+
+def test_euclidean_divergence_matches_cdist() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(40, 7)).astype(np.float32)
+    y = rng.normal(size=(9, 7))
+    sx, sy = K.PairSpace.euclidean(x, CPU), K.PairSpace.euclidean(y, CPU)
+    got = K.PairSpace.divergence(sx.rows(slice(None)), sx.a, sy.centers(slice(None)), sy.a)
+    np.testing.assert_allclose(got.numpy(), cdist(x.astype(np.float64), y, "sqeuclidean"), atol=1e-10)
+
+
+def test_sym_kl_divergence_matches_definition() -> None:
+    rng = np.random.default_rng(1)
+    p, q = softmax(rng.normal(size=(30, 5)) * 2), softmax(rng.normal(size=(6, 5)) * 2)
+    sp, sq = K.PairSpace.sym_kl(np.log(p), CPU), K.PairSpace.sym_kl(np.log(q), CPU)
+    got = K.PairSpace.divergence(sp.rows(slice(None)), sp.a, sq.centers(slice(None)), sq.a)
+    np.testing.assert_allclose(got.numpy(), sym_kl_dense(p, q), atol=1e-12)
+
+
+def test_min_to_blocks_equal_dense(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(K, "BLOCK_ELEMENTS", 64)  # force many row and column blocks
+    rng = np.random.default_rng(2)
+    x, y = rng.normal(size=(50, 4)), rng.normal(size=(23, 4))
+    got = K.PairSpace.euclidean(x, CPU).min_to(K.PairSpace.euclidean(y, CPU))
+    np.testing.assert_allclose(got.numpy(), cdist(x, y, "sqeuclidean").min(1), atol=1e-12)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_kcenter_greedy_equals_brute_force(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    n, nl, d = int(rng.integers(30, 300)), int(rng.integers(1, 20)), int(rng.integers(2, 12))
+    x, lab = rng.normal(size=(n, d)), rng.normal(size=(nl, d))
+    k = int(rng.integers(1, n + 1))
+    # tiny candidate sets and batches exercise every branch of the lazy evaluation
+    got, scores = K.kcenter_greedy(
+        K.PairSpace.euclidean(x, CPU),
+        k,
+        init=K.PairSpace.euclidean(lab, CPU),
+        rng=rng,
+        candidates=int(rng.integers(1, 9)),
+        max_pending=int(rng.integers(1, 9)),
+    )
+    dist = cdist(x, x, "sqeuclidean")
+    ref = brute_kcenter(cdist(x, lab, "sqeuclidean").min(1), dist, k)
+    assert got.tolist() == ref
+    # the score of a pick is its squared distance to the nearest earlier center
+    centers = np.concatenate([cdist(x, lab, "sqeuclidean"), dist[:, ref]], axis=1)
+    expect = [centers[u, : nl + i].min() for i, u in enumerate(ref)]
+    np.testing.assert_allclose(scores, expect, atol=1e-9)
+
+
+def test_kcenter_without_labeled_set_starts_from_rng() -> None:
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(60, 3))
+    got, scores = K.kcenter_greedy(
+        K.PairSpace.euclidean(x, CPU), 10, init=None, rng=np.random.default_rng(11)
+    )
+    first = int(np.random.default_rng(11).integers(60))
+    dist = cdist(x, x, "sqeuclidean")
+    assert got[0] == first
+    assert got[1:].tolist() == brute_kcenter(dist[:, first], dist, 9)
+    assert np.isinf(scores[0])
+
+
+def test_kcenter_duplicates_and_exhaustion() -> None:
+    """All points identical: every distance is 0 and ties go to the smallest index."""
+    x = np.ones((12, 3))
+    got, _ = K.kcenter_greedy(
+        K.PairSpace.euclidean(x, CPU), 12, init=K.PairSpace.euclidean(x[:1], CPU), rng=None
+    )
+    assert got.tolist() == list(range(12))
+
+
+def naive_kmeanspp(g: np.ndarray, k: int, rng: np.random.Generator, first: int | None) -> list[int]:
+    """k-means++ on materialised embeddings with the same draws as the kernel."""
+    n = g.shape[0]
+    c = int(np.argmax((g * g).sum(1))) if first is None else first
+    picks = [c]
+    d2 = np.full(n, np.inf)
+    for _ in range(1, k):
+        d2 = np.minimum(d2, ((g - g[c]) ** 2).sum(1))
+        d2[picks] = 0.0
+        if d2.sum() > 0:
+            c = int(np.searchsorted(np.cumsum(d2), rng.random() * d2.sum(), side="right"))
+        else:
+            free = np.setdiff1d(np.arange(n), picks)
+            c = int(free[rng.integers(free.size)])
+        picks.append(c)
+    return picks
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_kmeanspp_kronecker_equals_materialised(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    n, c, d = 80, 4, 6
+    a, h = rng.normal(size=(n, c)), rng.normal(size=(n, d))
+    g = (a[:, :, None] * h[:, None, :]).reshape(n, c * d)
+    k = 25
+    got, dist = K.kmeanspp_kronecker(
+        torch.from_numpy(a), torch.from_numpy(h), k, np.random.default_rng(100 + seed)
+    )
+    ref = naive_kmeanspp(g, k, np.random.default_rng(100 + seed), None)
+    assert got.tolist() == ref
+    assert dist[0] == pytest.approx(np.linalg.norm(g[ref[0]]))
+
+
+def test_kmeanspp_falls_back_to_uniform_when_all_distances_vanish() -> None:
+    h = np.ones((10, 3))
+    a = np.ones((10, 1))
+    got, _ = K.kmeanspp_kronecker(torch.from_numpy(a), torch.from_numpy(h), 10, np.random.default_rng(0))
+    assert sorted(got.tolist()) == list(range(10))
+    assert got.tolist() == naive_kmeanspp(h, 10, np.random.default_rng(0), None)
+
+
+def test_blocked_helpers_match_dense(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(K, "BLOCK_ELEMENTS", 128)
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(70, 5))
+    labels = rng.integers(0, 4, 70)
+    dense = cdist(x, x, "sqeuclidean")
+    # nearest point with another label
+    other = np.where(labels[:, None] != labels[None, :], dense, np.inf).min(1)
+    got = K.nearest_other_label_sqdist(torch.from_numpy(x), torch.from_numpy(labels))
+    np.testing.assert_allclose(got.numpy(), other, atol=1e-10)
+    # class-wise minimum distance to a reference set
+    ref, ref_labels = rng.normal(size=(15, 5)), rng.integers(0, 5, 15)
+    ref_labels[ref_labels == 3] = 2  # class 3 has no reference row
+    cm = K.class_min_sqdist(torch.from_numpy(x), torch.from_numpy(ref), ref_labels, 5).numpy()
+    d = cdist(x, ref, "sqeuclidean")
+    for c in range(5):
+        expect = d[:, ref_labels == c].min(1) if (ref_labels == c).any() else np.full(70, np.inf)
+        np.testing.assert_allclose(cm[:, c], expect, atol=1e-10)
+    # radius graph
+    r2 = float(np.quantile(dense, 0.1))
+    indptr, indices = K.radius_graph(torch.from_numpy(x), r2, max_edges=10**6)
+    for i in range(70):
+        assert indices[indptr[i] : indptr[i + 1]].tolist() == np.flatnonzero(dense[i] < r2).tolist()
+    with pytest.raises(ValueError, match="max_edges"):
+        K.radius_graph(torch.from_numpy(x), r2, max_edges=10)
+    # kNN mean squared distance (self excluded)
+    knn = K.knn_mean_sqdist(torch.from_numpy(x), 3).numpy()
+    d_noself = dense + np.diag(np.full(70, np.inf))
+    np.testing.assert_allclose(knn, np.sort(d_noself, 1)[:, :3].mean(1), atol=1e-10)
+
+
+def test_csr_gather() -> None:
+    indptr = np.array([0, 2, 2, 5])
+    indices = np.array([7, 8, 1, 2, 3])
+    assert K.csr_gather(indptr, indices, np.array([2, 0, 1])).tolist() == [1, 2, 3, 7, 8]
+    assert K.csr_gather(indptr, indices, np.array([1])).tolist() == []
+
+
+def test_device_and_parameter_checks() -> None:
+    assert K.resolve_device("cpu") == CPU
+    with pytest.raises(ValueError, match="device"):
+        K.resolve_device("tpu")
+    with pytest.raises(TypeError, match="device"):
+        K.resolve_device(3)
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA"):
+            K.resolve_device("cuda")
+    with pytest.raises(ValueError, match="`m` must be >= 1"):
+        K.check_int(0, "m")
+    with pytest.raises(TypeError, match="`m` must be an integer"):
+        K.check_int(1.5, "m")
+    with pytest.raises(ValueError, match="`x` must be in"):
+        K.check_float(0.0, "x", low=0.0, low_open=True)

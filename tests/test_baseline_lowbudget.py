@@ -1,0 +1,203 @@
+"""TypiClust, ProbCover and the SISOM proxy against dense reference implementations."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.spatial.distance import cdist
+from strategy_contract import StrategyContract, make_signals
+
+import ncal.strategies as S
+from ncal.strategies.typiclust import kmeans_labels
+
+
+class TestTypiClustContract(StrategyContract):
+    strategy_name = "typiclust"
+    params = {"max_clusters": 40, "knn": 5}
+    bad_params = [{"max_clusters": 0}, {"min_cluster_size": -1}, {"knn": 0}, {"knn": "20"}]
+
+
+class TestProbCoverContract(StrategyContract):
+    strategy_name = "probcover"
+    bad_params = [{"delta": 0.0}, {"delta": -1.0}, {"purity": 0.0}, {"purity": 1.5}, {"max_edges": 0}]
+
+
+class TestProbCoverFixedDeltaContract(StrategyContract):
+    strategy_name = "probcover"
+    params = {"delta": 3.0}
+
+
+class TestSisomProxyContract(StrategyContract):
+    strategy_name = "sisom_proxy"
+    bad_params = [{"variant": "sisom_official"}]
+
+
+class TestSisomeProxyContract(StrategyContract):
+    strategy_name = "sisom_proxy"
+    params = {"variant": "sisome"}
+
+
+def _blobs(seed: int, n: int, nl: int, d: int = 4, c: int = 6) -> S.Signals:
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(0, 4, size=(c, d))
+    fp = centers[rng.integers(0, c, n)] + rng.normal(size=(n, d))
+    fl = centers[rng.integers(0, c, nl)] + rng.normal(size=(nl, d))
+    return S.Signals(features_pool=fp, features_labeled=fl, num_classes=c)
+
+
+def reference_typiclust(fp, fl, k, seed, max_clusters=500, min_size=5, knn=20):
+    """The reference algorithm with dense distances (clusters from the same seeded k-means)."""
+    n_lab = len(fl)
+    x = np.concatenate([fl, fp]).astype(np.float32)
+    kk = min(n_lab + k, max_clusters, len(x))
+    labels = kmeans_labels(x, kk, seed)
+    sizes = np.bincount(labels, minlength=kk)
+    counts = np.bincount(labels[:n_lab], minlength=kk)
+    keep = [c for c in range(kk) if sizes[c] > min_size]
+    order = sorted(keep, key=lambda c: (counts[c], -sizes[c], c))
+    pool = labels[n_lab:].copy()
+    picks = []
+    i = 0
+    while len(picks) < k:
+        c = order[i % len(order)]
+        idx = np.flatnonzero(pool == c)
+        d = cdist(fp[idx], fp[idx], "sqeuclidean") + np.diag(np.full(len(idx), np.inf))
+        nn = min(knn, len(idx) // 2)
+        typ = 1 / (np.sort(d, 1)[:, :nn].mean(1) + 1e-5)
+        picks.append(int(idx[np.argmax(typ)]))
+        pool[picks[-1]] = -1
+        i += 1
+    return picks
+
+
+@pytest.mark.parametrize(("nl", "k"), [(20, 15), (40, 30)])  # KMeans (K <= 50) and MiniBatchKMeans
+def test_typiclust_equals_reference(nl: int, k: int) -> None:
+    sig = _blobs(0, 600, nl)
+    sel = S.get("typiclust").select(sig, k, np.random.default_rng(4))
+    seed = int(np.random.default_rng(4).integers(2**31 - 1))
+    assert sel.indices.tolist() == reference_typiclust(sig.features_pool, sig.features_labeled, k, seed)
+    assert sel.info["random_fill"] == 0 and sel.info["clusters"] == nl + k
+
+
+def test_typiclust_exhausted_clusters_fall_back_to_random() -> None:
+    sig = _blobs(1, 40, 0)
+    sig.features_labeled = np.zeros((0, 4))
+    sel = S.get("typiclust", max_clusters=2, min_cluster_size=0).select(sig, 40, np.random.default_rng(0))
+    assert sorted(sel.indices.tolist()) == list(range(40))
+    assert sel.info["random_fill"] == 0  # two clusters cover the whole pool, no random fill needed
+    sel = S.get("typiclust", max_clusters=3, min_cluster_size=30).select(sig, 10, np.random.default_rng(0))
+    assert len(set(sel.indices.tolist())) == 10
+
+
+def reference_probcover(x_all: np.ndarray, n_lab: int, delta: float, k: int, rng) -> list[int]:
+    """Dense ProbCover: recompute every out-degree from scratch at each step."""
+    adj = cdist(x_all, x_all) < delta
+    covered = adj[:n_lab].any(0) if n_lab else np.zeros(len(x_all), bool)
+    picks: list[int] = []
+    while len(picks) < k:
+        deg = (adj[n_lab:] & ~covered[None, :]).sum(1)
+        deg[picks] = -1
+        j = int(np.argmax(deg))
+        if deg[j] <= 0:
+            free = np.setdiff1d(np.arange(len(x_all) - n_lab), picks)
+            picks.extend(rng.choice(free, size=k - len(picks), replace=False).tolist())
+            break
+        picks.append(j)
+        covered |= adj[n_lab + j]
+    return picks
+
+
+@pytest.mark.parametrize("delta", [0.8, 1.5, 3.0])
+def test_probcover_equals_dense_reference(delta: float) -> None:
+    sig = _blobs(2, 250, 10)
+    x_all = np.concatenate([sig.features_labeled, sig.features_pool])
+    k = 40
+    sel = S.get("probcover", delta=delta).select(sig, k, np.random.default_rng(9))
+    assert sel.indices.tolist() == reference_probcover(x_all, 10, delta, k, np.random.default_rng(9))
+    adj = cdist(x_all, x_all) < delta
+    assert sel.info["edges"] == int(adj.sum())
+
+
+def test_probcover_purity_radius() -> None:
+    sig = _blobs(3, 300, 20)
+    rng = np.random.default_rng(5)
+    sel = S.get("probcover", purity=0.9).select(sig, 10, rng)
+    x_all = np.concatenate([sig.features_labeled, sig.features_pool])
+    labels = kmeans_labels(x_all, 6, int(np.random.default_rng(5).integers(2**31 - 1)))
+    d = cdist(x_all, x_all)
+    r = np.where(labels[:, None] != labels[None, :], d, np.inf).min(1)  # nearest other-cluster point
+
+    def purity(delta: float) -> float:  # fraction of δ-balls with only same-cluster points
+        return float(np.mean(r >= delta))
+
+    delta = sel.info["delta"]
+    assert purity(delta) >= 0.9
+    assert purity(delta * (1 + 1e-9)) < 0.9
+    ref = reference_probcover(x_all, 20, delta, 10, None)
+    assert sel.indices.tolist() == ref
+
+
+def test_probcover_random_fill_when_covered() -> None:
+    sig = _blobs(4, 30, 2)
+    sel = S.get("probcover", delta=100.0).select(sig, 5, np.random.default_rng(0))
+    assert sel.info["coverage"] == 1.0 and sel.info["random_fill"] == 5
+    expect = np.random.default_rng(0).choice(np.arange(30), size=5, replace=False)
+    assert sel.indices.tolist() == expect.tolist()
+
+
+def test_probcover_edge_guard_and_missing_num_classes() -> None:
+    sig = _blobs(5, 100, 5)
+    with pytest.raises(ValueError, match="max_edges"):
+        S.get("probcover", delta=100.0, max_edges=50).select(sig, 3, np.random.default_rng(0))
+    sig.num_classes = None
+    with pytest.raises(ValueError, match="`probcover` needs .*num_classes"):
+        S.get("probcover").select(sig, 3, np.random.default_rng(0))
+    S.get("probcover", delta=1.0).select(sig, 3, np.random.default_rng(0))  # fixed δ: no C needed
+
+
+def reference_ratio(fp, fl, yl, pred) -> np.ndarray:
+    zp = fp / np.linalg.norm(fp, axis=1, keepdims=True)
+    zl = fl / np.linalg.norm(fl, axis=1, keepdims=True)
+    d = cdist(zp, zl)
+    same = yl[None, :] == pred[:, None]
+    d_in = np.where(same, d, np.inf).min(1)
+    d_out = np.where(~same, d, np.inf).min(1)
+    return d_in / (d_out + 1e-12)
+
+
+def test_sisom_proxy_equals_dense_ratio() -> None:
+    sig = make_signals(n=200, n_labeled=30)
+    r = reference_ratio(sig.features_pool, sig.features_labeled, sig.labels_labeled, sig.probs_pool.argmax(1))
+    sel = S.get("sisom_proxy").select(sig, 25)
+    assert sel.indices.tolist() == S.top_k(r, 25).tolist()
+    np.testing.assert_allclose(sel.scores, r[sel.indices], rtol=1e-10)
+
+
+def test_sisome_proxy_combines_ratio_and_energy() -> None:
+    sig = make_signals(n=200, n_labeled=30)
+    r = reference_ratio(sig.features_pool, sig.features_labeled, sig.labels_labeled, sig.probs_pool.argmax(1))
+    z = sig.logits_pool
+    energy = -np.log(np.exp(z).sum(1))
+    score = 0.5 * (S.zscore(r) + S.zscore(energy))
+    sel = S.get("sisom_proxy", variant="sisome").select(sig, 25)
+    assert sel.indices.tolist() == S.top_k(score, 25).tolist()
+    sig.logits_pool = None
+    with pytest.raises(ValueError, match="logits_pool"):
+        S.get("sisom_proxy", variant="sisome").select(sig, 3)
+
+
+def test_sisom_proxy_unseen_predicted_class_goes_first() -> None:
+    sig = make_signals(n=80, n_labeled=20, c=4)
+    sig.labels_labeled = np.where(sig.labels_labeled == 3, 0, sig.labels_labeled)  # class 3 unlabeled
+    pred = sig.probs_pool.argmax(1)
+    sel = S.get("sisom_proxy").select(sig, int((pred == 3).sum()))
+    assert set(sel.indices.tolist()) == set(np.flatnonzero(pred == 3).tolist())
+    assert np.isinf(sel.scores).all()
+
+
+def test_sisom_proxy_needs_labeled_rows() -> None:
+    sig = make_signals()
+    sig.features_labeled = np.zeros((0, sig.features_pool.shape[1]))
+    sig.labels_labeled = np.zeros(0, dtype=int)
+    with pytest.raises(ValueError, match="non-empty labeled set"):
+        S.get("sisom_proxy").select(sig, 3)
