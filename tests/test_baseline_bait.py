@@ -5,11 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from strategy_contract import StrategyContract
-from test_baseline_kernels import softmax
 
 import ncal.strategies as S
 from ncal.strategies.bait import BaitState, mean_fisher, pca_basis, top_classes
+from strategy_contract import StrategyContract
+from test_baseline_kernels import (
+    one_torch_thread,  # noqa: F401  (autouse fixture)
+    softmax,
+)
 
 
 class TestBaitContract(StrategyContract):
@@ -105,7 +108,9 @@ def brute_bait(hp, pp, hl, pl, k: int, lamb: float, rank: int | None = None) -> 
     for _ in range(min(2 * k, len(hp))):
         ai = np.linalg.inv(a)
         sc = [
-            -np.inf if j in chosen else np.trace(x @ ai @ f @ ai @ x.T @ np.linalg.inv(eye + x @ ai @ x.T))
+            -np.inf
+            if j in chosen
+            else np.trace(x @ ai @ f @ ai @ x.T @ np.linalg.inv(eye + x @ ai @ x.T))
             for j, x in enumerate(v)
         ]
         j = int(np.argmax(sc))
@@ -114,7 +119,10 @@ def brute_bait(hp, pp, hl, pl, k: int, lamb: float, rank: int | None = None) -> 
     while len(chosen) > k:
         ai = np.linalg.inv(a)
         cands = sorted(chosen)
-        sc = [np.trace(v[j] @ ai @ f @ ai @ v[j].T @ np.linalg.inv(-eye + v[j] @ ai @ v[j].T)) for j in cands]
+        sc = [
+            np.trace(v[j] @ ai @ f @ ai @ v[j].T @ np.linalg.inv(-eye + v[j] @ ai @ v[j].T))
+            for j in cands
+        ]
         j = cands[int(np.argmax(sc))]
         chosen.remove(j)
         a = a - v[j].T @ v[j]
@@ -142,7 +150,10 @@ def test_bait_truncated_rank_equals_brute_force() -> None:
 def test_bait_empty_labeled_set() -> None:
     hp, pp, _, _ = _problem(3, n=20, d=3, c=3)
     sig = S.Signals(
-        features_pool=hp, probs_pool=pp, features_labeled=np.zeros((0, 3)), probs_labeled=np.zeros((0, 3))
+        features_pool=hp,
+        probs_pool=pp,
+        features_labeled=np.zeros((0, 3)),
+        probs_labeled=np.zeros((0, 3)),
     )
     sel = S.get("bait", pca_dim=None, max_candidates=None).select(sig, 4)
     assert sel.indices.tolist() == brute_bait(hp, pp, np.zeros((0, 3)), np.zeros((0, 3)), 4, 1.0)

@@ -5,10 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from scipy.spatial.distance import cdist
-from strategy_contract import StrategyContract, make_signals
-from test_baseline_kernels import brute_kcenter, naive_kmeanspp, softmax, sym_kl_dense
 
 import ncal.strategies as S
+from strategy_contract import StrategyContract, make_signals
+from test_baseline_kernels import (
+    brute_kcenter,
+    naive_kmeanspp,
+    one_torch_thread,  # noqa: F401  (autouse fixture)
+    softmax,
+    sym_kl_dense,
+)
 
 
 class TestCoreSetContract(StrategyContract):
@@ -151,7 +157,9 @@ def test_badge_equals_naive_gradient_embedding_kmeanspp(seed: int) -> None:
     a[np.arange(n), p.argmax(1)] += 1.0
     g = (a[:, :, None] * h[:, None, :]).reshape(n, c * d)
     k = 30
-    sel = S.get("badge").select(S.Signals(features_pool=h, logits_pool=logits), k, np.random.default_rng(7))
+    sel = S.get("badge").select(
+        S.Signals(features_pool=h, logits_pool=logits), k, np.random.default_rng(7)
+    )
     assert sel.indices.tolist() == naive_kmeanspp(g, k, np.random.default_rng(7), None)
     assert sel.indices[0] == int(np.argmax(np.linalg.norm(g, axis=1)))
 

@@ -12,6 +12,15 @@ from ncal.strategies import _kernels as K
 CPU = torch.device("cpu")
 
 
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Tiny batched linear algebra is far slower with contended intra-op threads: use one."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def softmax(z: np.ndarray) -> np.ndarray:
     e = np.exp(z - z.max(axis=1, keepdims=True))
     return e / e.sum(axis=1, keepdims=True)
@@ -42,7 +51,9 @@ def test_euclidean_divergence_matches_cdist() -> None:
     y = rng.normal(size=(9, 7))
     sx, sy = K.PairSpace.euclidean(x, CPU), K.PairSpace.euclidean(y, CPU)
     got = K.PairSpace.divergence(sx.rows(slice(None)), sx.a, sy.centers(slice(None)), sy.a)
-    np.testing.assert_allclose(got.numpy(), cdist(x.astype(np.float64), y, "sqeuclidean"), atol=1e-10)
+    np.testing.assert_allclose(
+        got.numpy(), cdist(x.astype(np.float64), y, "sqeuclidean"), atol=1e-10
+    )
 
 
 def test_sym_kl_divergence_matches_definition() -> None:
@@ -143,7 +154,9 @@ def test_kmeanspp_kronecker_equals_materialised(seed: int) -> None:
 def test_kmeanspp_falls_back_to_uniform_when_all_distances_vanish() -> None:
     h = np.ones((10, 3))
     a = np.ones((10, 1))
-    got, _ = K.kmeanspp_kronecker(torch.from_numpy(a), torch.from_numpy(h), 10, np.random.default_rng(0))
+    got, _ = K.kmeanspp_kronecker(
+        torch.from_numpy(a), torch.from_numpy(h), 10, np.random.default_rng(0)
+    )
     assert sorted(got.tolist()) == list(range(10))
     assert got.tolist() == naive_kmeanspp(h, 10, np.random.default_rng(0), None)
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from scipy.spatial.distance import cdist
-from strategy_contract import StrategyContract, make_signals
 
 import ncal.strategies as S
 from ncal.strategies.typiclust import kmeans_labels
+from strategy_contract import StrategyContract, make_signals
+from test_baseline_kernels import one_torch_thread  # noqa: F401  (autouse fixture)
 
 
 class TestTypiClustContract(StrategyContract):
@@ -19,7 +20,13 @@ class TestTypiClustContract(StrategyContract):
 
 class TestProbCoverContract(StrategyContract):
     strategy_name = "probcover"
-    bad_params = [{"delta": 0.0}, {"delta": -1.0}, {"purity": 0.0}, {"purity": 1.5}, {"max_edges": 0}]
+    bad_params = [
+        {"delta": 0.0},
+        {"delta": -1.0},
+        {"purity": 0.0},
+        {"purity": 1.5},
+        {"max_edges": 0},
+    ]
 
 
 class TestProbCoverFixedDeltaContract(StrategyContract):
@@ -75,17 +82,23 @@ def test_typiclust_equals_reference(nl: int, k: int) -> None:
     sig = _blobs(0, 600, nl)
     sel = S.get("typiclust").select(sig, k, np.random.default_rng(4))
     seed = int(np.random.default_rng(4).integers(2**31 - 1))
-    assert sel.indices.tolist() == reference_typiclust(sig.features_pool, sig.features_labeled, k, seed)
+    assert sel.indices.tolist() == reference_typiclust(
+        sig.features_pool, sig.features_labeled, k, seed
+    )
     assert sel.info["random_fill"] == 0 and sel.info["clusters"] == nl + k
 
 
 def test_typiclust_exhausted_clusters_fall_back_to_random() -> None:
     sig = _blobs(1, 40, 0)
     sig.features_labeled = np.zeros((0, 4))
-    sel = S.get("typiclust", max_clusters=2, min_cluster_size=0).select(sig, 40, np.random.default_rng(0))
+    sel = S.get("typiclust", max_clusters=2, min_cluster_size=0).select(
+        sig, 40, np.random.default_rng(0)
+    )
     assert sorted(sel.indices.tolist()) == list(range(40))
     assert sel.info["random_fill"] == 0  # two clusters cover the whole pool, no random fill needed
-    sel = S.get("typiclust", max_clusters=3, min_cluster_size=30).select(sig, 10, np.random.default_rng(0))
+    sel = S.get("typiclust", max_clusters=3, min_cluster_size=30).select(
+        sig, 10, np.random.default_rng(0)
+    )
     assert len(set(sel.indices.tolist())) == 10
 
 
@@ -113,7 +126,9 @@ def test_probcover_equals_dense_reference(delta: float) -> None:
     x_all = np.concatenate([sig.features_labeled, sig.features_pool])
     k = 40
     sel = S.get("probcover", delta=delta).select(sig, k, np.random.default_rng(9))
-    assert sel.indices.tolist() == reference_probcover(x_all, 10, delta, k, np.random.default_rng(9))
+    assert sel.indices.tolist() == reference_probcover(
+        x_all, 10, delta, k, np.random.default_rng(9)
+    )
     adj = cdist(x_all, x_all) < delta
     assert sel.info["edges"] == int(adj.sum())
 
@@ -125,7 +140,9 @@ def test_probcover_purity_radius() -> None:
     x_all = np.concatenate([sig.features_labeled, sig.features_pool])
     labels = kmeans_labels(x_all, 6, int(np.random.default_rng(5).integers(2**31 - 1)))
     d = cdist(x_all, x_all)
-    r = np.where(labels[:, None] != labels[None, :], d, np.inf).min(1)  # nearest other-cluster point
+    r = np.where(labels[:, None] != labels[None, :], d, np.inf).min(
+        1
+    )  # nearest other-cluster point
 
     def purity(delta: float) -> float:  # fraction of δ-balls with only same-cluster points
         return float(np.mean(r >= delta))
@@ -156,6 +173,7 @@ def test_probcover_edge_guard_and_missing_num_classes() -> None:
 
 
 def reference_ratio(fp, fl, yl, pred) -> np.ndarray:
+    fp, fl = np.asarray(fp, dtype=np.float64), np.asarray(fl, dtype=np.float64)
     zp = fp / np.linalg.norm(fp, axis=1, keepdims=True)
     zl = fl / np.linalg.norm(fl, axis=1, keepdims=True)
     d = cdist(zp, zl)
@@ -167,7 +185,9 @@ def reference_ratio(fp, fl, yl, pred) -> np.ndarray:
 
 def test_sisom_proxy_equals_dense_ratio() -> None:
     sig = make_signals(n=200, n_labeled=30)
-    r = reference_ratio(sig.features_pool, sig.features_labeled, sig.labels_labeled, sig.probs_pool.argmax(1))
+    r = reference_ratio(
+        sig.features_pool, sig.features_labeled, sig.labels_labeled, sig.probs_pool.argmax(1)
+    )
     sel = S.get("sisom_proxy").select(sig, 25)
     assert sel.indices.tolist() == S.top_k(r, 25).tolist()
     np.testing.assert_allclose(sel.scores, r[sel.indices], rtol=1e-10)
@@ -175,7 +195,9 @@ def test_sisom_proxy_equals_dense_ratio() -> None:
 
 def test_sisome_proxy_combines_ratio_and_energy() -> None:
     sig = make_signals(n=200, n_labeled=30)
-    r = reference_ratio(sig.features_pool, sig.features_labeled, sig.labels_labeled, sig.probs_pool.argmax(1))
+    r = reference_ratio(
+        sig.features_pool, sig.features_labeled, sig.labels_labeled, sig.probs_pool.argmax(1)
+    )
     z = sig.logits_pool
     energy = -np.log(np.exp(z).sum(1))
     score = 0.5 * (S.zscore(r) + S.zscore(energy))
@@ -188,7 +210,9 @@ def test_sisome_proxy_combines_ratio_and_energy() -> None:
 
 def test_sisom_proxy_unseen_predicted_class_goes_first() -> None:
     sig = make_signals(n=80, n_labeled=20, c=4)
-    sig.labels_labeled = np.where(sig.labels_labeled == 3, 0, sig.labels_labeled)  # class 3 unlabeled
+    sig.labels_labeled = np.where(
+        sig.labels_labeled == 3, 0, sig.labels_labeled
+    )  # class 3 unlabeled
     pred = sig.probs_pool.argmax(1)
     sel = S.get("sisom_proxy").select(sig, int((pred == 3).sum()))
     assert set(sel.indices.tolist()) == set(np.flatnonzero(pred == 3).tolist())

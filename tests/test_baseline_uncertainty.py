@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from strategy_contract import StrategyContract, make_signals
 
 import ncal.strategies as S
 from ncal.strategies.bald import BaldAccumulator, bald_scores
 from ncal.strategies.uncertainty import entropy_scores, least_confidence_scores, margin_scores
+from strategy_contract import StrategyContract, make_signals
+from test_baseline_kernels import one_torch_thread  # noqa: F401  (autouse fixture)
 
 
 class TestBaldContract(StrategyContract):
@@ -100,7 +101,9 @@ def test_uncertainty_scores_equal_scikit_activeml() -> None:
     np.testing.assert_allclose(
         margin_scores(p) + 1.0, uncertainty_scores(p, method="margin_sampling"), atol=1e-14
     )
-    np.testing.assert_allclose(entropy_scores(p), uncertainty_scores(p, method="entropy"), atol=1e-13)
+    np.testing.assert_allclose(
+        entropy_scores(p), uncertainty_scores(p, method="entropy"), atol=1e-13
+    )
 
 
 def test_entropy_selection_equals_scikit_activeml_query() -> None:

@@ -45,7 +45,9 @@ def resolve_device(device: Any) -> torch.device:
         try:
             dev = torch.device(device)
         except (RuntimeError, TypeError):
-            raise ValueError(f"`device` must be 'cpu', 'cuda[:i]' or 'auto'; got {device!r}") from None
+            raise ValueError(
+                f"`device` must be 'cpu', 'cuda[:i]' or 'auto'; got {device!r}"
+            ) from None
     else:
         raise TypeError(f"`device` must be a string such as 'cpu'; got {type(device).__name__}")
     if dev.type not in ("cpu", "cuda"):
@@ -57,7 +59,11 @@ def resolve_device(device: Any) -> torch.device:
 
 def as_tensor(x: Any, device: torch.device, dtype: torch.dtype | None = None) -> torch.Tensor:
     """A tensor on ``device`` sharing memory with a CPU numpy array where possible."""
-    t = torch.as_tensor(np.ascontiguousarray(x)) if isinstance(x, np.ndarray) else torch.as_tensor(x)
+    t = (
+        torch.as_tensor(np.ascontiguousarray(x))
+        if isinstance(x, np.ndarray)
+        else torch.as_tensor(x)
+    )
     if dtype is not None and t.dtype != dtype:
         t = t.to(dtype)
     return t.to(device)

@@ -280,7 +280,11 @@ class Bait(Strategy):
 
     def _candidates(self, hp: torch.Tensor, pp: np.ndarray, k: int, rng: np.random.Generator):
         n = pp.shape[0]
-        m = n if self.max_candidates is None else min(n, max(self.max_candidates, self.oversample * k))
+        m = (
+            n
+            if self.max_candidates is None
+            else min(n, max(self.max_candidates, self.oversample * k))
+        )
         if m >= n:
             return np.arange(n)
         if self.prefilter == "random":

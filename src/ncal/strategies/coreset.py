@@ -23,7 +23,9 @@ from .base import Selection, Signals, Strategy
 
 def check_feature_pair(signals: Signals) -> tuple[np.ndarray, np.ndarray]:
     """Pool and labeled features with matching widths (the labeled set may have zero rows)."""
-    fp = as_float_matrix(signals.features_pool, "features_pool", dtype=_float_dtype(signals.features_pool))
+    fp = as_float_matrix(
+        signals.features_pool, "features_pool", dtype=_float_dtype(signals.features_pool)
+    )
     fl = np.asarray(signals.features_labeled)
     if fl.ndim != 2 or (fl.shape[0] and fl.shape[1] != fp.shape[1]):
         raise ValueError(

@@ -70,7 +70,9 @@ class DiverseStrategy(Strategy):
                 raise ValueError("`base` cannot itself be 'diverse'")
             self._base = get(base, **(base_params or {}))
         else:
-            raise TypeError(f"`base` must be a strategy name or Strategy; got {type(base).__name__}")
+            raise TypeError(
+                f"`base` must be a strategy name or Strategy; got {type(base).__name__}"
+            )
         self.method = check_choice(method, "method", METHODS)
         self.top_m = K.check_int(top_m, "top_m", allow_none=True)
         self.device = K.check_device(device)
@@ -108,7 +110,9 @@ class DiverseStrategy(Strategy):
             dist = np.sqrt(d2)
         else:
             ones = torch.ones(len(cand), 1, dtype=torch.float64, device=dev)
-            local, dist = K.kmeanspp_kronecker(ones, K.as_tensor(x, dev, torch.float64), k, rng, first=0)
+            local, dist = K.kmeanspp_kronecker(
+                ones, K.as_tensor(x, dev, torch.float64), k, rng, first=0
+            )
         info = {"base": self._base.name, "candidates": int(m), "method": self.method}
         return Selection(cand[local], dist, info)
 

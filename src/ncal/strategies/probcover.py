@@ -85,10 +85,16 @@ class ProbCover(Strategy):
         delta = self.delta
         if delta is None:
             c = int(signals.num_classes)
-            delta = purity_radius(x, min(c, x.shape[0]), self.purity, int(rng.integers(2**31 - 1)), dev)
+            delta = purity_radius(
+                x, min(c, x.shape[0]), self.purity, int(rng.integers(2**31 - 1)), dev
+            )
         if not np.isfinite(delta):
-            raise ValueError("could not choose δ: every point is in one k-means cluster; pass `delta`")
-        indptr, indices = K.radius_graph(K.as_tensor(x, dev), delta * delta, max_edges=self.max_edges)
+            raise ValueError(
+                "could not choose δ: every point is in one k-means cluster; pass `delta`"
+            )
+        indptr, indices = K.radius_graph(
+            K.as_tensor(x, dev), delta * delta, max_edges=self.max_edges
+        )
 
         covered = np.zeros(x.shape[0], dtype=bool)
         degree = np.diff(indptr).astype(np.int64)
@@ -121,4 +127,6 @@ class ProbCover(Strategy):
             info["random_fill"] = len(fill)
             picks.extend(int(f) for f in fill)
             gains.extend([0] * len(fill))
-        return Selection(np.asarray(picks, dtype=np.int64), np.asarray(gains, dtype=np.float64), info)
+        return Selection(
+            np.asarray(picks, dtype=np.int64), np.asarray(gains, dtype=np.float64), info
+        )
