@@ -13,7 +13,9 @@ import pytest
 import ncal.strategies as S
 
 
-def make_signals(n: int = 120, n_labeled: int = 40, d: int = 8, c: int = 4, seed: int = 0) -> S.Signals:
+def make_signals(
+    n: int = 120, n_labeled: int = 40, d: int = 8, c: int = 4, seed: int = 0
+) -> S.Signals:
     """Realistic small signals: clustered features, a linear head, MC passes and FF counts."""
     rng = np.random.default_rng(seed)
     centers = rng.normal(0, 3, size=(c, d))
@@ -113,5 +115,5 @@ class StrategyContract:
 
     def test_params_recorded(self) -> None:
         strat = self.build()
-        for key, value in self.params.items():
+        for key in self.params:
             assert key in strat.params(), key

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
 import numpy as np
 import pytest
 import torch
@@ -17,8 +19,8 @@ from test_baseline_kernels import (
 
 class TestBaitContract(StrategyContract):
     strategy_name = "bait"
-    params = {"pca_dim": 4, "max_candidates": 50, "lamb": 0.5}
-    bad_params = [
+    params: ClassVar[dict[str, Any]] = {"pca_dim": 4, "max_candidates": 50, "lamb": 0.5}
+    bad_params: ClassVar[list[dict[str, Any]]] = [
         {"lamb": 0.0},
         {"lamb": -1.0},
         {"pca_dim": 0},
@@ -32,7 +34,11 @@ class TestBaitContract(StrategyContract):
 
 class TestBaitRandomPrefilterContract(StrategyContract):
     strategy_name = "bait"
-    params = {"max_candidates": 20, "prefilter": "random", "fisher_rank": 2}
+    params: ClassVar[dict[str, Any]] = {
+        "max_candidates": 20,
+        "prefilter": "random",
+        "fisher_rank": 2,
+    }
 
 
 def factor(p: np.ndarray, h: np.ndarray, scale: float = 1.0, rank: int | None = None) -> np.ndarray:

@@ -1,6 +1,8 @@
-"""CoreSet, CDAL, BADGE and the diversity wrapper: contract + brute-force and scikit-activeml parity."""
+"""CoreSet, CDAL, BADGE and the diversity wrapper: contract, brute-force and skactiveml parity."""
 
 from __future__ import annotations
+
+from typing import Any, ClassVar
 
 import numpy as np
 import pytest
@@ -19,31 +21,41 @@ from test_baseline_kernels import (
 
 class TestCoreSetContract(StrategyContract):
     strategy_name = "coreset"
-    params = {"candidates": 8, "max_pending": 4}
-    bad_params = [{"candidates": 0}, {"max_pending": -1}, {"device": "tpu"}, {"candidates": 2.5}]
+    params: ClassVar[dict[str, Any]] = {"candidates": 8, "max_pending": 4}
+    bad_params: ClassVar[list[dict[str, Any]]] = [
+        {"candidates": 0},
+        {"max_pending": -1},
+        {"device": "tpu"},
+        {"candidates": 2.5},
+    ]
 
 
 class TestCdalContract(StrategyContract):
     strategy_name = "cdal"
-    params = {"candidates": 8}
-    bad_params = [{"candidates": 0}, {"device": 7}]
+    params: ClassVar[dict[str, Any]] = {"candidates": 8}
+    bad_params: ClassVar[list[dict[str, Any]]] = [{"candidates": 0}, {"device": 7}]
 
 
 class TestBadgeContract(StrategyContract):
     strategy_name = "badge"
-    params = {"device": "cpu"}
-    bad_params = [{"device": "gpu0"}]
+    params: ClassVar[dict[str, Any]] = {"device": "cpu"}
+    bad_params: ClassVar[list[dict[str, Any]]] = [{"device": "gpu0"}]
 
 
 class TestDiverseKCenterContract(StrategyContract):
     strategy_name = "diverse"
-    params = {"base": "entropy", "method": "kcenter", "top_m": 50}
-    bad_params = [{"method": "farthest"}, {"top_m": 0}, {"base": "no_such"}, {"base": 3}]
+    params: ClassVar[dict[str, Any]] = {"base": "entropy", "method": "kcenter", "top_m": 50}
+    bad_params: ClassVar[list[dict[str, Any]]] = [
+        {"method": "farthest"},
+        {"top_m": 0},
+        {"base": "no_such"},
+        {"base": 3},
+    ]
 
 
 class TestDiverseKMeansContract(StrategyContract):
     strategy_name = "diverse"
-    params = {"base": "margin", "method": "kmeanspp"}
+    params: ClassVar[dict[str, Any]] = {"base": "margin", "method": "kmeanspp"}
 
 
 def _coreset_signals(seed: int, n: int, nl: int, d: int, dtype=np.float64) -> S.Signals:

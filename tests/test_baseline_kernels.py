@@ -214,3 +214,26 @@ def test_device_and_parameter_checks() -> None:
         K.check_int(1.5, "m")
     with pytest.raises(ValueError, match="`x` must be in"):
         K.check_float(0.0, "x", low=0.0, low_open=True)
+
+
+def test_torch_only_code_path_gives_the_same_picks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CUDA branch of the kernels (torch matmul and dtype casts) run on the CPU: same picks."""
+    import ncal.strategies as S
+    from strategy_contract import make_signals
+
+    sig = make_signals(n=150, n_labeled=30)
+    cases = [
+        ("coreset", {"candidates": 4, "max_pending": 3}),
+        ("cdal", {}),
+        ("badge", {}),
+        ("bait", {"pca_dim": 4, "max_candidates": 60}),
+        ("sisom_proxy", {}),
+        ("probcover", {}),
+        ("typiclust", {"max_clusters": 20}),
+    ]
+    before = {n: S.get(n, **p).select(sig, 12, np.random.default_rng(0)).indices for n, p in cases}
+    monkeypatch.setattr(K, "matmul", lambda a, b: a @ b)
+    monkeypatch.setattr(K, "to64", lambda t: t.to(torch.float64))
+    for name, params in cases:
+        after = S.get(name, **params).select(sig, 12, np.random.default_rng(0)).indices
+        assert after.tolist() == before[name].tolist(), name

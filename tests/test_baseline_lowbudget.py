@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
 import numpy as np
 import pytest
 from scipy.spatial.distance import cdist
@@ -14,13 +16,18 @@ from test_baseline_kernels import one_torch_thread  # noqa: F401  (autouse fixtu
 
 class TestTypiClustContract(StrategyContract):
     strategy_name = "typiclust"
-    params = {"max_clusters": 40, "knn": 5}
-    bad_params = [{"max_clusters": 0}, {"min_cluster_size": -1}, {"knn": 0}, {"knn": "20"}]
+    params: ClassVar[dict[str, Any]] = {"max_clusters": 40, "knn": 5}
+    bad_params: ClassVar[list[dict[str, Any]]] = [
+        {"max_clusters": 0},
+        {"min_cluster_size": -1},
+        {"knn": 0},
+        {"knn": "20"},
+    ]
 
 
 class TestProbCoverContract(StrategyContract):
     strategy_name = "probcover"
-    bad_params = [
+    bad_params: ClassVar[list[dict[str, Any]]] = [
         {"delta": 0.0},
         {"delta": -1.0},
         {"purity": 0.0},
@@ -31,17 +38,17 @@ class TestProbCoverContract(StrategyContract):
 
 class TestProbCoverFixedDeltaContract(StrategyContract):
     strategy_name = "probcover"
-    params = {"delta": 3.0}
+    params: ClassVar[dict[str, Any]] = {"delta": 3.0}
 
 
 class TestSisomProxyContract(StrategyContract):
     strategy_name = "sisom_proxy"
-    bad_params = [{"variant": "sisom_official"}]
+    bad_params: ClassVar[list[dict[str, Any]]] = [{"variant": "sisom_official"}]
 
 
 class TestSisomeProxyContract(StrategyContract):
     strategy_name = "sisom_proxy"
-    params = {"variant": "sisome"}
+    params: ClassVar[dict[str, Any]] = {"variant": "sisome"}
 
 
 def _blobs(seed: int, n: int, nl: int, d: int = 4, c: int = 6) -> S.Signals:
@@ -167,7 +174,7 @@ def test_probcover_edge_guard_and_missing_num_classes() -> None:
     with pytest.raises(ValueError, match="max_edges"):
         S.get("probcover", delta=100.0, max_edges=50).select(sig, 3, np.random.default_rng(0))
     sig.num_classes = None
-    with pytest.raises(ValueError, match="`probcover` needs .*num_classes"):
+    with pytest.raises(ValueError, match=r"`probcover` needs .*num_classes"):
         S.get("probcover").select(sig, 3, np.random.default_rng(0))
     S.get("probcover", delta=1.0).select(sig, 3, np.random.default_rng(0))  # fixed δ: no C needed
 

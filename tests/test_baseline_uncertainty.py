@@ -1,4 +1,4 @@
-"""BALD (array and streamed) and the uncertainty scores against hand computations and scikit-activeml."""
+"""BALD (array and streamed) and uncertainty scores vs hand computations and scikit-activeml."""
 
 from __future__ import annotations
 

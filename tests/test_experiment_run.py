@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 
 from ncal.errors import NcalError
@@ -40,7 +39,9 @@ def test_run_records_every_round(tmp_path) -> None:
     assert [r["n_labeled"] for r in rows] == [40, 70, 100]
     for r in rows:
         assert 0.0 <= r["test_accuracy"] <= 1.0
-        assert r["test_accuracy"] > 0.3  # digits is easy: far above chance (0.1) even with 40 noisy labels
+        assert (
+            r["test_accuracy"] > 0.3
+        )  # digits is easy: far above chance (0.1) even with 40 noisy labels
         assert 0.0 <= r["noise_rate_labeled"] <= 1.0
         assert sum(r["class_histogram"]) == r["n_labeled"]
         assert "nc1" in r["nc"] or "error" in r["nc"]
@@ -103,7 +104,7 @@ def test_corrupt_run_directory(tmp_path) -> None:
     run_experiment(tiny(rounds=1), out, quiet=True)
     (out / "summary.json").unlink()
     (out / "rounds.jsonl").write_text('{"round": 0, "oops\n')
-    with pytest.raises(NcalError, match="corrupt|not valid JSON"):
+    with pytest.raises(NcalError, match=r"corrupt|not valid JSON"):
         run_experiment(tiny(rounds=1), out, quiet=True)
 
 
@@ -111,9 +112,32 @@ def test_cli_run_and_errors(tmp_path, capsys) -> None:
     from ncal.cli import main
 
     code = main(
-        ["run", "--dataset", "digits", "--strategy", "entropy", "--initial", "40", "--query", "20",
-         "--rounds", "1", "--pool-size", "400", "--test-size", "200", "--train", "epochs_max=6",
-         "--train", "ff_window=2", "--train", "num_threads=1", "--out", str(tmp_path / "cli"), "--quiet"]
+        [
+            "run",
+            "--dataset",
+            "digits",
+            "--strategy",
+            "entropy",
+            "--initial",
+            "40",
+            "--query",
+            "20",
+            "--rounds",
+            "1",
+            "--pool-size",
+            "400",
+            "--test-size",
+            "200",
+            "--train",
+            "epochs_max=6",
+            "--train",
+            "ff_window=2",
+            "--train",
+            "num_threads=1",
+            "--out",
+            str(tmp_path / "cli"),
+            "--quiet",
+        ]
     )
     assert code == 0
     assert "rounds.jsonl" in capsys.readouterr().out

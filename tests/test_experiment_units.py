@@ -13,7 +13,14 @@ from ncal.experiment import ExperimentConfig, RunStore, budget_schedule, derive_
 
 def test_budget_counts_and_fractions() -> None:
     assert budget_schedule(1000, initial=100, query=50, rounds=3) == [100, 150, 200, 250]
-    assert budget_schedule(1000, initial=0.1, query=0.05, rounds=5) == [100, 150, 200, 250, 300, 350]
+    assert budget_schedule(1000, initial=0.1, query=0.05, rounds=5) == [
+        100,
+        150,
+        200,
+        250,
+        300,
+        350,
+    ]
     assert budget_schedule(1000, budgets=[0.1, 0.2, 350]) == [100, 200, 350]
 
 
@@ -42,18 +49,24 @@ def test_seeds_are_stable_and_independent() -> None:
     b = rng_for(3, "initial").integers(0, 10**9, 5)
     np.testing.assert_array_equal(a, b)
     # a fixed value guards against accidental changes of the derivation (which would break resumes)
-    assert derive_seed(0, "initial") == derive_seed(0, "initial") and derive_seed(0, "initial") < 2**63
+    assert (
+        derive_seed(0, "initial") == derive_seed(0, "initial") and derive_seed(0, "initial") < 2**63
+    )
 
 
 def test_store_appends_atomically_and_reads_back(tmp_path) -> None:
     store = RunStore(tmp_path / "run")
     store.write_config({"settings": {"a": 1}})
     for r in range(3):
-        store.append_round({"round": r, "test_accuracy": np.float32(0.5 + r / 10), "selected": np.arange(r)})
+        store.append_round(
+            {"round": r, "test_accuracy": np.float32(0.5 + r / 10), "selected": np.arange(r)}
+        )
     rows = store.read_rounds()
     assert [r["round"] for r in rows] == [0, 1, 2]
     assert rows[2]["selected"] == [0, 1]
-    assert not [p for p in (tmp_path / "run").iterdir() if p.name.startswith(".")]  # no temp files left
+    assert not [
+        p for p in (tmp_path / "run").iterdir() if p.name.startswith(".")
+    ]  # no temp files left
 
 
 def test_store_detects_corruption(tmp_path) -> None:
@@ -67,7 +80,7 @@ def test_store_detects_corruption(tmp_path) -> None:
     with pytest.raises(CorruptRunError, match="expected round 1"):
         store.read_rounds()
     store.config_path.write_text("{not json")
-    with pytest.raises(CorruptRunError, match="config.json"):
+    with pytest.raises(CorruptRunError, match=r"config\.json"):
         store.read_config()
 
 

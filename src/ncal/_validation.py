@@ -7,7 +7,9 @@ from typing import Any
 import numpy as np
 
 
-def as_float_matrix(x: Any, name: str, *, dtype=np.float64, allow_empty: bool = False) -> np.ndarray:
+def as_float_matrix(
+    x: Any, name: str, *, dtype=np.float64, allow_empty: bool = False
+) -> np.ndarray:
     """Return ``x`` as a 2-D finite float array, or raise naming ``name``."""
     if x is None:
         raise ValueError(f"`{name}` is required but was None")
@@ -44,7 +46,11 @@ def as_label_vector(
     if arr.ndim != 1:
         raise ValueError(f"`{name}` must be a 1-D array of integer labels; got shape {arr.shape}")
     if arr.size and not np.issubdtype(arr.dtype, np.integer):
-        if np.issubdtype(arr.dtype, np.floating) and np.all(np.isfinite(arr)) and np.all(arr == np.round(arr)):
+        if (
+            np.issubdtype(arr.dtype, np.floating)
+            and np.all(np.isfinite(arr))
+            and np.all(arr == np.round(arr))
+        ):
             arr = arr.astype(np.int64)
         else:
             raise TypeError(f"`{name}` must hold integer class labels; got dtype {arr.dtype}")
@@ -54,9 +60,7 @@ def as_label_vector(
     if arr.size and arr.min() < 0:
         raise ValueError(f"`{name}` holds negative labels (min {arr.min()}); labels must be >= 0")
     if num_classes is not None and arr.size and arr.max() >= num_classes:
-        raise ValueError(
-            f"`{name}` holds label {arr.max()} outside [0, num_classes={num_classes})"
-        )
+        raise ValueError(f"`{name}` holds label {arr.max()} outside [0, num_classes={num_classes})")
     return arr
 
 
@@ -68,7 +72,9 @@ def as_score_vector(x: Any, name: str, *, length: int | None = None) -> np.ndarr
     if length is not None and arr.shape[0] != length:
         raise ValueError(f"`{name}` has {arr.shape[0]} entries but {length} were expected")
     if np.isnan(arr).any():
-        raise ValueError(f"`{name}` contains NaN (at index {int(np.flatnonzero(np.isnan(arr))[0])})")
+        raise ValueError(
+            f"`{name}` contains NaN (at index {int(np.flatnonzero(np.isnan(arr))[0])})"
+        )
     return arr
 
 

@@ -40,7 +40,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
-        print("interrupted: finished work is saved; rerun the same command to resume", file=sys.stderr)
+        print(
+            "interrupted: finished work is saved; rerun the same command to resume", file=sys.stderr
+        )
         return 130
     except (ValueError, TypeError, FileNotFoundError, ImportError) as exc:
         if os.environ.get("NCAL_DEBUG"):

@@ -28,7 +28,9 @@ def feature_fluctuation(pred_history: np.ndarray) -> np.ndarray:
     """
     h = np.asarray(pred_history)
     if h.ndim != 2:
-        raise ValueError(f"`pred_history` must be a (T, N) array of predictions; got shape {h.shape}")
+        raise ValueError(
+            f"`pred_history` must be a (T, N) array of predictions; got shape {h.shape}"
+        )
     if h.size and not np.issubdtype(h.dtype, np.integer):
         raise TypeError(f"`pred_history` must hold integer labels; got dtype {h.dtype}")
     if h.shape[0] < 2:
@@ -48,7 +50,11 @@ class FluctuationRecorder:
     """
 
     def __init__(self, n_samples: int) -> None:
-        if isinstance(n_samples, bool) or not isinstance(n_samples, (int, np.integer)) or n_samples < 0:
+        if (
+            isinstance(n_samples, bool)
+            or not isinstance(n_samples, (int, np.integer))
+            or n_samples < 0
+        ):
             raise ValueError(f"`n_samples` must be a non-negative integer; got {n_samples!r}")
         self.n_samples = int(n_samples)
         self._last: np.ndarray | None = None

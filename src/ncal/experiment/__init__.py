@@ -6,4 +6,11 @@ from .runner import run_experiment
 from .seeds import derive_seed, rng_for
 from .store import RunStore
 
-__all__ = ["ExperimentConfig", "RunStore", "budget_schedule", "derive_seed", "rng_for", "run_experiment"]
+__all__ = [
+    "ExperimentConfig",
+    "RunStore",
+    "budget_schedule",
+    "derive_seed",
+    "rng_for",
+    "run_experiment",
+]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 
 from ..errors import NcalError
@@ -13,7 +14,9 @@ def _count(value: float | int, pool_size: int, name: str) -> int:
     if isinstance(value, float) and 0 < value < 1:
         return max(1, round(value * pool_size))
     if value != int(value) or value < 0:
-        raise NcalError(f"`{name}` must be a non-negative integer or a fraction in (0, 1); got {value!r}")
+        raise NcalError(
+            f"`{name}` must be a non-negative integer or a fraction in (0, 1); got {value!r}"
+        )
     return int(value)
 
 
@@ -42,7 +45,7 @@ def budget_schedule(
         sched = [b0 + r * q for r in range(rounds + 1)]
     if sched[0] < 1:
         raise NcalError("the initial labeled set must hold at least one sample (`initial` >= 1)")
-    if any(b <= a for a, b in zip(sched, sched[1:])):
+    if any(b <= a for a, b in itertools.pairwise(sched)):
         raise NcalError(f"budgets must strictly increase; got {sched}")
     if sched[-1] > pool_size:
         raise NcalError(

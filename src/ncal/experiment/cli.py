@@ -66,23 +66,71 @@ def register(sub: argparse._SubParsersAction) -> None:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     run.add_argument("--dataset", default="mnist5k", help="dataset name (see `ncal datasets`)")
-    run.add_argument("--noise", default="sym:0.3", help="oracle noise: none, sym:0.3, human:cifar10n-worst, oracle:0.3, ...")
-    run.add_argument("--strategy", default="ncal_r", help="acquisition strategy (see `ncal strategies`)")
-    run.add_argument("--param", action="append", metavar="KEY=VALUE", help="strategy parameter, repeatable (e.g. direction=low)")
-    run.add_argument("--initial", type=_number, default=200, help="initial labels (count or pool fraction)")
-    run.add_argument("--query", type=_number, default=200, help="labels bought per round (count or pool fraction)")
+    run.add_argument(
+        "--noise",
+        default="sym:0.3",
+        help="oracle noise: none, sym:0.3, human:cifar10n-worst, oracle:0.3, ...",
+    )
+    run.add_argument(
+        "--strategy", default="ncal_r", help="acquisition strategy (see `ncal strategies`)"
+    )
+    run.add_argument(
+        "--param",
+        action="append",
+        metavar="KEY=VALUE",
+        help="strategy parameter, repeatable (e.g. direction=low)",
+    )
+    run.add_argument(
+        "--initial", type=_number, default=200, help="initial labels (count or pool fraction)"
+    )
+    run.add_argument(
+        "--query",
+        type=_number,
+        default=200,
+        help="labels bought per round (count or pool fraction)",
+    )
     run.add_argument("--rounds", type=int, default=5, help="acquisition rounds")
-    run.add_argument("--seed", type=int, default=0, help="fixes initial set, init and oracle draws (paired across strategies)")
-    run.add_argument("--pool-size", type=int, default=None, help="stratified subsample of the training split")
-    run.add_argument("--test-size", type=int, default=None, help="stratified subsample of the test split")
+    run.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="fixes initial set, init and oracle draws (paired across strategies)",
+    )
+    run.add_argument(
+        "--pool-size", type=int, default=None, help="stratified subsample of the training split"
+    )
+    run.add_argument(
+        "--test-size", type=int, default=None, help="stratified subsample of the test split"
+    )
     run.add_argument("--model", default="auto", help="auto, cnn, resnet18 or mlp")
-    run.add_argument("--train", action="append", metavar="KEY=VALUE", help="training-recipe override, repeatable (e.g. epochs_max=40)")
-    run.add_argument("--evals", default="", help="comma list of extra evaluations: ood,shift,probe,gcd,longtail")
+    run.add_argument(
+        "--train",
+        action="append",
+        metavar="KEY=VALUE",
+        help="training-recipe override, repeatable (e.g. epochs_max=40)",
+    )
+    run.add_argument(
+        "--evals", default="", help="comma list of extra evaluations: ood,shift,probe,gcd,longtail"
+    )
     run.add_argument("--ood-dataset", default=None, help="OOD test set for --evals ood")
-    run.add_argument("--probe-datasets", default="", help="comma list of target datasets for --evals probe")
-    run.add_argument("--pool-ood-dataset", default=None, help="dataset whose samples contaminate the pool")
-    run.add_argument("--pool-ood-fraction", type=float, default=0.0, help="share of the pool drawn from --pool-ood-dataset")
-    run.add_argument("--pool-imbalance", type=float, default=None, help="long-tailed pool with ratio rho = n_max/n_min")
+    run.add_argument(
+        "--probe-datasets", default="", help="comma list of target datasets for --evals probe"
+    )
+    run.add_argument(
+        "--pool-ood-dataset", default=None, help="dataset whose samples contaminate the pool"
+    )
+    run.add_argument(
+        "--pool-ood-fraction",
+        type=float,
+        default=0.0,
+        help="share of the pool drawn from --pool-ood-dataset",
+    )
+    run.add_argument(
+        "--pool-imbalance",
+        type=float,
+        default=None,
+        help="long-tailed pool with ratio rho = n_max/n_min",
+    )
     run.add_argument("--device", default="auto", help="auto (GPU when present), cpu or cuda")
     run.add_argument("--out", required=True, help="run directory (created; resumed when it exists)")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -94,11 +142,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Runs the default grid with the local executor and writes report.md with learning curves.",
     )
     demo.add_argument("--out", default="runs/demo", help="output directory")
-    demo.add_argument("--workers", type=int, default=None, help="parallel runs (default: number of cores)")
+    demo.add_argument(
+        "--workers", type=int, default=None, help="parallel runs (default: number of cores)"
+    )
     demo.add_argument("--quiet", action="store_true")
     demo.set_defaults(func=_demo)
 
-    ds = sub.add_parser("datasets", help="list datasets, whether they are available here, and how to get them")
+    ds = sub.add_parser(
+        "datasets", help="list datasets, whether they are available here, and how to get them"
+    )
     ds.set_defaults(func=_datasets)
 
     st = sub.add_parser("strategies", help="list acquisition strategies and the signals each needs")

@@ -76,19 +76,29 @@ class ExperimentConfig:
         if unknown:
             raise NcalError(f"unknown evaluation(s) {unknown} in `evals`; known: {list(EVALS)}")
         if not 0.0 <= float(self.pool_ood_fraction) < 1.0:
-            raise NcalError(f"`pool_ood_fraction` must lie in [0, 1); got {self.pool_ood_fraction!r}")
+            raise NcalError(
+                f"`pool_ood_fraction` must lie in [0, 1); got {self.pool_ood_fraction!r}"
+            )
         if self.pool_ood_fraction and not self.pool_ood_dataset:
-            raise NcalError("`pool_ood_fraction` > 0 needs `pool_ood_dataset` (where OOD samples come from)")
+            raise NcalError(
+                "`pool_ood_fraction` > 0 needs `pool_ood_dataset` (where OOD samples come from)"
+            )
         if self.pool_imbalance is not None and float(self.pool_imbalance) < 1:
-            raise NcalError(f"`pool_imbalance` (rho = n_max / n_min) must be >= 1; got {self.pool_imbalance!r}")
+            raise NcalError(
+                f"`pool_imbalance` (rho = n_max / n_min) must be >= 1; got {self.pool_imbalance!r}"
+            )
         if self.dropout is not None and not 0.0 <= float(self.dropout) < 1.0:
             raise NcalError(f"`dropout` must lie in [0, 1); got {self.dropout!r}")
         if "ood" in self.evals and not self.ood_dataset:
             raise NcalError("evaluation `ood` needs `ood_dataset` (e.g. mnist5k for fashion_mnist)")
         if "probe" in self.evals and not self.probe_datasets:
-            raise NcalError("evaluation `probe` needs `probe_datasets` (target datasets for the linear probe)")
+            raise NcalError(
+                "evaluation `probe` needs `probe_datasets` (target datasets for the linear probe)"
+            )
         if not 0.0 < float(self.gcd_known_fraction) < 1.0:
-            raise NcalError(f"`gcd_known_fraction` must lie in (0, 1); got {self.gcd_known_fraction!r}")
+            raise NcalError(
+                f"`gcd_known_fraction` must lie in (0, 1); got {self.gcd_known_fraction!r}"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -15,7 +15,11 @@ from .problem import Problem
 
 def _head(model) -> tuple[np.ndarray, np.ndarray]:
     w = model.head.weight.detach().cpu().double().numpy()
-    b = model.head.bias.detach().cpu().double().numpy() if model.head.bias is not None else np.zeros(len(w))
+    b = (
+        model.head.bias.detach().cpu().double().numpy()
+        if model.head.bias is not None
+        else np.zeros(len(w))
+    )
     return w, b
 
 
@@ -46,8 +50,12 @@ def round_evaluations(
     test_logits, test_feats = out.extra["test"]
     result: dict[str, Any] = {}
     result["nc"] = _safe(lambda: nc_metrics(feats_l, lab_y, W, b, num_classes=C))
-    result["nc_clean"] = _safe(lambda: nc_metrics(feats_l, problem.y_pool[lab_idx], W, b, num_classes=C))
-    result["geometry_test"] = _safe(lambda: inter_class_distances(test_feats, problem.y_test, num_classes=C))
+    result["nc_clean"] = _safe(
+        lambda: nc_metrics(feats_l, problem.y_pool[lab_idx], W, b, num_classes=C)
+    )
+    result["geometry_test"] = _safe(
+        lambda: inter_class_distances(test_feats, problem.y_test, num_classes=C)
+    )
     result["nc_test"] = _safe(lambda: nc_metrics(test_feats, problem.y_test, W, b, num_classes=C))
     ev: dict[str, Any] = {}
     if "ood" in config.evals:
@@ -122,7 +130,9 @@ def _gcd(config, problem, out, unlabeled, lab_y, seed) -> dict[str, Any]:
     (our reading of ALGORITHMS.md §4.3, stated in the report)."""
     from ..evaluation import evaluate_gcd, split_known_novel
 
-    old = np.asarray(split_known_novel(problem.num_classes, config.gcd_known_fraction, seed=config.data_seed))
+    old = np.asarray(
+        split_known_novel(problem.num_classes, config.gcd_known_fraction, seed=config.data_seed)
+    )
     keep = np.isin(lab_y, old)
     in_dist = ~problem.is_ood[unlabeled]  # rows of out.features_pool follow `unlabeled`
     res = evaluate_gcd(

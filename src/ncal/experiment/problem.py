@@ -20,7 +20,9 @@ from .seeds import derive_seed
 class Problem:
     x_pool: np.ndarray
     y_pool: np.ndarray  # clean labels: evaluation only
-    is_ood: np.ndarray  # pool samples from another dataset (the oracle answers "not in the label set")
+    is_ood: (
+        np.ndarray
+    )  # pool samples from another dataset (the oracle answers "not in the label set")
     x_test: np.ndarray
     y_test: np.ndarray
     num_classes: int
@@ -52,7 +54,9 @@ def build_problem(config: ExperimentConfig) -> Problem:
     num_classes = len(ds.class_names)
     info: dict[str, Any] = {"dataset": ds.name, "num_classes": num_classes}
 
-    keep = _subsample(ds.y_train, config.pool_size, derive_seed(config.data_seed, "pool"), "pool_size")
+    keep = _subsample(
+        ds.y_train, config.pool_size, derive_seed(config.data_seed, "pool"), "pool_size"
+    )
     x_pool, y_pool = ds.x_train[keep], ds.y_train[keep]
     if config.pool_imbalance is not None and config.pool_imbalance > 1:
         lt = long_tail_indices(y_pool, float(config.pool_imbalance), seed=config.data_seed)
@@ -67,11 +71,17 @@ def build_problem(config: ExperimentConfig) -> Problem:
                 f"but the pool's are {x_pool.shape[1:]}"
             )
         x_pool, y_pool, is_ood = contaminate_pool(
-            x_pool, y_pool, ood.x_train, config.pool_ood_fraction, seed=derive_seed(config.data_seed, "ood")
+            x_pool,
+            y_pool,
+            ood.x_train,
+            config.pool_ood_fraction,
+            seed=derive_seed(config.data_seed, "ood"),
         )
         info["pool_ood"] = int(is_ood.sum())
 
-    tkeep = _subsample(ds.y_test, config.test_size, derive_seed(config.data_seed, "test"), "test_size")
+    tkeep = _subsample(
+        ds.y_test, config.test_size, derive_seed(config.data_seed, "test"), "test_size"
+    )
     oracle = make_oracle(
         config.noise,
         np.where(is_ood, 0, y_pool),

@@ -128,11 +128,18 @@ def run_experiment(
     if not quiet:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=len(sched), initial=len(done), desc=f"{config.strategy} seed {config.seed}", unit="round")
+        bar = tqdm(
+            total=len(sched),
+            initial=len(done),
+            desc=f"{config.strategy} seed {config.seed}",
+            unit="round",
+        )
     rows = list(done)
     for r in range(len(done), len(sched)):
         if len(labeled) != sched[r]:
-            raise NcalError(f"round {r}: {len(labeled)} labels but the schedule says {sched[r]} (corrupt run?)")
+            raise NcalError(
+                f"round {r}: {len(labeled)} labels but the schedule says {sched[r]} (corrupt run?)"
+            )
         train_mask = given >= 0
         lab_idx, lab_y = labeled[train_mask], given[train_mask]
         unlabeled = np.setdiff1d(np.arange(n_pool), labeled, assume_unique=False)
@@ -155,16 +162,24 @@ def run_experiment(
             need_ff="ff_counts" in strategy.required_signals(),
             progress=not quiet,
         )
-        test_logits, test_feats = out.extra["test"]
+        test_logits = out.extra["test"][0]
         test_acc = float(np.mean(np.argmax(test_logits, axis=1) == problem.y_test))
         evaluation = round_evaluations(
-            config, problem, model, out, lab_idx, lab_y, unlabeled, seed=derive_seed(config.seed, "eval", r))
+            config,
+            problem,
+            model,
+            out,
+            lab_idx,
+            lab_y,
+            unlabeled,
+            seed=derive_seed(config.seed, "eval", r),
+        )
 
         row: dict[str, Any] = {
             "round": r,
             "strategy": config.strategy,
             "seed": config.seed,
-            "n_labeled": int(len(labeled)),
+            "n_labeled": len(labeled),
             "n_labeled_in_label_set": int(train_mask.sum()),
             "budget_fraction": len(labeled) / n_pool,
             "test_accuracy": test_acc,
@@ -181,7 +196,9 @@ def run_experiment(
             k = sched[r + 1] - sched[r]
             t0 = time.perf_counter()
             sel = strategy.select(
-                out.signals(lab_y, problem.num_classes), k, rng_for(config.seed, "select", r, strategy.name)
+                out.signals(lab_y, problem.num_classes),
+                k,
+                rng_for(config.seed, "select", r, strategy.name),
             )
             row["select_seconds"] = time.perf_counter() - t0
             new = unlabeled[sel.indices]
@@ -194,8 +211,14 @@ def run_experiment(
             labeled = np.concatenate([labeled, new])
             given = np.concatenate([given, new_given])
         else:
-            row.update(selected=[], selected_scores=[], selected_labels=[], select_seconds=0.0,
-                       noise_rate_batch=None, query_ood=0)
+            row.update(
+                selected=[],
+                selected_scores=[],
+                selected_labels=[],
+                select_seconds=0.0,
+                noise_rate_batch=None,
+                query_ood=0,
+            )
         store.append_round(row)
         rows.append(row)
         if bar is not None:

@@ -71,10 +71,14 @@ class RunStore:
         try:
             return json.loads(self.config_path.read_text())
         except json.JSONDecodeError as exc:
-            raise CorruptRunError(f"{self.config_path} is not valid JSON ({exc}); remove the run directory") from exc
+            raise CorruptRunError(
+                f"{self.config_path} is not valid JSON ({exc}); remove the run directory"
+            ) from exc
 
     def write_config(self, config: dict) -> None:
-        atomic_write_text(self.config_path, json.dumps(_jsonable(config), indent=2, sort_keys=True) + "\n")
+        atomic_write_text(
+            self.config_path, json.dumps(_jsonable(config), indent=2, sort_keys=True) + "\n"
+        )
 
     def read_rounds(self) -> list[dict]:
         if not self.rounds_path.exists():
@@ -105,7 +109,9 @@ class RunStore:
         atomic_write_text(self.rounds_path, old + dumps(row) + "\n")
 
     def write_summary(self, summary: dict) -> None:
-        atomic_write_text(self.summary_path, json.dumps(_jsonable(summary), indent=2, sort_keys=True) + "\n")
+        atomic_write_text(
+            self.summary_path, json.dumps(_jsonable(summary), indent=2, sort_keys=True) + "\n"
+        )
 
     def read_summary(self) -> dict | None:
         if not self.summary_path.exists():

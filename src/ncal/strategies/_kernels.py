@@ -1,8 +1,8 @@
 """Blocked distance and greedy kernels shared by the diversity-based strategies.
 
 Everything here works on torch tensors so that one code path runs on the CPU and on CUDA (``device``
-parameter of the strategies). Pool-sized arrays are only ever processed in row blocks: no kernel forms
-an N×N matrix. Distances are computed in float64 from inputs that may be stored in float32
+parameter of the strategies). Pool-sized arrays are only ever processed in row blocks: no kernel
+forms an N×N matrix. Distances are computed in float64 from inputs that may be stored in float32
 (ALGORITHMS.md §0.2–0.3): squared distances ``a + b - 2<x, y>`` are clamped at 0.
 
 Kernels
@@ -74,7 +74,7 @@ def to_numpy(t: torch.Tensor) -> np.ndarray:
 
 
 def matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """``a @ b``; on the CPU through numpy's BLAS, which is markedly faster in float64 on AMD cores."""
+    """``a @ b``; on the CPU through numpy's BLAS (markedly faster in float64 on AMD cores)."""
     if a.device.type == "cpu":
         return torch.from_numpy(np.matmul(a.numpy(), b.numpy()))
     return a @ b
@@ -220,13 +220,13 @@ def kcenter_greedy(
     Notes
     -----
     The textbook greedy updates all ``n`` distances after every pick (one memory-bound pass over the
-    pool per pick). Here new centers are kept *pending* and applied to the whole pool in batches of up
-    to ``max_pending`` (one compute-bound matrix product). Between batches the exact argmax is still
-    found: distances only decrease, so the stored (stale) value is an upper bound; the ``candidates``
-    points with the largest stale values are evaluated exactly against the pending centers, and the
-    best of them is accepted only when it beats the largest stale value outside the candidate set.
-    Otherwise the pending centers are applied and the plain argmax is taken. The result is the same
-    pick sequence as the textbook algorithm, up to float rounding of exact ties.
+    pool per pick). Here new centers are kept *pending* and applied to the whole pool in batches of
+    up to ``max_pending`` (one compute-bound matrix product). Between batches the exact argmax is
+    still found: distances only decrease, so the stored (stale) value is an upper bound; the
+    ``candidates`` points with the largest stale values are evaluated exactly against the pending
+    centers, and the best of them is accepted only when it beats the largest stale value outside the
+    candidate set. Otherwise the pending centers are applied and the plain argmax is taken. The
+    result is the same pick sequence as the textbook algorithm, up to float rounding of exact ties.
     """
     n = space.n
     dev = space.u.device
@@ -522,7 +522,7 @@ def check_float(
     high_open: bool = False,
     allow_none: bool = False,
 ) -> float | None:
-    """Raise unless ``value`` is a finite real number in the given interval (or None when allowed)."""
+    """Raise unless ``value`` is a finite number in the given interval (or None when allowed)."""
     if value is None and allow_none:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):

@@ -42,8 +42,8 @@ class Badge(Strategy):
 
     Notes
     -----
-    ``Selection.scores`` holds ``D`` (the embedding distance to the nearest chosen center) of each pick
-    when it was drawn; the first pick's score is its embedding norm.
+    ``Selection.scores`` holds ``D`` (the embedding distance to the nearest chosen center) of each
+    pick when it was drawn; the first pick's score is its embedding norm.
     """
 
     name = "badge"

@@ -2,23 +2,24 @@
 
 Per-sample last-layer Fisher ``I(x) = V_xᵀV_x`` with ``V_x`` (C × C·d) whose row c is
 ``√p_c (e_c - p) ⊗ h``. BAIT minimises ``tr((λI + N_L/(N_L+k)·F_L + k/(N_L+k)·Σ_{x∈S} I(x))⁻¹ F)``
-(``F`` = mean Fisher over L ∪ U, ``F_L`` over L; the weight ``k/(N_L+k)`` on every selected term is kept
-as in the reference code) by forward greedy over ``2k`` picks and backward pruning to ``k``, with
-rank-C Woodbury updates of ``A⁻¹`` (float64).
+(``F`` = mean Fisher over L ∪ U, ``F_L`` over L; the weight ``k/(N_L+k)`` on every selected term is
+kept as in the reference code) by forward greedy over ``2k`` picks and backward pruning to ``k``,
+with rank-C Woodbury updates of ``A⁻¹`` (float64).
 
-Never materialised: ``V_x = B_x ⊗ h_xᵀ`` with ``B_x = diag(√p)(I - 1pᵀ)`` (C × C), so every projection
-``V_x M V_xᵀ`` of a (C·d)² matrix is ``B_x [(I⊗h_xᵀ) M (I⊗h_x)] B_xᵀ``. For every candidate the two
-C × C matrices ``K1 = V_x A⁻¹FA⁻¹ V_xᵀ`` and ``K2 = V_x A⁻¹ V_xᵀ`` are kept and updated after every pick
-(low-rank updates), so a step costs O(M·(C²d' + C³) + D²C) with D = C·d'.
+Never materialised: ``V_x = B_x ⊗ h_xᵀ`` with ``B_x = diag(√p)(I - 1pᵀ)`` (C × C), so every
+projection ``V_x M V_xᵀ`` of a (C·d)² matrix is ``B_x [(I⊗h_xᵀ) M (I⊗h_x)] B_xᵀ``. For every
+candidate the two C × C matrices ``K1 = V_x A⁻¹FA⁻¹ V_xᵀ`` and ``K2 = V_x A⁻¹ V_xᵀ`` are kept and
+updated after every pick (low-rank updates), so a step costs O(M·(C²d' + C³) + D²C) with D = C·d'.
 
 Two documented approximations make it run at C = 100 (both recorded in ``params()``):
 
 * ``pca_dim`` (default 32): features are projected on the top ``pca_dim`` eigenvectors of the
   uncentred second-moment matrix of L ∪ U (the directions that carry most of ``h hᵀ``);
   the objective is invariant to the basis chosen inside that subspace. ``None`` keeps all d.
-* ``max_candidates`` (default 1000) with ``prefilter``: only M = max(max_candidates, 2k) pool samples
-  are candidates, chosen by ``fisher_trace`` (``tr I(x) = (1 - ||p||²)·||h||²``, default), ``entropy``,
-  ``margin`` or ``random`` (from ``rng``). ``None`` keeps the whole pool.
+* ``max_candidates`` (default 1000) with ``prefilter``: only M = max(max_candidates, 2k) pool
+samples
+  are candidates, chosen by ``fisher_trace`` (``tr I(x) = (1 - ||p||²)·||h||²``, default),
+  ``entropy``, ``margin`` or ``random`` (from ``rng``). ``None`` keeps the whole pool.
 
 References
 ----------
@@ -43,7 +44,7 @@ PREFILTERS = ("fisher_trace", "entropy", "margin", "random")
 
 
 def mean_fisher(probs: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
-    """(D, D) mean of ``(diag(p) - ppᵀ) ⊗ hhᵀ`` over the rows, D = C·d (index ``c·d + i``), blocked."""
+    """(D, D) mean of ``(diag(p) - ppᵀ) ⊗ hhᵀ`` over the rows; D = C·d, index ``c·d + i``."""
     n, c = probs.shape
     d = h.shape[1]
     dim = c * d
@@ -86,8 +87,8 @@ def top_classes(probs: torch.Tensor, rank: int | None) -> torch.Tensor:
 
 
 class BaitState:
-    """``A⁻¹``, ``G = A⁻¹FA⁻¹`` and the per-candidate ``K1 = VGVᵀ``, ``K2 = VA⁻¹Vᵀ``, kept exact under
-    low-rank Woodbury updates as candidates are added to / removed from ``A``.
+    """``A⁻¹``, ``G = A⁻¹FA⁻¹`` and the per-candidate ``K1 = VGVᵀ``, ``K2 = VA⁻¹Vᵀ``, kept exact
+    under low-rank Woodbury updates as candidates are added to / removed from ``A``.
 
     A candidate's factor is ``V = B ⊗ hᵀ`` with ``B = scale·diag(√p_R)(E_R - 1pᵀ)`` (rows R: all
     classes, or the top ``rank``); ``B`` is applied through its structure, O(C) per column.
@@ -166,11 +167,11 @@ class BaitState:
         return sign * (inv * self.k1).sum((1, 2))
 
     def update(self, j: int, sign: float) -> None:
-        """Add (``sign=+1``) or remove (``sign=-1``) candidate ``j``'s Fisher ``V_jᵀV_j`` from ``A``.
+        """Add (``sign=+1``) or remove (``sign=-1``) candidate ``j``'s ``V_jᵀV_j`` from ``A``.
 
         With ``U = A⁻¹V_jᵀ``, ``R = GV_jᵀ``, ``S = (sign·I + V_jA⁻¹V_jᵀ)⁻¹``:
-        ``A⁻¹ -= USUᵀ`` and ``G -= USRᵀ + RSUᵀ - US(V_jGV_jᵀ)SUᵀ``; every candidate's ``K2`` and ``K1``
-        follow by projecting these updates with its own ``V``.
+        ``A⁻¹ -= USUᵀ`` and ``G -= USRᵀ + RSUᵀ - US(V_jGV_jᵀ)SUᵀ``; every candidate's ``K2`` and
+        ``K1`` follow by projecting these updates with its own ``V``.
         """
         eye = torch.eye(self.r, dtype=torch.float64, device=self.h.device)
         u = self._apply(self.a_inv, j)  # A⁻¹Vᵀ  (D, r)
@@ -201,7 +202,7 @@ class BaitState:
 
 
 def pca_basis(h_all: list[torch.Tensor], dim: int | None) -> torch.Tensor | None:
-    """Top ``dim`` eigenvectors of the uncentred second moment of the stacked rows (None: no PCA)."""
+    """Top ``dim`` eigenvectors of the uncentred second moment of the rows (None: no PCA)."""
     d = h_all[0].shape[1]
     if dim is None or dim >= d:
         return None
@@ -240,8 +241,8 @@ class Bait(Strategy):
     Notes
     -----
     ``Selection.scores`` holds each kept pick's forward-greedy objective decrease
-    ``tr(K1 (I + K2)⁻¹)`` at the time it was added. ``info`` records the effective feature dimension,
-    the number of candidates and the picks removed by pruning.
+    ``tr(K1 (I + K2)⁻¹)`` at the time it was added. ``info`` records the effective feature
+    dimension, the number of candidates and the picks removed by pruning.
     """
 
     name = "bait"

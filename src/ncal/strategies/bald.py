@@ -1,10 +1,11 @@
 """BALD with MC dropout: mutual information between the label and the weights (ALGORITHMS.md §1.3).
 
-``BALD(x) = H(p̄(x)) - (1/T) Σ_t H(p_t(x))`` with ``p̄ = (1/T) Σ_t p_t`` over ``T`` stochastic forward
-passes; entropies in nats with ``0 log 0 = 0`` (``scipy.special.xlogy``). The training layer runs the
-passes (only dropout modules in train mode, never BatchNorm); this module only consumes them, either as
-one ``(T, N, C)`` array (``Signals.mc_probs_pool``) or streamed, one ``(N, C)`` pass at a time, through
-:class:`BaldAccumulator` / :func:`bald_scores` (memory O(N·C) instead of O(T·N·C)).
+``BALD(x) = H(p̄(x)) - (1/T) Σ_t H(p_t(x))`` with ``p̄ = (1/T) Σ_t p_t`` over ``T`` stochastic
+forward passes; entropies in nats with ``0 log 0 = 0`` (``scipy.special.xlogy``). The training layer
+runs the passes (only dropout modules in train mode, never BatchNorm); this module only consumes
+them, either as one ``(T, N, C)`` array (``Signals.mc_probs_pool``) or streamed, one ``(N, C)`` pass
+at a time, through :class:`BaldAccumulator` / :func:`bald_scores` (memory O(N·C) instead of
+O(T·N·C)).
 
 References
 ----------

@@ -159,7 +159,9 @@ class Strategy:
     def select(self, signals: Signals, k: int, rng: np.random.Generator | None = None) -> Selection:
         """Pick ``k`` distinct pool indices (all of them when ``k`` >= pool size)."""
         if not isinstance(signals, Signals):
-            raise TypeError(f"`signals` must be a ncal.strategies.Signals; got {type(signals).__name__}")
+            raise TypeError(
+                f"`signals` must be a ncal.strategies.Signals; got {type(signals).__name__}"
+            )
         k = check_k(k)
         if rng is None:
             if self.stochastic:
@@ -170,7 +172,9 @@ class Strategy:
         self.check_signals(signals)
         n = signals.n_pool
         if signals.labels_labeled is not None and signals.num_classes is not None:
-            as_label_vector(signals.labels_labeled, "labels_labeled", num_classes=signals.num_classes)
+            as_label_vector(
+                signals.labels_labeled, "labels_labeled", num_classes=signals.num_classes
+            )
         if n == 0 or k == 0:
             return Selection(np.zeros(0, dtype=np.int64), np.zeros(0))
         k = min(k, n)

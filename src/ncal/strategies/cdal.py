@@ -4,10 +4,10 @@ For classification each image is one region, and the pairwise contextual diversi
 symmetric KL divergence between softmax vectors,
 ``d(p, q) = ½KL(p||q) + ½KL(q||p) = ½ Σ_c (p_c - q_c)(log p_c - log q_c)``.
 The selection (CDAL-CS) is the k-center greedy of CoreSet with this divergence, initialised from the
-labeled set's softmax vectors. Pool log-probabilities come from ``logits_pool`` when present (never the
-log of a saturated softmax); the labeled set's come from ``probs_labeled`` (zeros clipped to 1e-300).
-The random first pick of the reference ``CDAL_CS.py`` when a labeled set exists is a bug and is not
-replicated; the first pick is random only when the labeled set is empty.
+labeled set's softmax vectors. Pool log-probabilities come from ``logits_pool`` when present (never
+the log of a saturated softmax); the labeled set's come from ``probs_labeled`` (zeros clipped to
+1e-300). The random first pick of the reference ``CDAL_CS.py`` when a labeled set exists is a bug
+and is not replicated; the first pick is random only when the labeled set is empty.
 
 References
 ----------
@@ -25,6 +25,8 @@ from .base import Selection, Signals, Strategy
 
 def _log_probs_labeled(signals: Signals, num_classes: int) -> np.ndarray:
     pl = np.asarray(signals.probs_labeled)
+    if pl.size == 0:
+        return np.zeros((0, num_classes))
     if pl.ndim != 2 or (pl.shape[0] and pl.shape[1] != num_classes):
         raise ValueError(
             f"`probs_labeled` must be a 2-D array with {num_classes} columns like the pool "

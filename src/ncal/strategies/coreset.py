@@ -2,12 +2,13 @@
 
 The centers start as the labeled set; each pick is the pool point farthest (Euclidean) from every
 center so far, ties to the smaller pool index. Only when the labeled set is empty is the first pick
-random (from the strategy's ``rng``). Distances are float64; the pool is processed in blocks (never an
-N×N matrix) with lazily batched center updates (:func:`ncal.strategies._kernels.kcenter_greedy`).
+random (from the strategy's ``rng``). Distances are float64; the pool is processed in blocks (never
+an N×N matrix) with lazily batched center updates (:func:`ncal.strategies._kernels.kcenter_greedy`).
 
 References
 ----------
-Sener & Savarese, "Active learning for convolutional neural networks: a core-set approach", ICLR 2018.
+Sener & Savarese, "Active learning for convolutional neural networks: a core-set approach", ICLR
+2018.
 """
 
 from __future__ import annotations
@@ -27,14 +28,14 @@ def check_feature_pair(signals: Signals) -> tuple[np.ndarray, np.ndarray]:
         signals.features_pool, "features_pool", dtype=_float_dtype(signals.features_pool)
     )
     fl = np.asarray(signals.features_labeled)
-    if fl.ndim != 2 or (fl.shape[0] and fl.shape[1] != fp.shape[1]):
+    if fl.size == 0:  # an empty labeled set, whatever its shape
+        return fp, np.zeros((0, fp.shape[1]), dtype=fp.dtype)
+    if fl.ndim != 2 or fl.shape[1] != fp.shape[1]:
         raise ValueError(
             f"`features_labeled` must be a 2-D array with {fp.shape[1]} columns like "
             f"`features_pool`; got shape {fl.shape}"
         )
-    if fl.shape[0]:
-        fl = as_float_matrix(fl, "features_labeled", dtype=_float_dtype(fl))
-    return fp, fl.reshape(fl.shape[0], fp.shape[1])
+    return fp, as_float_matrix(fl, "features_labeled", dtype=_float_dtype(fl))
 
 
 def _float_dtype(x: Any) -> type:
@@ -50,8 +51,8 @@ class CoreSet(Strategy):
     device : str
         ``"cpu"`` (default), ``"cuda"``, ``"cuda:i"`` or ``"auto"``.
     candidates : int
-        Size of the exactly evaluated candidate set between batched updates (speed only; the picks do
-        not depend on it).
+        Size of the exactly evaluated candidate set between batched updates (speed only; the picks
+        do not depend on it).
     max_pending : int
         Picks applied to the whole pool together in one matrix product (speed only).
 

@@ -1,9 +1,10 @@
 """Optional diversity post-processing for score-based strategies (off unless asked for).
 
-``diverse`` takes the top ``top_m`` (default ``10·k``) pool samples of a base strategy (its canonical
-top-k order) and reduces them to ``k`` with
+``diverse`` takes the top ``top_m`` (default ``10·k``) pool samples of a base strategy (its
+canonical top-k order) and reduces them to ``k`` with
 
-* ``method="kcenter"``: k-center greedy on ``features_pool`` among the candidates, initialised from the
+* ``method="kcenter"``: k-center greedy on ``features_pool`` among the candidates, initialised from
+the
   labeled set's features when ``features_labeled`` is given (otherwise from the base's best-scored
   candidate); deterministic, ties to the better-ranked candidate;
 * ``method="kmeanspp"``: k-means++ seeding on the candidates' features, first center the base's
@@ -16,8 +17,8 @@ recorded by ``params()``.
 References
 ----------
 Sener & Savarese, ICLR 2018 (k-center greedy); Arthur & Vassilvitskii, SODA 2007 (k-means++). The
-"top-m by uncertainty, then diversify" scheme is the usual "ranked batch / filtered diversity" recipe,
-e.g. Zhdanov, "Diverse mini-batch active learning", arXiv:1901.05954, 2019.
+"top-m by uncertainty, then diversify" scheme is the usual "ranked batch / filtered diversity"
+recipe, e.g. Zhdanov, "Diverse mini-batch active learning", arXiv:1901.05954, 2019.
 """
 
 from __future__ import annotations

@@ -108,13 +108,17 @@ class NCALR(_CmapMixin, Strategy):
         self._init_cmap(direction, centering, mu_G, pair, empty_class, expected, block_size)
         w = tuple(float(x) for x in weights)
         if len(w) != 2 or not all(np.isfinite(x) and x >= 0 for x in w) or sum(w) == 0:
-            raise ValueError(f"`weights` must be two non-negative numbers, not both 0; got {weights!r}")
+            raise ValueError(
+                f"`weights` must be two non-negative numbers, not both 0; got {weights!r}"
+            )
         self.weights = w
 
     def _select(self, signals: Signals, k: int, rng: np.random.Generator) -> Selection:
         c = self._cmap(signals)
         finite = np.where(np.isfinite(c), c, 0.0)
-        scores = ncal_r_scores(finite, signals.ff_counts, direction=self.direction, weights=self.weights)
+        scores = ncal_r_scores(
+            finite, signals.ff_counts, direction=self.direction, weights=self.weights
+        )
         return scored_selection(_keep_policy_infinities(scores, c), k, cmap=c)
 
     def explain(self, signals: Signals) -> dict[str, Any]:
@@ -124,7 +128,9 @@ class NCALR(_CmapMixin, Strategy):
         return {
             "cmap": c,
             "ff": np.asarray(signals.ff_counts),
-            "score": ncal_r_scores(finite, signals.ff_counts, direction=self.direction, weights=self.weights),
+            "score": ncal_r_scores(
+                finite, signals.ff_counts, direction=self.direction, weights=self.weights
+            ),
         }
 
 

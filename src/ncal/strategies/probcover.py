@@ -1,17 +1,18 @@
 """ProbCover: greedy maximum coverage of δ-balls, for low budgets (ALGORITHMS.md §1.8).
 
-Graph on L ∪ U: ``x → y`` iff ``||x - y|| < δ`` (symmetric, self-loops included), built in row blocks
-and stored sparse (CSR, memory O(E)); never a dense N×N matrix. Points within δ of the labeled set are
-covered. Each pick is the pool point whose ball holds the most uncovered points (smallest index on
-ties); its ball becomes covered, and the out-degrees of all points adjacent to newly covered ones are
-decremented (incremental, O(E) over the whole selection). Once every point is covered the remaining
-picks are uniform over the unchosen pool (from ``rng``), as in the paper (the code would re-pick 0).
+Graph on L ∪ U: ``x → y`` iff ``||x - y|| < δ`` (symmetric, self-loops included), built in row
+blocks and stored sparse (CSR, memory O(E)); never a dense N×N matrix. Points within δ of the
+labeled set are covered. Each pick is the pool point whose ball holds the most uncovered points
+(smallest index on ties); its ball becomes covered, and the out-degrees of all points adjacent to
+newly covered ones are decremented (incremental, O(E) over the whole selection). Once every point is
+covered the remaining picks are uniform over the unchosen pool (from ``rng``), as in the paper (the
+code would re-pick 0).
 
 δ is ``delta`` when given; otherwise the largest radius whose *purity* is at least ``purity``
-(default α = 0.95): with k-means (K = C, ``random_state`` from ``rng``) cluster labels, a ball is pure
-when it holds no point of another cluster, i.e. when δ <= r(x), the distance from x to the nearest
-point of another cluster. The purity of δ is the fraction of points with r(x) >= δ, so δ is the
-⌈αN⌉-th largest r(x).
+(default α = 0.95): with k-means (K = C, ``random_state`` from ``rng``) cluster labels, a ball is
+pure when it holds no point of another cluster, i.e. when δ <= r(x), the distance from x to the
+nearest point of another cluster. The purity of δ is the fraction of points with r(x) >= δ, so δ is
+the ⌈αN⌉-th largest r(x).
 
 References
 ----------

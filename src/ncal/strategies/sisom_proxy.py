@@ -1,9 +1,9 @@
 """SISOM proxy: feature-space distance ratio to the labeled set (ALGORITHMS.md §1.9).
 
 **This is a stand-in, not the authors' algorithm.** SISOM / SISOMe (Schmidt, Schenk, Schwinn &
-Günnemann, "A unified approach towards active learning and out-of-distribution detection", TMLR 2025,
-arXiv:2405.11337) had no public code when this was written (github.com/TUM-DAML/SISOM holds only the
-OpenOOD base); replace this module by the official implementation when it is released.
+Günnemann, "A unified approach towards active learning and out-of-distribution detection", TMLR
+2025, arXiv:2405.11337) had no public code when this was written (github.com/TUM-DAML/SISOM holds
+only the OpenOOD base); replace this module by the official implementation when it is released.
 
 What is implemented (the verifiable part of the paper's description):
 
@@ -11,14 +11,14 @@ What is implemented (the verifiable part of the paper's description):
 * ``d_in(x)`` = distance to the nearest labeled sample whose (given) label equals the prediction
   ``ŷ(x)``, ``d_out(x)`` = distance to the nearest labeled sample with another label;
 * ``sisom``: score ``r(x) = d_in / (d_out + 1e-12)`` (high = query). If no labeled sample has label
-  ``ŷ(x)``, ``d_in = inf`` and ``r = inf`` (queried first, ties by index); if all labeled samples have
-  label ``ŷ(x)``, ``d_out = inf`` and ``r = 0``.
+  ``ŷ(x)``, ``d_in = inf`` and ``r = inf`` (queried first, ties by index); if all labeled samples
+  have label ``ŷ(x)``, ``d_out = inf`` and ``r = 0``.
 * ``sisome``: ``½[z(r) + z(E)]`` with the energy ``E(x) = -log Σ_c exp(z_c)`` (high = uncertain) and
   the pool z-score ``z``; infinite ratios are clipped to the largest finite ratio first.
 
-The gradient-weighted feature variant of the spec (``ζ = h ⊙ |∂ℓ/∂h|``) needs the classifier weights,
-which are not among the selection signals, and is not offered. Cost O(N·N_L·d), blocked; memory
-O(N·C + N_L·d).
+The gradient-weighted feature variant of the spec (``ζ = h ⊙ |∂ℓ/∂h|``) needs the classifier
+weights, which are not among the selection signals, and is not offered. Cost O(N·N_L·d), blocked;
+memory O(N·C + N_L·d).
 """
 
 from __future__ import annotations

@@ -2,12 +2,13 @@
 
 K = min(N_L + k, ``max_clusters``) k-means clusters of L ∪ U (``KMeans`` for K <= 50, else
 ``MiniBatchKMeans(batch_size=5000)``, ``random_state`` drawn from ``rng``). Clusters with at most
-``min_cluster_size`` points are dropped; the rest are ordered by (number of labeled points ascending,
-size descending, cluster id) and visited cyclically. In each visited cluster the pick is the unlabeled,
-not yet chosen point of largest typicality ``1 / (mean squared distance to its K_nn nearest
-neighbours + 1e-5)``, with ``K_nn = min(20, n // 2)`` among the cluster's remaining points (labeled and
-chosen points removed, as in the reference). Clusters with no point left are skipped; if every kept
-cluster is exhausted the remaining picks are uniform over the rest of the pool (from ``rng``).
+``min_cluster_size`` points are dropped; the rest are ordered by (number of labeled points
+ascending, size descending, cluster id) and visited cyclically. In each visited cluster the pick is
+the unlabeled, not yet chosen point of largest typicality ``1 / (mean squared distance to its K_nn
+nearest neighbours + 1e-5)``, with ``K_nn = min(20, n // 2)`` among the cluster's remaining points
+(labeled and chosen points removed, as in the reference). Clusters with no point left are skipped;
+if every kept cluster is exhausted the remaining picks are uniform over the rest of the pool (from
+``rng``).
 
 References
 ----------
@@ -70,7 +71,7 @@ class TypiClust(Strategy):
 
     def _select(self, signals: Signals, k: int, rng: np.random.Generator) -> Selection:
         fp, fl = check_feature_pair(signals)
-        n, n_lab = fp.shape[0], fl.shape[0]
+        n_lab = fl.shape[0]
         x = np.concatenate([fl, fp]).astype(np.float32, copy=False)
         n_clusters = min(n_lab + k, self.max_clusters, x.shape[0])
         labels = kmeans_labels(x, n_clusters, int(rng.integers(2**31 - 1)))
