@@ -237,3 +237,14 @@ def test_torch_only_code_path_gives_the_same_picks(monkeypatch: pytest.MonkeyPat
     for name, params in cases:
         after = S.get(name, **params).select(sig, 12, np.random.default_rng(0)).indices
         assert after.tolist() == before[name].tolist(), name
+
+
+def test_csr_row_count_chunks() -> None:
+    rng = np.random.default_rng(0)
+    lens = rng.integers(0, 7, 40)
+    indptr = np.concatenate([[0], np.cumsum(lens)])
+    indices = rng.integers(0, 25, indptr[-1]).astype(np.int32)
+    rows = rng.choice(40, 15, replace=False)
+    expect = np.bincount(K.csr_gather(indptr, indices, rows), minlength=25)
+    for chunk in (1, 3, 10, 1000):
+        np.testing.assert_array_equal(K.csr_row_count(indptr, indices, rows, 25, chunk=chunk), expect)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from ncal.errors import NcalError
@@ -144,3 +145,35 @@ def test_cli_run_and_errors(tmp_path, capsys) -> None:
     assert main(["run", "--dataset", "nope", "--out", str(tmp_path / "bad"), "--quiet"]) == 2
     err = capsys.readouterr().err
     assert "error:" in err and "Traceback" not in err
+
+
+def test_every_evaluation_recorded_per_round(tmp_path) -> None:
+    """OOD / shift / probe / GCD / long tail wired into the loop, on digits and an inverted-digits
+    OOD set written as an npz dataset."""
+    from ncal.data import load_dataset
+
+    d = load_dataset("digits")
+    inv = tmp_path / "inverted.npz"
+    np.savez(
+        inv, x_train=255 - d.x_train, y_train=d.y_train, x_test=255 - d.x_test, y_test=d.y_test
+    )
+    cfg = tiny(
+        rounds=1,
+        evals=["ood", "shift", "probe", "gcd", "longtail"],
+        ood_dataset=f"npz:{inv}",
+        probe_datasets=[f"npz:{inv}"],
+    )
+    rows = run_experiment(cfg, tmp_path / "ev", quiet=True)
+    for r in rows:
+        ev = r["eval"]
+        for score in ("msp", "energy", "mahalanobis", "knn"):
+            assert 0.0 <= ev["ood"][score]["auroc"] <= 1.0
+            assert ev["ood"][score]["convention"] == "ID positive"
+        # inverted digits are far from the training distribution: feature-space detectors see it
+        assert ev["ood"]["mahalanobis"]["auroc"] > 0.8
+        assert {"gaussian_blur_1", "rotation_5", "mean"} <= set(ev["shift"])
+        assert 0.0 <= ev["probe"][f"npz:{inv}"]["test_accuracy"] <= 1.0
+        assert {"all", "old", "new"} <= set(ev["gcd"])
+        assert {"overall", "many", "medium", "few"} <= set(ev["longtail"])
+        assert 0.0 < ev["longtail"]["overall"] <= 1.0
+        assert "raw" in r["geometry_test"] and "nc1" in r["nc_clean"]

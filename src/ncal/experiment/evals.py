@@ -130,8 +130,8 @@ def _gcd(config, problem, out, unlabeled, lab_y, seed) -> dict[str, Any]:
     (our reading of ALGORITHMS.md §4.3, stated in the report)."""
     from ..evaluation import evaluate_gcd, split_known_novel
 
-    old = np.asarray(
-        split_known_novel(problem.num_classes, config.gcd_known_fraction, seed=config.data_seed)
+    old, _new = split_known_novel(
+        problem.num_classes, config.gcd_known_fraction, seed=config.data_seed
     )
     keep = np.isin(lab_y, old)
     in_dist = ~problem.is_ood[unlabeled]  # rows of out.features_pool follow `unlabeled`

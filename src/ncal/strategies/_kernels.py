@@ -483,6 +483,24 @@ def csr_gather(indptr: np.ndarray, indices: np.ndarray, rows: np.ndarray) -> np.
     return indices[np.arange(total) + offs]
 
 
+def csr_row_count(
+    indptr: np.ndarray, indices: np.ndarray, rows: np.ndarray, n: int, *, chunk: int = 1 << 22
+) -> np.ndarray:
+    """(n,) how often each column occurs in the given CSR rows; gathered in chunks of about
+    ``chunk`` entries, so memory stays O(n + chunk) however many edges the rows hold."""
+    out = np.zeros(n, dtype=np.int64)
+    if rows.size == 0:
+        return out
+    ends = np.cumsum(indptr[rows + 1] - indptr[rows])
+    start = 0
+    while start < rows.size:
+        base = ends[start - 1] if start else 0
+        stop = max(start + 1, int(np.searchsorted(ends, base + chunk, side="right")))
+        out += np.bincount(csr_gather(indptr, indices, rows[start:stop]), minlength=n)
+        start = stop
+    return out
+
+
 def knn_mean_sqdist(x: torch.Tensor, k: int) -> torch.Tensor:
     """(n,): mean squared distance of each row to its ``k`` nearest other rows (blocked)."""
     n = x.shape[0]

@@ -101,11 +101,11 @@ class ProbCover(Strategy):
         degree = np.diff(indptr).astype(np.int64)
 
         def cover(centers: np.ndarray) -> None:
-            ball = np.unique(K.csr_gather(indptr, indices, centers))
+            ball = np.flatnonzero(K.csr_row_count(indptr, indices, centers, x.shape[0]))
             new = ball[~covered[ball]]
             covered[new] = True
             # every y newly covered leaves the ball of each of its neighbours (symmetric graph)
-            degree[:] -= np.bincount(K.csr_gather(indptr, indices, new), minlength=x.shape[0])
+            degree[:] -= K.csr_row_count(indptr, indices, new, x.shape[0])
 
         if n_lab:
             cover(np.arange(n_lab))
