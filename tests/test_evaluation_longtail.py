@@ -2,53 +2,14 @@
 
 from __future__ import annotations
 
-import itertools
 import json
 
 import numpy as np
 import pytest
 
-from ncal.evaluation.longtail import long_tail_counts, long_tail_indices, shot_accuracy
+from ncal.evaluation.longtail import shot_accuracy
 
-
-def test_cifar10_lt_counts_rho_100():
-    counts = long_tail_counts(5000, 10, 100)
-    assert counts == [5000, 2997, 1796, 1077, 645, 387, 232, 139, 83, 50]
-    assert sum(counts) == 12_406
-
-
-@pytest.mark.parametrize(
-    ("n_max", "C", "rho", "total"),
-    [
-        (5000, 10, 50, 13_996),
-        (5000, 10, 10, 20_431),
-        (500, 100, 100, 10_847),
-        (500, 100, 50, 12_608),
-        (500, 100, 10, 19_573),
-    ],
-)
-def test_appendix_a_totals(n_max, C, rho, total):
-    counts = long_tail_counts(n_max, C, rho)
-    assert sum(counts) == total
-    assert counts[0] == n_max and counts[-1] == int(n_max / rho)
-    assert all(a >= b for a, b in itertools.pairwise(counts))
-
-
-def test_cifar100_lt_head_and_tail():
-    counts = long_tail_counts(500, 100, 100)
-    assert counts[:5] == [500, 477, 455, 434, 415] and counts[-5:] == [6, 5, 5, 5, 5]
-    # floor of the closed form, checked against exact rational-power arithmetic in float64
-    assert counts == [int(np.floor(500 * 100 ** (-c / 99) + 1e-9)) for c in range(100)]
-
-
-def test_long_tail_indices():
-    y = np.repeat(np.arange(5), 40)
-    idx = long_tail_indices(y, 10, seed=0)
-    assert np.bincount(y[idx]).tolist() == long_tail_counts(40, 5, 10)
-    np.testing.assert_array_equal(idx, long_tail_indices(y, 10, seed=0))
-    assert not np.array_equal(idx, long_tail_indices(y, 10, seed=1))
-    with pytest.raises(ValueError, match="quota"):
-        long_tail_indices(y, 10, n_max=50)
+# The long-tail profile itself (Appendix A counts) is tested in test_data_builders.py.
 
 
 def test_shot_accuracy_constructed_case():
