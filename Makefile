@@ -3,8 +3,9 @@ PYTHON ?= python3.11
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.ncal-installed
-# Tests run without network where the kernel lets us (root + unshare), so a download fails loudly.
-NONET  := $(shell unshare -n true 2>/dev/null && echo "unshare -n")
+# Tests run without network where the kernel lets us (root + unshare), so a download fails loudly;
+# only the loopback interface is brought up (the Ray executor test talks to a local Ray head).
+NONET  := $(shell unshare -n true 2>/dev/null && echo "unshare -n sh -c 'ip link set lo up 2>/dev/null; exec \"\$$@\"' --")
 
 .PHONY: setup demo test test-all lint format bench clean
 
@@ -12,7 +13,6 @@ setup: $(STAMP)
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
 	# torch first: the CPU build of 2.13.0 on this disk; otherwise pip resolves a multi-GB CUDA build.
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e '.[dev,ray]'

@@ -176,6 +176,24 @@ def test_badge_equals_naive_gradient_embedding_kmeanspp(seed: int) -> None:
     assert sel.indices[0] == int(np.argmax(np.linalg.norm(g, axis=1)))
 
 
+def test_badge_float32_features_give_the_same_picks() -> None:
+    """float32 features keep float32 dot products; on a small problem the picks do not change."""
+    rng = np.random.default_rng(11)
+    n, c, d = 300, 6, 16
+    h = rng.normal(size=(n, d)).astype(np.float32)
+    logits = h.astype(np.float64) @ rng.normal(size=(d, c))
+    a = S.get("badge").select(
+        S.Signals(features_pool=h, logits_pool=logits), 40, np.random.default_rng(1)
+    )
+    b = S.get("badge").select(
+        S.Signals(features_pool=h.astype(np.float64), logits_pool=logits),
+        40,
+        np.random.default_rng(1),
+    )
+    assert a.indices.tolist() == b.indices.tolist()
+    np.testing.assert_allclose(a.scores, b.scores, rtol=1e-5)
+
+
 def test_badge_is_stochastic_and_needs_rng() -> None:
     sig = make_signals()
     with pytest.raises(ValueError, match="rng"):

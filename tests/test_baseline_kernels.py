@@ -247,4 +247,6 @@ def test_csr_row_count_chunks() -> None:
     rows = rng.choice(40, 15, replace=False)
     expect = np.bincount(K.csr_gather(indptr, indices, rows), minlength=25)
     for chunk in (1, 3, 10, 1000):
-        np.testing.assert_array_equal(K.csr_row_count(indptr, indices, rows, 25, chunk=chunk), expect)
+        np.testing.assert_array_equal(
+            K.csr_row_count(indptr, indices, rows, 25, chunk=chunk), expect
+        )

@@ -23,6 +23,7 @@ import torch
 from .._validation import as_float_matrix, check_same_rows
 from . import _kernels as K
 from .base import Selection, Signals, Strategy
+from .coreset import _float_dtype
 
 
 def gradient_embedding_factors(probs: np.ndarray) -> np.ndarray:
@@ -54,7 +55,9 @@ class Badge(Strategy):
         self.device = K.check_device(device)
 
     def _select(self, signals: Signals, k: int, rng: np.random.Generator) -> Selection:
-        h = as_float_matrix(signals.features_pool, "features_pool")
+        h = as_float_matrix(
+            signals.features_pool, "features_pool", dtype=_float_dtype(signals.features_pool)
+        )
         probs = signals.probabilities()
         check_same_rows(h, probs, "features_pool", "probs_pool")
         dev = K.resolve_device(self.device)

@@ -97,9 +97,11 @@ class DiverseStrategy(Strategy):
         m = min(n, max(k, 10 * k if self.top_m is None else self.top_m))
         base_sel = self._base.select(signals, m, rng)
         cand = np.asarray(base_sel.indices, dtype=np.int64)
-        fp = as_float_matrix(signals.features_pool, "features_pool")
+        fp = np.asarray(signals.features_pool)
+        if fp.ndim != 2 or fp.shape[0] != n:
+            raise ValueError(f"`features_pool` must be a 2-D array with {n} rows; got {fp.shape}")
+        x = as_float_matrix(fp[cand], "features_pool")  # only the candidates' rows are needed
         dev = K.resolve_device(self.device)
-        x = fp[cand]
         if self.method == "kcenter":
             space = K.PairSpace.euclidean(x, dev)
             fl = signals.features_labeled

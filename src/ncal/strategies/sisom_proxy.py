@@ -35,12 +35,6 @@ from .selection import zscore
 VARIANTS = ("sisom", "sisome")
 
 
-def _normalise(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float64)
-    norm = np.linalg.norm(x, axis=1, keepdims=True)
-    return x / np.where(norm > 0, norm, 1.0)
-
-
 def distance_ratio(
     features_pool: np.ndarray,
     pred_pool: np.ndarray,
@@ -52,9 +46,14 @@ def distance_ratio(
 ) -> np.ndarray:
     """``d_in / (d_out + 1e-12)`` in normalised feature space (see module docstring)."""
     dev = K.resolve_device(device)
-    zp = K.as_tensor(_normalise(features_pool), dev)
-    zl = K.as_tensor(_normalise(features_labeled), dev)
-    cmin = K.to_numpy(K.class_min_sqdist(zp, zl, labels_labeled, num_classes))  # (N, C)
+    cmin = K.class_min_sqdist(
+        K.as_tensor(features_pool, dev),
+        K.as_tensor(features_labeled, dev),
+        labels_labeled,
+        num_classes,
+        unit=True,
+    )
+    cmin = K.to_numpy(cmin)  # (N, C) squared distances between normalised features
     rows = np.arange(cmin.shape[0])
     d_in = np.sqrt(cmin[rows, pred_pool])
     other = cmin.copy()
