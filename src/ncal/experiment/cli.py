@@ -131,6 +131,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="long-tailed pool with ratio rho = n_max/n_min",
     )
+    run.add_argument(
+        "--features",
+        choices=("raw", "pretrained"),
+        default="raw",
+        help="pretrained: frozen EfficientNet-Lite0 features (extra `pretrained`) + an MLP head",
+    )
     run.add_argument("--device", default="auto", help="auto (GPU when present), cpu or cuda")
     run.add_argument("--out", required=True, help="run directory (created; resumed when it exists)")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -180,6 +186,7 @@ def _config_from_args(args: argparse.Namespace):
         pool_ood_dataset=args.pool_ood_dataset,
         pool_ood_fraction=args.pool_ood_fraction,
         pool_imbalance=args.pool_imbalance,
+        features=args.features,
         device=args.device,
     )
 

@@ -38,6 +38,9 @@ class ExperimentConfig:
         Overrides of :class:`ncal.training.TrainConfig` fields.
     evals : list of str
         Extra per-round evaluations: ``ood``, ``shift``, ``probe``, ``gcd``, ``longtail``.
+    features : {"raw", "pretrained"}
+        ``pretrained``: replace images by frozen EfficientNet-Lite0 features (``pretrained`` extra,
+        cached on disk; images resized to ``feature_size``) and train an MLP head on them.
     """
 
     dataset: str = "mnist5k"
@@ -62,6 +65,8 @@ class ExperimentConfig:
     pool_ood_fraction: float = 0.0
     pool_imbalance: float | None = None
     gcd_known_fraction: float = 0.6
+    features: str = "raw"
+    feature_size: int = 32
     device: str = "auto"
     label: str | None = None
 
@@ -94,6 +99,14 @@ class ExperimentConfig:
         if "probe" in self.evals and not self.probe_datasets:
             raise NcalError(
                 "evaluation `probe` needs `probe_datasets` (target datasets for the linear probe)"
+            )
+        if self.features not in ("raw", "pretrained"):
+            raise NcalError(f"`features` must be 'raw' or 'pretrained'; got {self.features!r}")
+        image_evals = sorted({"ood", "shift", "probe"} & set(self.evals))
+        if self.features == "pretrained" and image_evals:
+            raise NcalError(
+                f"evaluations {image_evals} feed other images to the model and are not available "
+                "with `features: pretrained` yet; use raw inputs for them"
             )
         if not 0.0 < float(self.gcd_known_fraction) < 1.0:
             raise NcalError(

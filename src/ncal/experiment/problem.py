@@ -82,23 +82,38 @@ def build_problem(config: ExperimentConfig) -> Problem:
     tkeep = _subsample(
         ds.y_test, config.test_size, derive_seed(config.data_seed, "test"), "test_size"
     )
-    oracle = make_oracle(
+    oracle = make_oracle(  # the oracle sees the images (IDN and difficulty noise depend on them)
         config.noise,
         np.where(is_ood, 0, y_pool),
         num_classes=num_classes,
         seed=derive_seed(config.seed, "oracle"),
         x=x_pool,
     )
+    x_test, kind = ds.x_test[tkeep], ds.kind
+    if config.features == "pretrained":
+        if kind != "image":
+            raise NcalError("`features: pretrained` needs an image dataset")
+        from ..models.pretrained import extract_pretrained_features
+
+        size = config.feature_size
+        x_pool = extract_pretrained_features(
+            x_pool, dataset=f"{ds.name}-pool", split="train", size=size
+        )
+        x_test = extract_pretrained_features(
+            x_test, dataset=f"{ds.name}-test", split="test", size=size
+        )
+        kind = "features"
+        info["features"] = f"efficientnet-lite0, images resized to {size} px"
     info.update(pool_size=len(y_pool), test_size=len(tkeep), input_shape=list(x_pool.shape[1:]))
     return Problem(
         x_pool=x_pool,
         y_pool=y_pool,
         is_ood=is_ood,
-        x_test=ds.x_test[tkeep],
+        x_test=x_test,
         y_test=ds.y_test[tkeep],
         num_classes=num_classes,
         class_names=list(ds.class_names),
-        kind=ds.kind,
+        kind=kind,
         oracle=oracle,
         info=info,
     )
