@@ -76,7 +76,7 @@ def run_experiment(
 
     from .. import strategies
     from ..models import build_model
-    from ..training import train_round
+    from ..training import thread_limit, train_round
     from .evals import round_evaluations
 
     if not isinstance(config, ExperimentConfig):
@@ -195,11 +195,12 @@ def run_experiment(
         if r < len(sched) - 1:
             k = sched[r + 1] - sched[r]
             t0 = time.perf_counter()
-            sel = strategy.select(
-                out.signals(lab_y, problem.num_classes),
-                k,
-                rng_for(config.seed, "select", r, strategy.name),
-            )
+            with thread_limit(train_cfg.num_threads):  # selection kernels run in torch too
+                sel = strategy.select(
+                    out.signals(lab_y, problem.num_classes),
+                    k,
+                    rng_for(config.seed, "select", r, strategy.name),
+                )
             row["select_seconds"] = time.perf_counter() - t0
             new = unlabeled[sel.indices]
             new_given = query(problem, new, r + 1)

@@ -436,6 +436,7 @@ def class_min_sqdist(
 def nearest_other_label_sqdist(x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """(N,): squared distance from each row to the nearest row with a different label (blocked)."""
     n = x.shape[0]
+    x = to64(x)  # once, rather than once per block
     nx = sqnorms(x)
     out = torch.full((n,), torch.inf, dtype=torch.float64, device=x.device)
     cstep = min(n, 8192)
@@ -463,6 +464,7 @@ def radius_graph(
     indptr : (N+1,) int64; indices : (E,) int32 (column indices, sorted within each row)
     """
     n = x.shape[0]
+    x = to64(x)  # once, rather than once per block
     nx = sqnorms(x)
     rstep = rows_per_block(n)
     cols: list[np.ndarray] = []
@@ -483,7 +485,15 @@ def radius_graph(
         cols.append(to_numpy(nz[:, 1]).astype(np.int32))
     indptr = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(counts, out=indptr[1:])
-    return indptr, (np.concatenate(cols) if cols else np.zeros(0, dtype=np.int32))
+    # Move the blocks into one array, freeing each as it is copied: peak ~ one copy of the edges.
+    indices = np.empty(total, dtype=np.int32)
+    pos = 0
+    cols.reverse()
+    while cols:
+        blk = cols.pop()
+        indices[pos : pos + blk.size] = blk
+        pos += blk.size
+    return indptr, indices
 
 
 def csr_gather(indptr: np.ndarray, indices: np.ndarray, rows: np.ndarray) -> np.ndarray:
@@ -518,6 +528,7 @@ def csr_row_count(
 def knn_mean_sqdist(x: torch.Tensor, k: int) -> torch.Tensor:
     """(n,): mean squared distance of each row to its ``k`` nearest other rows (blocked)."""
     n = x.shape[0]
+    x = to64(x)
     nx = sqnorms(x)
     out = torch.empty(n, dtype=torch.float64, device=x.device)
     rstep = rows_per_block(n)

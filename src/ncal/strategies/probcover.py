@@ -53,7 +53,8 @@ class ProbCover(Strategy):
     purity : float
         Target purity α in (0, 1] used when ``delta`` is None.
     max_edges : int
-        Refuse to build a graph with more edges than this (memory guard; ~12 bytes per edge).
+        Refuse to build a graph with more edges than this (memory guard: the graph takes 4 bytes
+        per edge, up to about twice that while it is built).
     device : str
         Where the distance blocks are computed.
     """
