@@ -198,30 +198,9 @@ def cross_fitted_probs(
 
     Each sample is predicted by a model that did not see it, so its difficulty is not memorised.
     """
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import KFold, StratifiedKFold
+    from .._crossfit import out_of_fold_probabilities
 
-    n = y.size
-    counts = np.bincount(y, minlength=num_classes)
-    k = int(min(n_folds, n))
-    if k < 2:
-        raise ValueError("cross-fitting needs at least 2 samples")
-    present = counts[counts > 0]
-    splitter = (
-        StratifiedKFold(k, shuffle=True, random_state=seed)
-        if present.min() >= k
-        else KFold(k, shuffle=True, random_state=seed)
-    )
-    P = np.zeros((n, num_classes))
-    for tr, te in splitter.split(z, y):
-        classes = np.unique(y[tr])
-        if classes.size == 1:
-            P[te, classes[0]] = 1.0
-            continue
-        clf = LogisticRegression(C=C_reg, max_iter=300, tol=1e-3)
-        clf.fit(z[tr], y[tr])
-        P[np.ix_(te, clf.classes_)] = clf.predict_proba(z[te])
-    return P
+    return out_of_fold_probabilities(z, y, num_classes, folds=n_folds, seed=seed, C=C_reg, tol=1e-3)
 
 
 def _calibrate_eps1(delta_g: np.ndarray, target: float, eps0: float, eps_max: float) -> float:

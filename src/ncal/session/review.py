@@ -25,7 +25,6 @@ JAIR 70, 2021 (out-of-fold self-confidence).
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -92,34 +91,11 @@ def out_of_fold_probabilities(
     Folds are stratified when every present class has at least ``folds`` items, else plain shuffled
     folds (seeded). A class absent from a training fold gets probability 0 on its held-out fold.
     """
-    from sklearn.exceptions import ConvergenceWarning
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import KFold, StratifiedKFold
+    from .._crossfit import out_of_fold_probabilities as shared
 
     f = as_float_matrix(features, "features")
     y = as_label_vector(labels, "labels", num_classes=num_classes, length=f.shape[0])
-    n = f.shape[0]
-    k = int(min(folds, n))
-    if k < 2:
-        raise ValueError(f"out-of-fold scoring needs at least 2 labeled items; got {n}")
-    counts = np.bincount(y, minlength=num_classes)
-    if counts[counts > 0].min() >= k:
-        splitter = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
-        splits = splitter.split(f, y)
-    else:
-        splits = KFold(n_splits=k, shuffle=True, random_state=seed).split(f)
-    probs = np.zeros((n, num_classes))
-    for train, test in splits:
-        classes = np.unique(y[train])
-        if classes.size < 2:
-            probs[test, classes[0]] = 1.0
-            continue
-        model = LogisticRegression(C=C, max_iter=max_iter)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            model.fit(f[train], y[train])
-        probs[np.ix_(test, model.classes_)] = model.predict_proba(f[test])
-    return probs
+    return shared(f, y, num_classes, folds=folds, seed=seed, C=C, max_iter=max_iter)
 
 
 def annotator_disagreement(
