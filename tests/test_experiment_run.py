@@ -192,3 +192,25 @@ def test_pretrained_feature_path(tmp_path, monkeypatch) -> None:
     assert rows[-1]["test_accuracy"] > 0.25
     with pytest.raises(NcalError, match="pretrained"):
         tiny(features="pretrained", evals=["shift"])
+
+
+def test_ood_contaminated_pool_wastes_labels_and_counts_them(tmp_path) -> None:
+    from ncal.data import load_dataset
+
+    d = load_dataset("digits")
+    inv = tmp_path / "inverted.npz"
+    np.savez(
+        inv, x_train=255 - d.x_train, y_train=d.y_train, x_test=255 - d.x_test, y_test=d.y_test
+    )
+    cfg = tiny(strategy="random", pool_ood_dataset=f"npz:{inv}", pool_ood_fraction=0.3)
+    rows = run_experiment(cfg, tmp_path / "ood", quiet=True)
+    for r in rows[:-1]:
+        labels = np.asarray(r["selected_labels"])
+        assert r["query_ood"] == int((labels == -1).sum())  # "not in the label set" answers
+    # random queries hit the 30% OOD share of the pool roughly in proportion
+    total_ood = sum(r["query_ood"] for r in rows)
+    assert 0.1 < total_ood / sum(len(r["selected"]) for r in rows) < 0.5
+    # wasted labels count against the budget but are never trained on
+    assert rows[-1]["n_labeled"] == 100
+    assert rows[-1]["n_labeled_in_label_set"] < 100
+    assert sum(rows[-1]["class_histogram"]) == rows[-1]["n_labeled_in_label_set"]
