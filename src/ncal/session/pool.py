@@ -236,7 +236,17 @@ def _load_npy(p: Path) -> Pool:
 
 
 def _load_parquet(p: Path, id_column: str) -> Pool:
+    import importlib.util
+
     import pandas as pd
+
+    if (
+        importlib.util.find_spec("pyarrow") is None
+        and importlib.util.find_spec("fastparquet") is None
+    ):
+        raise NcalError(
+            f"`--pool` {str(p)!r}: reading .parquet needs pyarrow: pip install 'ncal[parquet]'"
+        )
 
     try:
         df = pd.read_parquet(p)
