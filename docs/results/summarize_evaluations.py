@@ -46,9 +46,15 @@ def main(grid: str) -> None:
     values: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     for path in Path(grid).rglob("rounds.jsonl"):
         strategy = path.parent.parent.name.split("=", 1)[1]
-        for row in map(json.loads, path.read_text().splitlines()[1:]):
+        rows = [json.loads(line) for line in path.read_text().splitlines()]
+        for row in rows[1:]:
             for key, val in metrics(row).items():
                 values[strategy][key].append(val)
+        if any(r.get("query_ood") for r in rows):  # OOD-contaminated pool: share of wasted queries
+            bought = sum(len(r["selected"]) for r in rows)
+            values[strategy]["share of queries that were OOD"].append(
+                sum(r["query_ood"] for r in rows) / bought
+            )
     keys = list(dict.fromkeys(k for s in STRATEGIES for k in values[s]))
     print("| metric | " + " | ".join(STRATEGIES) + " |")
     print("|---|" + "---|" * len(STRATEGIES))
