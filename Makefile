@@ -15,7 +15,8 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	# torch first: the CPU build of 2.13.0 on this disk; otherwise pip resolves a multi-GB CUDA build.
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[dev,ray,pretrained]'
+	# every extra a test compares against, so no comparison test skips in CI
+	$(PY) -m pip install -q -e '.[dev,ray,pretrained,bench,crowd,annotators,lightning,hf]'
 	-@command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && [ ! -d /usr/share/datasets/fashion-mnist ] \
 		&& (apt-get install -y -q dataset-fashion-mnist >/dev/null 2>&1 || true)
 	touch $(STAMP)

@@ -57,6 +57,7 @@ PEERS = {
     "badge": "Badge",
     "entropy": "UncertaintySampling",
     "typiclust": "TypiClust",
+    "probcover": "ProbCover",
 }
 MC_PASSES = 10
 
@@ -92,6 +93,15 @@ def make_data(out: Path, n: int, n_labeled: int, d: int, c: int, seed: int, mc: 
     np.save(out / "probs_labeled.npy", pl)
     np.save(out / "head_w.npy", w)
     np.save(out / "head_b.npy", b)
+    # the signals of the label-cleaning and NCAL strategies: flip counts over a 20-epoch window,
+    # three annotators who agree with the labels 80% of the time, held-out labeled probabilities
+    np.save(out / "ff_counts.npy", rng.integers(0, 8, n))
+    agree = rng.random((n_labeled, 3)) < 0.8
+    np.save(
+        out / "annotations_labeled.npy",
+        np.where(agree, yl[:, None], rng.integers(0, c, (n_labeled, 3))),
+    )
+    np.save(out / "probs_labeled_oof.npy", pl)
     if mc:
         passes = np.empty((MC_PASSES, n, c), dtype=np.float32)
         for t in range(MC_PASSES):
@@ -154,6 +164,9 @@ def worker_ours(data: Path, spec: str, k: int, out: Path) -> dict[str, Any]:
         labels_labeled=load["labels_labeled"],
         probs_labeled=load["probs_labeled"],
         mc_probs_pool=load.get("mc_probs_pool"),
+        ff_counts=load.get("ff_counts"),
+        annotations_labeled=load.get("annotations_labeled"),
+        probs_labeled_oof=load.get("probs_labeled_oof"),
         num_classes=c,
     )
     strat = S.get(name, **params)
@@ -221,6 +234,8 @@ def worker_peer(data: Path, spec: str, k: int, out: Path, mem_gb: float) -> dict
             q = pool.CoreSet(random_state=0).query(x64, y, batch_size=k)
         elif PEERS[name] == "TypiClust":
             q = pool.TypiClust(random_state=0).query(x, y, batch_size=k)
+        elif PEERS[name] == "ProbCover":
+            q = pool.ProbCover(n_classes=len(w), random_state=0).query(x, y, batch_size=k)
         elif PEERS[name] == "Badge":
             q = pool.Badge(clf_embedding_flag_name="return_embeddings", random_state=0).query(
                 x, y, clf, fit_clf=False, batch_size=k
@@ -366,6 +381,8 @@ def _cell(a, data: Path, spec: str, n: int, c: int, k: int, use_peers: bool) -> 
                 row["same_selection"] = mine.tolist() == theirs.tolist()
             elif name == "entropy":  # same set (skactiveml breaks ties at random)
                 row["same_selection"] = sorted(mine.tolist()) == sorted(theirs.tolist())
+            else:  # stochastic, different clusterings: how many picks the two share
+                row["shared_picks"] = len(set(mine.tolist()) & set(theirs.tolist()))
             peer_out.unlink()
     if ours_out.exists():
         ours_out.unlink()
@@ -381,6 +398,8 @@ def _print_row(r: dict[str, Any]) -> None:
     note = r["peer_status"] or ""
     if r["same_selection"] is not None:
         note += f", same selection: {r['same_selection']}"
+    if r.get("shared_picks") is not None:
+        note += f", shared picks: {r['shared_picks']}/{r['k']}"
     if r["status"] != "ok":
         note = f"ours {r['status']}; {note}"
     print(

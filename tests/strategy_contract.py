@@ -1,6 +1,8 @@
 """The shared contract every strategy must honour. A strategy's test module subclasses
-:class:`StrategyContract`, sets ``strategy_name`` (and optionally ``params`` / ``bad_params``), and
-inherits every test below.
+:class:`StrategyContract`, sets ``strategy_name``, lists in ``param_cases`` the values it tries for
+EVERY ``__init__`` parameter (checked through ``inspect.signature``, as scikit-activeml's test
+template does), optionally sets ``params`` (the configuration the other tests build) and
+``bad_params`` (invalid combinations of parameters), and inherits every test below.
 """
 
 from __future__ import annotations
@@ -11,6 +13,11 @@ import numpy as np
 import pytest
 
 import ncal.strategies as S
+from ncal._utils.numeric import softmax
+
+# Per parameter: (value, None) must build, be recorded by params() and select; (value, Error) must
+# raise Error at construction; (value, None, recorded) when params() records a normalised value.
+ParamCases = dict[str, list[tuple[Any, ...]]]
 
 
 def make_signals(
@@ -26,12 +33,7 @@ def make_signals(
     w = rng.normal(0, 0.5, (c, d))
     logits = f_pool @ w.T
     logits_lab = f_lab @ w.T
-
-    def softmax(z: np.ndarray) -> np.ndarray:
-        e = np.exp(z - z.max(axis=-1, keepdims=True))
-        return e / e.sum(axis=-1, keepdims=True)
-
-    mc = softmax(logits[None] + rng.normal(0, 0.7, (6, n, c)))
+    mc = np.stack([softmax(z) for z in logits[None] + rng.normal(0, 0.7, (6, n, c))])
     return S.Signals(
         probs_pool=softmax(logits),
         logits_pool=logits,
@@ -45,10 +47,54 @@ def make_signals(
     )
 
 
+def _recorded_as(recorded: Any, expected: Any) -> bool:
+    """Whether params() recorded ``expected`` (sequences compare element-wise, strategies by name)."""
+    if isinstance(expected, S.Strategy):
+        return recorded == expected.name
+    if isinstance(expected, (list, tuple)):
+        return isinstance(recorded, (list, tuple)) and list(recorded) == list(expected)
+    return (
+        (type(recorded) is type(expected)
+        and recorded == expected)
+        or (
+            isinstance(expected, (int, float))
+            and not isinstance(expected, bool)
+            and recorded == expected
+        )
+    )
+
+
+def check_param_cases(
+    strategy_name: str,
+    params: dict[str, Any],
+    name: str,
+    cases: list[tuple[Any, ...]],
+    signals: S.Signals,
+) -> None:
+    """Try every listed value of parameter ``name`` (the others as in ``params``); fails on none."""
+    if not cases:
+        pytest.fail(f"`{strategy_name}`: no values listed for __init__ parameter `{name}`")
+    for case in cases:
+        value, error, *recorded = case
+        kwargs = {**params, name: value}
+        if error is not None:
+            with pytest.raises(error, match=f"`{name}`"):
+                S.get(strategy_name, **kwargs)
+            continue
+        strat = S.get(strategy_name, **kwargs)
+        expected = recorded[0] if recorded else value
+        got = strat.params()[name]
+        assert _recorded_as(got, expected), f"{name}={value!r} recorded as {got!r}"
+        assert S.get(strategy_name, **strat.params()).params() == strat.params()  # rebuildable
+        sel = strat.select(signals, 5, np.random.default_rng(0))
+        assert sel.indices.shape == (5,) and len(set(sel.indices.tolist())) == 5
+
+
 class StrategyContract:
     strategy_name: ClassVar[str] = ""
     params: ClassVar[dict[str, Any]] = {}
-    # parameter dicts that must raise ValueError or TypeError at construction
+    param_cases: ClassVar[ParamCases] = {}
+    # invalid combinations of parameters: each dict must raise ValueError or TypeError
     bad_params: ClassVar[list[dict[str, Any]]] = []
 
     def build(self) -> S.Strategy:
@@ -115,5 +161,33 @@ class StrategyContract:
 
     def test_params_recorded(self) -> None:
         strat = self.build()
-        for key in self.params:
-            assert key in strat.params(), key
+        names = S.strategy_class(self.strategy_name).parameter_names()
+        assert list(strat.params()) == list(names)
+        for key, value in self.params.items():
+            assert _recorded_as(strat.params()[key], value), key
+
+    def test_every_init_parameter_has_cases(self) -> None:
+        names = S.strategy_class(self.strategy_name).parameter_names()
+        missing = [n for n in names if not self.param_cases.get(n)]
+        assert not missing, f"{type(self).__name__}.param_cases lists no values for {missing}"
+        assert set(self.param_cases) <= set(names), "param_cases names an unknown parameter"
+
+    def test_param_cases(self, signals: S.Signals) -> None:
+        for name in S.strategy_class(self.strategy_name).parameter_names():
+            check_param_cases(
+                self.strategy_name, self.params, name, self.param_cases.get(name, []), signals
+            )
+
+    def test_unknown_parameter_raises(self) -> None:
+        with pytest.raises(TypeError):
+            S.get(self.strategy_name, **self.params, no_such_parameter=1)
+
+    def test_deterministic_strategy_ignores_rng(self, signals: S.Signals) -> None:
+        strat = self.build()
+        if strat.stochastic:
+            with pytest.raises(ValueError, match="rng"):
+                strat.select(signals, 5)
+            return
+        a = strat.select(signals, 15, np.random.default_rng(1)).indices
+        b = strat.select(signals, 15, np.random.default_rng(2)).indices
+        np.testing.assert_array_equal(a, b)

@@ -10,7 +10,7 @@ import torch
 
 import ncal.strategies as S
 from ncal.strategies.bait import BaitState, mean_fisher, pca_basis, top_classes
-from strategy_contract import StrategyContract
+from strategy_contract import ParamCases, StrategyContract
 from test_baseline_kernels import (
     one_torch_thread,  # noqa: F401  (autouse fixture)
     softmax,
@@ -20,20 +20,24 @@ from test_baseline_kernels import (
 class TestBaitContract(StrategyContract):
     strategy_name = "bait"
     params: ClassVar[dict[str, Any]] = {"pca_dim": 4, "max_candidates": 50, "lamb": 0.5}
-    bad_params: ClassVar[list[dict[str, Any]]] = [
-        {"lamb": 0.0},
-        {"lamb": -1.0},
-        {"pca_dim": 0},
-        {"max_candidates": 0},
-        {"prefilter": "gradient"},
-        {"oversample": 0},
-        {"fisher_rank": 0},
-        {"lamb": "1"},
-    ]
+    param_cases: ClassVar[ParamCases] = {
+        "lamb": [(0.5, None), (2, None), (0.0, ValueError), (-1.0, ValueError), ("1", TypeError)],
+        "pca_dim": [(4, None), (None, None), (0, ValueError)],
+        "max_candidates": [(50, None), (None, None), (0, ValueError)],
+        "prefilter": [
+            ("fisher_trace", None),
+            ("entropy", None),
+            ("margin", None),
+            ("random", None),
+            ("gradient", ValueError),
+        ],
+        "oversample": [(2, None), (1, None), (0, ValueError)],
+        "fisher_rank": [(None, None), (2, None), (0, ValueError)],
+        "device": [("cpu", None), ("tpu", ValueError)],
+    }
 
 
-class TestBaitRandomPrefilterContract(StrategyContract):
-    strategy_name = "bait"
+class TestBaitRandomPrefilterContract(TestBaitContract):
     params: ClassVar[dict[str, Any]] = {
         "max_candidates": 20,
         "prefilter": "random",

@@ -9,52 +9,65 @@ import pytest
 from scipy.spatial.distance import cdist
 
 import ncal.strategies as S
-from strategy_contract import StrategyContract, make_signals
+from ncal._utils.numeric import softmax
+from strategy_contract import ParamCases, StrategyContract, make_signals
 from test_baseline_kernels import (
     brute_kcenter,
     naive_kmeanspp,
     one_torch_thread,  # noqa: F401  (autouse fixture)
-    softmax,
     sym_kl_dense,
 )
+
+DEVICE_CASES = [("cpu", None), ("auto", None), ("tpu", ValueError), (7, TypeError)]
+KCENTER_CASES: ParamCases = {
+    "device": DEVICE_CASES,
+    "candidates": [(8, None), (1, None), (0, ValueError), (2.5, TypeError)],
+    "max_pending": [(4, None), (1, None), (-1, ValueError)],
+}
 
 
 class TestCoreSetContract(StrategyContract):
     strategy_name = "coreset"
     params: ClassVar[dict[str, Any]] = {"candidates": 8, "max_pending": 4}
-    bad_params: ClassVar[list[dict[str, Any]]] = [
-        {"candidates": 0},
-        {"max_pending": -1},
-        {"device": "tpu"},
-        {"candidates": 2.5},
-    ]
+    param_cases: ClassVar[ParamCases] = KCENTER_CASES
 
 
 class TestCdalContract(StrategyContract):
     strategy_name = "cdal"
     params: ClassVar[dict[str, Any]] = {"candidates": 8}
-    bad_params: ClassVar[list[dict[str, Any]]] = [{"candidates": 0}, {"device": 7}]
+    param_cases: ClassVar[ParamCases] = KCENTER_CASES
 
 
 class TestBadgeContract(StrategyContract):
     strategy_name = "badge"
     params: ClassVar[dict[str, Any]] = {"device": "cpu"}
-    bad_params: ClassVar[list[dict[str, Any]]] = [{"device": "gpu0"}]
+    param_cases: ClassVar[ParamCases] = {"device": [*DEVICE_CASES, ("gpu0", ValueError)]}
 
 
 class TestDiverseKCenterContract(StrategyContract):
     strategy_name = "diverse"
     params: ClassVar[dict[str, Any]] = {"base": "entropy", "method": "kcenter", "top_m": 50}
+    param_cases: ClassVar[ParamCases] = {
+        "base": [
+            ("entropy", None),
+            ("coreset", None),
+            (S.get("least_confidence"), None),
+            ("no_such", ValueError),
+            ("diverse", ValueError),
+            (3, TypeError),
+        ],
+        "method": [("kcenter", None), ("kmeanspp", None), ("farthest", ValueError)],
+        "top_m": [(None, None), (50, None), (0, ValueError)],
+        "base_params": [(None, None, {}), ({}, None)],
+        "device": DEVICE_CASES,
+    }
     bad_params: ClassVar[list[dict[str, Any]]] = [
-        {"method": "farthest"},
-        {"top_m": 0},
-        {"base": "no_such"},
-        {"base": 3},
+        {"base": S.get("entropy"), "base_params": {"x": 1}},  # base_params only with a name
+        {"base": "coreset", "base_params": {"candidates": 0}},
     ]
 
 
-class TestDiverseKMeansContract(StrategyContract):
-    strategy_name = "diverse"
+class TestDiverseKMeansContract(TestDiverseKCenterContract):
     params: ClassVar[dict[str, Any]] = {"base": "margin", "method": "kmeanspp"}
 
 

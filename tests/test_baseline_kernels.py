@@ -7,7 +7,9 @@ import pytest
 import torch
 from scipy.spatial.distance import cdist
 
+from ncal._utils.numeric import softmax
 from ncal.strategies import _kernels as K
+from ncal.strategies._checks import check_device, check_float, check_int
 
 CPU = torch.device("cpu")
 
@@ -19,11 +21,6 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
-
-
-def softmax(z: np.ndarray) -> np.ndarray:
-    e = np.exp(z - z.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
 
 
 def sym_kl_dense(p: np.ndarray, q: np.ndarray) -> np.ndarray:
@@ -200,20 +197,25 @@ def test_csr_gather() -> None:
 
 
 def test_device_and_parameter_checks() -> None:
-    assert K.resolve_device("cpu") == CPU
+    assert check_device("cpu") == "cpu" and check_device("auto") == "auto"
+    assert check_device(CPU) == "cpu"
     with pytest.raises(ValueError, match="device"):
-        K.resolve_device("tpu")
+        check_device("tpu")
     with pytest.raises(TypeError, match="device"):
-        K.resolve_device(3)
+        check_device(3)
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="CUDA"):
-            K.resolve_device("cuda")
+            check_device("cuda")
+    assert check_int(3, "m") == 3 and check_int(None, "m", allow_none=True) is None
     with pytest.raises(ValueError, match="`m` must be >= 1"):
-        K.check_int(0, "m")
+        check_int(0, "m")
     with pytest.raises(TypeError, match="`m` must be an integer"):
-        K.check_int(1.5, "m")
+        check_int(1.5, "m")
+    with pytest.raises(TypeError, match="`m` must be an integer"):
+        check_int(True, "m")
+    assert check_float(2, "x") == 2.0
     with pytest.raises(ValueError, match="`x` must be in"):
-        K.check_float(0.0, "x", low=0.0, low_open=True)
+        check_float(0.0, "x", low=0.0, low_open=True)
 
 
 def test_torch_only_code_path_gives_the_same_picks(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -10,44 +10,44 @@ from scipy.spatial.distance import cdist
 
 import ncal.strategies as S
 from ncal.strategies.typiclust import kmeans_labels
-from strategy_contract import StrategyContract, make_signals
+from strategy_contract import ParamCases, StrategyContract, make_signals
 from test_baseline_kernels import one_torch_thread  # noqa: F401  (autouse fixture)
 
 
 class TestTypiClustContract(StrategyContract):
     strategy_name = "typiclust"
     params: ClassVar[dict[str, Any]] = {"max_clusters": 40, "knn": 5}
-    bad_params: ClassVar[list[dict[str, Any]]] = [
-        {"max_clusters": 0},
-        {"min_cluster_size": -1},
-        {"knn": 0},
-        {"knn": "20"},
-    ]
+    param_cases: ClassVar[ParamCases] = {
+        "max_clusters": [(40, None), (3, None), (0, ValueError)],
+        "min_cluster_size": [(5, None), (0, None), (-1, ValueError)],
+        "knn": [(5, None), (1, None), (0, ValueError), ("20", TypeError)],
+        "device": [("cpu", None), ("tpu", ValueError)],
+    }
 
 
 class TestProbCoverContract(StrategyContract):
     strategy_name = "probcover"
-    bad_params: ClassVar[list[dict[str, Any]]] = [
-        {"delta": 0.0},
-        {"delta": -1.0},
-        {"purity": 0.0},
-        {"purity": 1.5},
-        {"max_edges": 0},
-    ]
+    param_cases: ClassVar[ParamCases] = {
+        "delta": [(None, None), (3.0, None), (0.0, ValueError), (-1.0, ValueError)],
+        "purity": [(0.95, None), (0.5, None), (0.0, ValueError), (1.5, ValueError)],
+        "max_edges": [(200_000_000, None), (0, ValueError)],
+        "device": [("cpu", None), ("tpu", ValueError)],
+    }
 
 
-class TestProbCoverFixedDeltaContract(StrategyContract):
-    strategy_name = "probcover"
+class TestProbCoverFixedDeltaContract(TestProbCoverContract):
     params: ClassVar[dict[str, Any]] = {"delta": 3.0}
 
 
 class TestSisomProxyContract(StrategyContract):
     strategy_name = "sisom_proxy"
-    bad_params: ClassVar[list[dict[str, Any]]] = [{"variant": "sisom_official"}]
+    param_cases: ClassVar[ParamCases] = {
+        "variant": [("sisom", None), ("sisome", None), ("sisom_official", ValueError)],
+        "device": [("cpu", None), ("tpu", ValueError)],
+    }
 
 
-class TestSisomeProxyContract(StrategyContract):
-    strategy_name = "sisom_proxy"
+class TestSisomeProxyContract(TestSisomProxyContract):
     params: ClassVar[dict[str, Any]] = {"variant": "sisome"}
 
 
@@ -93,6 +93,20 @@ def test_typiclust_equals_reference(nl: int, k: int) -> None:
         sig.features_pool, sig.features_labeled, k, seed
     )
     assert sel.info["random_fill"] == 0 and sel.info["clusters"] == nl + k
+
+
+@pytest.mark.parametrize(("clusters", "knn", "k"), [(3, 5, 120), (2, 20, 90), (4, 3, 200)])
+def test_typiclust_many_picks_per_cluster_equals_reference(clusters: int, knn: int, k: int) -> None:
+    """Clusters visited dozens of times: the cached neighbour lists run short and are refreshed."""
+    sig = _blobs(7, 400, 10)
+    sel = S.get("typiclust", max_clusters=clusters, knn=knn).select(
+        sig, k, np.random.default_rng(2)
+    )
+    seed = int(np.random.default_rng(2).integers(2**31 - 1))
+    ref = reference_typiclust(
+        sig.features_pool, sig.features_labeled, k, seed, max_clusters=clusters, knn=knn
+    )
+    assert sel.indices.tolist() == ref
 
 
 def test_typiclust_exhausted_clusters_fall_back_to_random() -> None:

@@ -1,4 +1,5 @@
-"""Pool builders: CIFAR-LT counts (ALGORITHMS.md App. A), subsampling, OOD pools, shot groups."""
+"""Pool builders: CIFAR-LT counts (docs/algorithms.md App. A), subsampling, OOD pools, shot
+groups."""
 
 from __future__ import annotations
 

@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ncal.data import DataNotFoundError, list_datasets, load_dataset
+from ncal.data import DataNotFoundError, cifar, list_datasets, load_dataset
 from ncal.data._pickle import safe_load
-from ncal.data.datasets import _find_fashion, atomic_save_npy
+from ncal.data.datasets import _cache_npy, _find_fashion
 from ncal.data.idx import parse_idx, read_idx, write_idx
 from ncal.errors import NcalError
 
@@ -80,7 +80,7 @@ def test_atomic_save_concurrent_writers(tmp_path):
 
     def writer(a):
         for _ in range(5):
-            assert atomic_save_npy(target, a)
+            assert _cache_npy(target, a) is True
 
     def reader():
         for _ in range(50):
@@ -332,3 +332,28 @@ def test_list_datasets_entries():
     assert by["digits"]["available"] and by["mnist5k"]["available"]
     assert "apt-get install -y dataset-fashion-mnist" in by["fashion_mnist"]["how_to_get"]
     assert "cs.toronto.edu" in by["cifar10:DIR"]["how_to_get"]
+
+
+def test_cache_write_to_unwritable_folder_returns_false(tmp_path):
+    blocker = tmp_path / "not_a_dir"
+    blocker.write_bytes(b"")
+    assert _cache_npy(blocker / "arr.npy", np.arange(3)) is False
+    assert not (blocker / "arr.npy").exists()
+
+
+def test_download_cifar_checks_md5_and_leaves_no_partial_file(tmp_path, monkeypatch):
+    import hashlib
+    import urllib.request
+
+    payload = b"fake cifar archive" * 1000
+    url = "https://example.invalid/cifar-10-python.tar.gz"
+    monkeypatch.setattr(urllib.request, "urlopen", lambda u: io.BytesIO(payload))
+    monkeypatch.setitem(cifar.CIFAR_URLS, "cifar10", (url, hashlib.md5(payload).hexdigest()))
+    out = cifar.download_cifar("cifar10", tmp_path)
+    assert out == tmp_path / "cifar-10-python.tar.gz" and out.read_bytes() == payload
+
+    monkeypatch.setitem(cifar.CIFAR_URLS, "cifar10", (url, "0" * 32))
+    out.unlink()
+    with pytest.raises(OSError, match="MD5 mismatch"):
+        cifar.download_cifar("cifar10", tmp_path)
+    assert list(tmp_path.iterdir()) == []

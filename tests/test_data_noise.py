@@ -1,5 +1,5 @@
-"""Noise models (ALGORITHMS.md §2.1–2.4): realised rates, transition structure, spec errors, human
-noise statistics against the CIFAR-N files (DATA.md)."""
+"""Noise models (docs/algorithms.md §2.1–2.4): realised rates, transition structure, spec errors,
+the registry, human noise statistics against the CIFAR-N files (docs/data.md)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,11 @@ import pytest
 
 from ncal.data import (
     CIFAR100_FINE_TO_COARSE,
+    check_noise_spec,
+    describe_noise_models,
     empirical_transition,
     make_noisy_labels,
+    noise_models,
     noise_transition_matrix,
     parse_noise_spec,
 )
@@ -284,3 +287,61 @@ def test_model_class_count_errors():
         make_noisy_labels(Y10, "sym:0.2", num_classes=5, seed=0)
     with pytest.raises(ValueError, match="no fixed class-conditional"):
         noise_transition_matrix("idn:0.2", 10)
+
+
+# ---------------------------------------------------------------------------------------- registry
+def test_registry_lists_every_model_once_and_drives_parsing_and_help():
+    from ncal.data.noise import NOISE_MODELS
+
+    names = noise_models()
+    assert names == tuple(m.name for m in NOISE_MODELS)
+    assert names[0] == "none" and len(set(names)) == len(names) == 13
+    lines = describe_noise_models().splitlines()
+    assert [line.split(":")[0].split(" ")[0] for line in lines] == list(names)
+    for m in NOISE_MODELS:
+        if m.parameter is None:
+            arg = ""
+        else:
+            arg = f":{m.source_names[0]}" if m.parameter == "SET" else ":0.1"
+        assert parse_noise_spec(m.name + arg).model == m.name
+        for alias in m.aliases:
+            assert parse_noise_spec(alias + arg).model == m.name
+    assert "cifar10n-worst" in lines[-1] and "(also: sym, symmetric)" in lines[1]
+
+
+@pytest.mark.parametrize(
+    ("spec", "canonical"),
+    [
+        ("sym:0.3", "sym_exclusive:0.3"),
+        ("SYMMETRIC:0.2", "sym_exclusive:0.2"),
+        ("asym_t:0.2", "asym_T:0.2"),
+        ("pair_flip:0.1", "pairflip:0.1"),
+        ("instance:0.4", "idn:0.4"),
+        ("clean", "none"),
+        ("human:cifar10n-worse", "human:cifar10n-worst"),
+        ("oracle:0.25", "oracle:0.25"),
+    ],
+)
+def test_check_noise_spec_canonicalises(spec, canonical):
+    assert check_noise_spec(spec) == canonical
+
+
+def test_check_noise_spec_rejects_with_every_form_listed():
+    with pytest.raises(ValueError, match="unknown noise model 'gauss'") as e:
+        check_noise_spec("gauss:0.1")
+    for name in noise_models():
+        assert name in str(e.value)
+    assert "η in [0, 0.5) for asym_T" in str(e.value)
+
+
+def test_noise_package_does_not_import_the_oracle():
+    import ast
+    from pathlib import Path
+
+    import ncal.data.noise
+
+    for path in Path(ncal.data.noise.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                module = ("." * node.level) + (node.module or "")
+                assert "oracle" not in module, f"{path.name} imports {module}"

@@ -1,4 +1,4 @@
-"""Oracles (ALGORITHMS.md §2.5): fixed noisy labels, the difficulty-dependent oracle, the OOD
+"""Oracles (docs/algorithms.md §2.5): fixed noisy labels, the difficulty-dependent oracle, the OOD
 wrapper and make_oracle over every noise spec."""
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""collapse_report wires ncal.geometry NC metrics, given and clean labels (ALGORITHMS.md §3)."""
+"""collapse_report wires ncal.geometry NC metrics, given and clean labels (docs/algorithms.md
+§3)."""
 
 from __future__ import annotations
 

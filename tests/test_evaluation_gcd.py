@@ -1,4 +1,4 @@
-"""GCD: Hungarian accuracy v1/v2 on constructed cases, SS-k-means (ALGORITHMS.md §4.3)."""
+"""GCD: Hungarian accuracy v1/v2 on constructed cases, SS-k-means (docs/algorithms.md §4.3)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Long-tail counts (Appendix A) and many/medium/few-shot accuracy (ALGORITHMS.md §4.4)."""
+"""Long-tail counts (Appendix A) and many/medium/few-shot accuracy (docs/algorithms.md §4.4)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""OOD scores and metrics against sklearn / scipy / brute-force references (ALGORITHMS.md §4.1)."""
+"""OOD scores and metrics against sklearn / scipy / brute-force references (docs/algorithms.md
+§4.1)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Linear probe: C chosen on validation only, refit, accuracy (ALGORITHMS.md §4.2)."""
+"""Linear probe: C chosen on validation only, refit, accuracy (docs/algorithms.md §4.2)."""
 
 from __future__ import annotations
 

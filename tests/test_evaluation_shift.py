@@ -1,4 +1,4 @@
-"""Covariate corruptions: determinism, severity ordering, dtype/shape (ALGORITHMS.md §4)."""
+"""Covariate corruptions: determinism, severity ordering, dtype/shape (docs/algorithms.md §4)."""
 
 from __future__ import annotations
 

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from ncal.errors import CorruptRunError, NcalError
-from ncal.experiment import ExperimentConfig, RunStore, budget_schedule, derive_seed, rng_for
+from ncal._utils.random import derive_seed, rng_for
+from ncal.experiment import ExperimentConfig, RunStore, budget_schedule
 
 
 def test_budget_counts_and_fractions() -> None:

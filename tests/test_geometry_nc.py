@@ -1,4 +1,4 @@
-"""ncal.geometry.nc and ClassStats against direct numpy formulas (ALGORITHMS.md §3, §4.5)."""
+"""ncal.geometry.nc and ClassStats against direct numpy formulas (docs/algorithms.md §3, §4.5)."""
 
 from __future__ import annotations
 

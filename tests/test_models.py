@@ -9,7 +9,13 @@ import pytest
 import torch
 from torch import nn
 
-from ncal.models import Backbone, build_model, default_model_name, parse_input_shape
+from ncal.models import (
+    Backbone,
+    build_model,
+    default_model_name,
+    parse_input_shape,
+    resolve_model_name,
+)
 from ncal.training import seeded
 
 CASES = [
@@ -212,3 +218,47 @@ def test_pretrained_feature_cache_roundtrip(lite0, tmp_path, monkeypatch):
         pretrained.extract_pretrained_features(
             x, dataset="toy", split="test", size=32, cache_dir=tmp_path
         )
+
+
+@pytest.mark.parametrize(
+    ("shape", "kind", "want"),
+    [
+        ((28, 28), None, "cnn"),  # mnist5k: what the experiment loop has always built
+        ((28, 28, 1), None, "cnn"),
+        ((64, 64), None, "cnn"),  # large grayscale stays a CNN
+        ((32, 32, 3), None, "resnet18"),
+        ((3, 32, 32), None, "resnet18"),  # channels-first colour is colour too
+        ((16, 16, 4), None, "cnn"),
+        ((1280,), None, "mlp"),
+        ((1280,), "features", "mlp"),
+        ((8, 8), "features", "mlp"),
+        ((8, 8), "image", "cnn"),
+    ],
+)
+def test_auto_model_rule(shape, kind, want):
+    assert default_model_name(shape, kind) == want
+    assert resolve_model_name("auto", shape, kind) == want
+
+
+def test_resolve_model_name_keeps_explicit_names_and_rejects_unknown():
+    assert resolve_model_name("mlp", (32, 32, 3)) == "mlp"
+    assert resolve_model_name("resnet18", (28, 28)) == "resnet18"
+    with pytest.raises(ValueError, match="`name` must be one of"):
+        resolve_model_name("vgg", (28, 28))
+    with pytest.raises(ValueError, match="`kind`"):
+        default_model_name((28, 28), "text")
+    auto = build_model("auto", input_shape=(3, 8, 8), num_classes=3, width=8)
+    assert type(auto).__name__ == "ResNet18"
+
+
+def test_models_package_does_not_import_training():
+    import ast
+    from pathlib import Path
+
+    import ncal.models
+
+    for path in Path(ncal.models.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                module = ("." * node.level) + (node.module or "")
+                assert "training" not in module, f"{path.name} imports {module}"

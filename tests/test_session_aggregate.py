@@ -104,8 +104,9 @@ def dense_reference_ds(items, anns, labels, n_items, A, C, iters, smoothing=0.01
 def test_dawid_skene_matches_dense_textbook_em():
     items, anns, labels, _, _ = simulate_crowd(200, 4, [0.1, 0.3, 0.45], seed=1, per_item=2)
     res = dawid_skene(
-        items, anns, labels, n_items=200, n_annotators=3, num_classes=4, max_iter=15, tol=0.0
-    )
+        items, anns, labels, n_items=200, n_annotators=3, num_classes=4, max_iter=15, tol=0.0,
+        shrinkage=0.0, accuracy_strength=0.0,
+    )  # fmt: skip
     T, conf, pi = dense_reference_ds(items, anns, labels, 200, 3, 4, res.n_iter)
     assert res.n_iter == 15
     np.testing.assert_allclose(res.posteriors, T, atol=1e-10)
@@ -162,6 +163,14 @@ def test_dawid_skene_agrees_with_crowd_kit():
     df = pd.DataFrame({"task": items, "worker": anns, "label": labels})
     theirs = ck.DawidSkene(n_iter=200).fit_predict(df).sort_index()
     assert np.mean(theirs.to_numpy() == ours.labels) > 0.99
+
+
+def test_session_aggregate_is_the_consensus_implementation():
+    import ncal.consensus as consensus
+    import ncal.session.aggregate as aggregate
+
+    for name in aggregate.__all__:
+        assert getattr(aggregate, name) is getattr(consensus, name), name
 
 
 # ------------------------------------------------------------------------------------ agreement

@@ -16,6 +16,7 @@ import torch
 from sklearn.datasets import load_digits
 
 from ncal.cli import main
+from ncal.errors import NcalError
 from ncal.session import Session
 
 NAMES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
@@ -322,7 +323,7 @@ def test_crash_mid_fit_leaves_session_usable_and_text_output(tmp_path, monkeypat
 
     with Session(sdir) as s:
         before = s.store.dump()
-        monkeypatch.setattr(ncal.session.fit, "fit_round", crash)
+        monkeypatch.setattr(ncal.session.fit, "fit_session_round", crash)
         with pytest.raises(RuntimeError, match="fell over"):
             s.next_batch(20, strategy="margin")
         monkeypatch.undo()
@@ -350,6 +351,11 @@ def test_cli_errors_exit_2_without_traceback(tmp_path, capsys):
     assert cli("next", sdir, "--strategy", "nope") == 2
     assert "known strategies" in capsys.readouterr().err
     assert cli("next", sdir, "--relabel-fraction", "1.5") == 2
+    assert "`--relabel-fraction` must be in [0, 1]" in capsys.readouterr().err
+    with Session(sdir) as s, pytest.raises(NcalError, match="`relabel_fraction` must be in"):
+        s.next_batch(10, relabel_fraction=1.5)  # the library names the argument, not the flag
+    assert cli("next", sdir, "--k", "0") == 2
+    assert "`--k` must be a positive integer" in capsys.readouterr().err
     assert cli("next", sdir, "--strategy-params", "[1]") == 2
     assert cli("export", sdir) == 0  # no labels yet: an empty labels file
     assert (

@@ -1,4 +1,4 @@
-"""Core strategies: the shared contract plus value tests (ALGORITHMS.md §0.3, §1.1, §1.2, §1.10)."""
+"""Core strategies: the shared contract plus value tests (docs/algorithms.md §0.3, §1.1, §1.2, §1.10)."""
 
 from __future__ import annotations
 
@@ -10,49 +10,55 @@ import pytest
 import ncal
 import ncal.strategies as S
 from ncal.geometry import cmap
-from strategy_contract import StrategyContract, make_signals
+from strategy_contract import ParamCases, StrategyContract, make_signals
 
 
 # ----------------------------------------------------------------------------- contract
 class TestRandom(StrategyContract):
     strategy_name = "random"
-    bad_params: ClassVar[list[dict[str, Any]]] = [{"unknown": 1}]
 
 
 class TestLeastConfidence(StrategyContract):
     strategy_name = "least_confidence"
-    bad_params: ClassVar[list[dict[str, Any]]] = [{"unknown": 1}]
 
 
 class TestMargin(StrategyContract):
     strategy_name = "margin"
-    bad_params: ClassVar[list[dict[str, Any]]] = [{"unknown": 1}]
 
 
 class TestEntropy(StrategyContract):
     strategy_name = "entropy"
-    bad_params: ClassVar[list[dict[str, Any]]] = [{"unknown": 1}]
 
 
-NCAL_BAD = [
-    {"direction": "sideways"},
-    {"centering": "x"},
-    {"mu_G": "median"},
-    {"pair": "squared"},
-    {"empty_class": "ignore"},
-    {"expected": "yes"},
-    {"block_size": 0},
-]
+CMAP_CASES: ParamCases = {
+    "direction": [("high", None), ("low", None), ("abs", None), ("sideways", ValueError)],
+    "centering": [("none", None), ("frozen", None), ("moving", None), ("x", ValueError)],
+    "mu_G": [("class_avg", None), ("sample_avg", None), ("median", ValueError)],
+    "pair": [("signed", None), ("abs", None), ("squared", ValueError)],
+    "empty_class": [
+        ("formula", None),
+        ("force_select", None),
+        ("skip", None),
+        ("ignore", ValueError),
+    ],
+    "expected": [(False, None), (True, None), ("yes", TypeError)],
+    "block_size": [(8192, None), (7, None), (0, ValueError), (2.5, TypeError)],
+}
 
 
 class TestNCALR(StrategyContract):
     strategy_name = "ncal_r"
-    bad_params: ClassVar[list[dict[str, Any]]] = [
-        *NCAL_BAD,
-        {"weights": (-1, 1)},
-        {"weights": (0, 0)},
-        {"weights": (1, 2, 3)},
-    ]
+    param_cases: ClassVar[ParamCases] = {
+        **CMAP_CASES,
+        "weights": [
+            ((0.5, 0.5), None),
+            ([1, 3], None, (1.0, 3.0)),
+            ((1.0, 0.0), None),
+            ((-1, 1), ValueError),
+            ((0, 0), ValueError),
+            ((1, 2, 3), ValueError),
+        ],
+    }
 
 
 class TestNCALRLow(TestNCALR):
@@ -74,7 +80,7 @@ class TestNCALRExpected(TestNCALR):
 
 class TestCMAPOnly(StrategyContract):
     strategy_name = "cmap"
-    bad_params: ClassVar[list[dict[str, Any]]] = NCAL_BAD
+    param_cases: ClassVar[ParamCases] = CMAP_CASES
 
 
 class TestCMAPOnlyFrozenLow(TestCMAPOnly):
@@ -83,7 +89,6 @@ class TestCMAPOnlyFrozenLow(TestCMAPOnly):
 
 class TestFFOnly(StrategyContract):
     strategy_name = "ff"
-    bad_params: ClassVar[list[dict[str, Any]]] = [{"unknown": 1}]
 
 
 # ----------------------------------------------------------------------------- selection utilities

@@ -12,13 +12,14 @@ import torch
 from scipy.special import softmax
 from sklearn.datasets import load_digits
 
+from ncal._utils.torch import stream_seed as derive_seed
 from ncal.dynamics import feature_fluctuation
 from ncal.models import build_model
-from ncal.strategies import Signals
+from ncal.models.inputs import to_tensor
+from ncal.signals import Signals
 from ncal.training import (
     RoundOutputs,
     TrainConfig,
-    derive_seed,
     dropout_only_train,
     eval_pass,
     mc_dropout_probs,
@@ -33,7 +34,6 @@ from ncal.training.augment import (
     default_flip,
     random_crop,
     random_hflip,
-    to_tensor,
 )
 from ncal.training.extract import Preprocessor
 from ncal.training.trainer import _batches

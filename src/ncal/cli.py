@@ -9,7 +9,7 @@ import sys
 
 from . import __version__
 
-_AREAS = ("ncal.experiment.cli", "ncal.bench.cli", "ncal.session.cli")
+_AREAS = ("ncal.experiment.cli", "ncal.bench.cli", "ncal.bench.demo", "ncal.session.cli")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -4,7 +4,7 @@
 >>> result = run_grid("configs/examples/tiny.yaml", workers=2)       # doctest: +SKIP
 >>> write_report(result.out_dir)["html"]                             # doctest: +SKIP
 
-Statistics (:mod:`ncal.bench.stats`) follow ALGORITHMS.md §5.2: AUBC with the actual budget
+Statistics (:mod:`ncal.bench.stats`) follow docs/algorithms.md §5.2: AUBC with the actual budget
 spacing, paired tests against Random, the pairwise-penalty matrix, labels to reach a target
 accuracy and the realised purity of the queried labels.
 """

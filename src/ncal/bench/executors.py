@@ -29,13 +29,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ..errors import NcalError
+from .._utils.io import atomic_write_json, atomic_write_text
+from ..errors import CorruptRunError, NcalError
+from ..experiment.store import MANIFEST_FILE, RunStore
 from .grid import Cell, Grid, load_grid
 
 CellRunner = Callable[[dict[str, Any], Path], Any]
 EXECUTORS = ("local", "ray")
 _THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 _IN_POOL_WORKER = False
+GRID_FILE = "grid.json"  # the resolved grid, read by the report
+BENCH_RUNS_FILE = "bench_runs.jsonl"  # one line per `run_grid` call, read by the report
 
 
 @dataclass
@@ -115,14 +119,7 @@ def run_grid(
     NcalError
         Bad executor / workers / address, or an invalid grid.
     """
-    if executor not in EXECUTORS:
-        raise NcalError(f"`executor` must be one of {list(EXECUTORS)}; got {executor!r}")
-    if workers is not None and (
-        isinstance(workers, bool) or not isinstance(workers, int) or workers < 1
-    ):
-        raise NcalError(f"`workers` must be a positive int or None; got {workers!r}")
-    if address is not None and executor != "ray":
-        raise NcalError("`address` is only meaningful with executor='ray'")
+    _check_executor_args(executor, workers, address)
     source = grid_or_path
     grid = source if isinstance(source, Grid) else load_grid(source, out=out)
     if out is not None:
@@ -153,16 +150,10 @@ def run_grid(
 
     progress = _Progress(len(todo), out_dir, quiet)
     try:
-        if not todo:
-            pass
-        elif executor == "ray":
-            _run_ray(todo, out_dir, cell_runner, workers, address, quiet, progress, outcomes)
-        elif (workers or os.cpu_count() or 1) == 1 or len(todo) == 1:
-            for cell in todo:
-                outcome = _execute_cell(cell.to_dict(), str(out_dir / cell.relpath), cell_runner)
-                outcomes[cell.relpath] = progress.done(outcome)
-        else:
-            _run_pool(todo, out_dir, cell_runner, workers, progress, outcomes)
+        if todo:
+            _dispatch(
+                todo, out_dir, cell_runner, executor, workers, address, quiet, progress, outcomes
+            )
     finally:
         progress.close()
         wall = time.time() - started
@@ -170,16 +161,7 @@ def run_grid(
         result = GridResult(out_dir, ordered, wall)
         _append_run_record(out_dir, grid, executor, workers, address, started, result, len(cells))
     if not quiet:
-        print(
-            f"grid {grid.name!r}: {result.count('complete')} run, "
-            f"{result.count('skipped')} skipped, "
-            f"{result.count('failed')} failed, {result.count('incomplete')} incomplete "
-            f"in {wall:.1f} s",
-            file=sys.stderr,
-        )
-        for o in ordered:
-            if o.status == "failed":
-                print(f"  failed: {o.relpath}: {o.error}", file=sys.stderr)
+        _print_result(grid.name, result)
     return result
 
 
@@ -244,31 +226,7 @@ def check_experiment_configs(cells: list[Cell]) -> None:
 
 def is_complete(cell_dir: str | Path) -> bool:
     """True when ``cell_dir/summary.json`` exists and says ``status: "complete"``."""
-    summary = read_json(Path(cell_dir) / "summary.json")
-    return isinstance(summary, dict) and summary.get("status") == "complete"
-
-
-def read_json(path: Path) -> Any:
-    """JSON content of ``path``, or None when missing or unreadable (a partial write)."""
-    try:
-        return json.loads(Path(path).read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def write_json(path: Path, data: Any) -> None:
-    """Write JSON atomically (temporary file, then rename), so readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(data, fh, indent=2, sort_keys=True, default=str)
-            fh.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    return RunStore(cell_dir).is_complete()
 
 
 def machine_info() -> dict[str, Any]:
@@ -298,6 +256,52 @@ def machine_info() -> dict[str, Any]:
 # ----------------------------------------------------------------------------------- internals
 
 
+def _check_executor_args(executor: str, workers: int | None, address: str | None) -> None:
+    if executor not in EXECUTORS:
+        raise NcalError(f"`executor` must be one of {list(EXECUTORS)}; got {executor!r}")
+    if workers is not None and (
+        isinstance(workers, bool) or not isinstance(workers, int) or workers < 1
+    ):
+        raise NcalError(f"`workers` must be a positive int or None; got {workers!r}")
+    if address is not None and executor != "ray":
+        raise NcalError("`address` is only meaningful with executor='ray'")
+
+
+def _dispatch(
+    todo: list[Cell],
+    out_dir: Path,
+    runner: CellRunner | None,
+    executor: str,
+    workers: int | None,
+    address: str | None,
+    quiet: bool,
+    progress: _Progress,
+    outcomes: dict[str, CellOutcome],
+) -> None:
+    """Run the unfinished cells on the chosen executor, filling ``outcomes`` as they finish."""
+    if executor == "ray":
+        _run_ray(todo, out_dir, runner, workers, address, quiet, progress, outcomes)
+    elif (workers or os.cpu_count() or 1) == 1 or len(todo) == 1:
+        for cell in todo:
+            outcome = _execute_cell(cell.to_dict(), str(out_dir / cell.relpath), runner)
+            outcomes[cell.relpath] = progress.done(outcome)
+    else:
+        _run_pool(todo, out_dir, runner, workers, progress, outcomes)
+
+
+def _print_result(name: str, result: GridResult) -> None:
+    print(
+        f"grid {name!r}: {result.count('complete')} run, "
+        f"{result.count('skipped')} skipped, "
+        f"{result.count('failed')} failed, {result.count('incomplete')} incomplete "
+        f"in {result.wall_seconds:.1f} s",
+        file=sys.stderr,
+    )
+    for o in result.outcomes:
+        if o.status == "failed":
+            print(f"  failed: {o.relpath}: {o.error}", file=sys.stderr)
+
+
 def _execute_cell(cell: dict[str, Any], cell_dir: str, runner: CellRunner | None) -> dict[str, Any]:
     """Run one cell and describe the outcome (exceptions become a "failed" outcome)."""
     if _IN_POOL_WORKER and "torch" in sys.modules:
@@ -316,8 +320,9 @@ def _execute_cell(cell: dict[str, Any], cell_dir: str, runner: CellRunner | None
         return outcome
     outcome["seconds"] = time.perf_counter() - start
     outcome["status"] = "complete" if is_complete(cell_dir) else "incomplete"
-    outcome["final_accuracy"] = _last_accuracy(Path(cell_dir))
-    outcome["summary"] = read_json(Path(cell_dir) / "summary.json")
+    store = RunStore(cell_dir)
+    outcome["final_accuracy"] = store.last_accuracy()
+    outcome["summary"] = _summary_or_none(store)
     return outcome
 
 
@@ -493,33 +498,28 @@ class _Progress:
             self.bar.close()
 
 
-def _last_accuracy(cell_dir: Path) -> float | None:
+def _summary_or_none(store: RunStore) -> dict[str, Any] | None:
+    """The cell's summary for its outcome; None when absent or unreadable (the runner's bug,
+    already visible as an "incomplete" status)."""
     try:
-        lines = (cell_dir / "rounds.jsonl").read_text().splitlines()
-    except OSError:
+        return store.read_summary()
+    except CorruptRunError:
         return None
-    for line in reversed(lines):
-        try:
-            acc = json.loads(line).get("test_accuracy")
-        except ValueError:
-            continue
-        return None if acc is None else float(acc)
-    return None
 
 
 def _write_grid_files(grid: Grid, cells: list[Cell], source: Any) -> None:
     out_dir = Path(grid.out)
     out_dir.mkdir(parents=True, exist_ok=True)
-    write_json(out_dir / "grid.json", grid.to_dict())
+    atomic_write_json(out_dir / GRID_FILE, grid.to_dict())
     if isinstance(source, (str, Path)) and Path(source).is_file():
-        (out_dir / "grid.yaml").write_text(Path(source).read_text())
-    write_json(out_dir / "cells.json", [c.to_dict() for c in cells])
+        atomic_write_text(out_dir / "grid.yaml", Path(source).read_text())
+    atomic_write_json(out_dir / MANIFEST_FILE, [c.to_dict() for c in cells])
 
 
 def _write_cell_file(cell_dir: Path, cell: Cell) -> None:
     from .. import __version__
 
-    write_json(cell_dir / "cell.json", {**cell.to_dict(), "ncal_version": __version__})
+    RunStore(cell_dir).write_cell({**cell.to_dict(), "ncal_version": __version__})
 
 
 def _append_run_record(
@@ -545,5 +545,7 @@ def _append_run_record(
         "incomplete": result.count("incomplete"),
         "machine": machine_info(),
     }
-    with open(out_dir / "bench_runs.jsonl", "a") as fh:
-        fh.write(json.dumps(record, default=str) + "\n")
+    # rewritten atomically (not appended) so a crash never leaves half a line for the report
+    path = out_dir / BENCH_RUNS_FILE
+    old = path.read_text() if path.exists() else ""
+    atomic_write_text(path, old + json.dumps(record, default=str) + "\n")

@@ -26,7 +26,7 @@ Grid file keys (all but ``datasets``, ``strategies`` optional)::
 
 References
 ----------
-Spec §5.1 (protocol: paired seeds, Random always included) and §5.3 (several budgets / query
+docs/algorithms.md §5.1 (protocol: paired seeds, Random always included) and §5.3 (several budgets / query
 sizes: Lüth et al., NeurIPS 2023).
 """
 

@@ -21,8 +21,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .._utils.io import read_json, read_jsonl
+from ..experiment.store import RunStore
 from . import figures as F
 from . import stats as S
+from .executors import BENCH_RUNS_FILE, GRID_FILE
 
 NC_GROUPS = (
     ("nc", "Collapse metrics of the labeled set (given, possibly noisy, labels)"),
@@ -31,7 +34,7 @@ NC_GROUPS = (
     ("geometry_test", "Inter-class geometry of the test set"),
 )
 MAX_PANELS = 12
-# plotted first when present (spec §3: NC1, NC2 ETF distances, NC3 self-duality, NC4)
+# plotted first when present (docs/algorithms.md §3: NC1, NC2 ETF distances, NC3 self-duality, NC4)
 NC_FIRST = (
     "nc1",
     "nc1_quotient",
@@ -212,6 +215,25 @@ def _fmt_seconds(s: float | None) -> str:
 # ---------------------------------------------------------------------------------------- report
 
 
+@dataclass
+class _Context:
+    """What every section of one report needs: the data, where figures go, how values are shown."""
+
+    df: pd.DataFrame  # one row per cell × finished round (stats.load_results)
+    cells: pd.DataFrame  # one row per cell (stats.load_cells)
+    fig_dir: Path
+    reference: str
+    scale: float  # 100 when accuracies are fractions (shown in %), else 1
+    unit: str
+    colors: dict[str, Any]
+    varying: list[str]  # setting columns that vary across the grid
+    shown: list[str]  # setting columns shown in tables
+    figs: list[Path] = field(default_factory=list)
+
+    def add_figure(self, doc: _Doc, path: Path | None, caption: str) -> None:
+        self.figs += _add(doc, path, caption)
+
+
 def write_report(
     path: str | Path,
     out: str | Path | None = None,
@@ -230,7 +252,7 @@ def write_report(
     out : str or Path, optional
         Where to write; default ``path`` itself.
     reference : str
-        Strategy label the paired differences are taken against (spec §5.1: Random).
+        Strategy label the paired differences are taken against (docs/algorithms.md §5.1: Random).
     reach : float
         Fraction of the full-data accuracy for the labels-to-reach table.
     full_accuracy : float or mapping dataset → float, optional
@@ -245,86 +267,111 @@ def write_report(
         ``{"markdown": Path, "html": Path, "figures": [Path, ...]}``.
     """
     root = Path(path)
+    out_dir = Path(out) if out is not None else root
+    ctx = _context(root, out_dir, reference)
+    grid = read_json(root / GRID_FILE)
+    title_name = (grid or {}).get("name") or root.resolve().name
+    title = f"ncal benchmark report — {title_name}"
+
+    doc = _Doc()
+    doc.h(1, title)
+    _header(doc, root, grid, ctx.cells, ctx.df)
+    doc.h(2, "How to read this")
+    doc.p(HOW_TO_READ.format(ref=reference))
+    if ctx.df.empty:
+        doc.p("No finished rounds yet: nothing to summarise.")
+        return _finish(doc, out_dir, title, ctx.figs)
+
+    _learning_curves_section(doc, ctx)
+    per_seed = S.aubc_per_seed(ctx.df)
+    _aubc_section(doc, ctx, per_seed, confidence)
+    _paired_section(doc, ctx, per_seed)
+    _penalty_section(doc, ctx)
+    _reach_section(doc, ctx, reach, full_accuracy)
+    _purity_section(doc, ctx)
+    _training_section(doc, ctx.df, ctx.shown)
+    # collapse and evaluation metrics, generically: any numeric leaf
+    ctx.figs += _metric_sections(doc, ctx.df, ctx.fig_dir, ctx.colors, ctx.varying)
+    _cells_section(doc, ctx.cells)
+    return _finish(doc, out_dir, title, ctx.figs)
+
+
+def _context(root: Path, out_dir: Path, reference: str) -> _Context:
+    """Load the results and prepare an empty ``figures/`` folder."""
     df = S.load_results(root)
     cells = S.load_cells(root)
-    out_dir = Path(out) if out is not None else root
     fig_dir = out_dir / "figures"
     fig_dir.mkdir(parents=True, exist_ok=True)
     for old in fig_dir.glob("*.png"):  # a rebuilt report must not keep figures of a previous one
         old.unlink()
-
-    grid = _read_json(root / "grid.json")
-    title_name = (grid or {}).get("name") or root.resolve().name
-    title = f"ncal benchmark report — {title_name}"
     scale = 100.0 if (S.METRIC in df and df[S.METRIC].dropna().le(1.0).all()) else 1.0
-    unit = "%" if scale == 100.0 else ""
-    strategies = S.strategy_order(df, reference)
-    colors = F.strategy_colors(strategies, reference)
     varying = F.varying_settings(df) if len(df) else []
-    shown = [c for c in ("dataset", "noise") if c in df.columns] + [
-        c for c in ("model", "budget") if c in varying
-    ]
-    figs: list[Path] = []
+    return _Context(
+        df=df,
+        cells=cells,
+        fig_dir=fig_dir,
+        reference=reference,
+        scale=scale,
+        unit="%" if scale == 100.0 else "",
+        colors=F.strategy_colors(S.strategy_order(df, reference), reference),
+        varying=varying,
+        shown=[c for c in ("dataset", "noise") if c in df.columns]
+        + [c for c in ("model", "budget") if c in varying],
+    )
 
-    doc = _Doc()
-    doc.h(1, title)
-    _header(doc, root, grid, cells, df)
-    doc.h(2, "How to read this")
-    doc.p(HOW_TO_READ.format(ref=reference))
 
-    if df.empty:
-        doc.p("No finished rounds yet: nothing to summarise.")
-        return _finish(doc, out_dir, title, figs)
-
-    # learning curves
+def _learning_curves_section(doc: _Doc, ctx: _Context) -> None:
     doc.h(2, "Learning curves")
-    curves = S.curve_table(df)
+    curves = S.curve_table(ctx.df)
     p = F.plot_learning_curves(
         curves,
-        fig_dir / "learning_curves.png",
-        colors=colors,
-        ylabel=f"test accuracy ({unit or 'raw'})",
-        scale=scale,
+        ctx.fig_dir / "learning_curves.png",
+        colors=ctx.colors,
+        ylabel=f"test accuracy ({ctx.unit or 'raw'})",
+        scale=ctx.scale,
     )
-    figs += _add(doc, p, "Test accuracy vs labels (mean ± std over seeds)")
-    _curve_tables(doc, curves, shown, scale)
+    ctx.add_figure(doc, p, "Test accuracy vs labels (mean ± std over seeds)")
+    _curve_tables(doc, curves, ctx.shown, ctx.scale)
 
-    # AUBC
-    per_seed = S.aubc_per_seed(df)
+
+def _aubc_section(doc: _Doc, ctx: _Context, per_seed: pd.DataFrame, confidence: float) -> None:
+    scale, shown = ctx.scale, ctx.shown
     aubc_tab = S.aubc_table(per_seed, confidence)
     doc.h(2, "Area under the budget curve (AUBC)")
     if aubc_tab.empty:
         doc.p("AUBC needs at least two finished rounds per run; none yet.")
-    else:
-        doc.table(
+        return
+    doc.table(
+        [
+            *shown,
+            "strategy",
+            "seeds",
+            f"AUBC ({ctx.unit or 'raw'}) mean ± std",
+            f"{confidence:.0%} CI",
+        ],
+        [
             [
-                *shown,
-                "strategy",
-                "seeds",
-                f"AUBC ({unit or 'raw'}) mean ± std",
-                f"{confidence:.0%} CI",
-            ],
-            [
-                [
-                    *(r[c] for c in shown),
-                    r["strategy"],
-                    int(r["n"]),
-                    fmt_pm(r["mean"] * scale, r["std"] * scale),
-                    _fmt_ci(r["ci_low"] * scale, r["ci_high"] * scale),
-                ]
-                for _, r in aubc_tab.iterrows()
-            ],
+                *(r[c] for c in shown),
+                r["strategy"],
+                int(r["n"]),
+                fmt_pm(r["mean"] * scale, r["std"] * scale),
+                _fmt_ci(r["ci_low"] * scale, r["ci_high"] * scale),
+            ]
+            for _, r in aubc_tab.iterrows()
+        ],
+    )
+    p = F.plot_aubc(aubc_tab, ctx.fig_dir / "aubc.png", colors=ctx.colors, scale=scale)
+    ctx.add_figure(doc, p, f"AUBC per strategy with {confidence:.0%} t-intervals")
+    dropped = len(ctx.cells[ctx.cells["rounds_done"] > 0]) - len(per_seed)
+    if dropped > 0:
+        doc.p(
+            f"{dropped} run(s) with fewer rounds than the others of their setting (unfinished) "
+            "are left out of AUBC, the paired tests and the penalty matrix."
         )
-        p = F.plot_aubc(aubc_tab, fig_dir / "aubc.png", colors=colors, scale=scale)
-        figs += _add(doc, p, f"AUBC per strategy with {confidence:.0%} t-intervals")
-        dropped = len(cells[cells["rounds_done"] > 0]) - len(per_seed)
-        if dropped > 0:
-            doc.p(
-                f"{dropped} run(s) with fewer rounds than the others of their setting (unfinished) "
-                "are left out of AUBC, the paired tests and the penalty matrix."
-            )
 
-    # paired differences
+
+def _paired_section(doc: _Doc, ctx: _Context, per_seed: pd.DataFrame) -> None:
+    reference, scale, shown = ctx.reference, ctx.scale, ctx.shown
     doc.h(2, f"Paired differences vs {reference}")
     paired = S.paired_vs_reference(per_seed, reference)
     if paired.empty:
@@ -332,124 +379,121 @@ def write_report(
             f"No paired comparison: strategy `{reference}` is not in these results "
             "(or has no finished runs)."
         )
-    else:
+        return
+    doc.p(
+        "Δ AUBC = AUBC(strategy) − AUBC(reference) on the same seed, in points; p-values two-sided."
+    )
+    doc.table(
+        [*shown, "strategy", "pairs", "Δ AUBC mean ± std", "t", "p (t-test)", "p (Wilcoxon)"],
+        [
+            [
+                *(r[c] for c in shown),
+                r["strategy"],
+                int(r["n"]),
+                fmt_pm(r["mean"] * scale, r["std"] * scale),
+                fmt_num(r["t"]),
+                fmt_p(r["p_t"]),
+                fmt_p(r["p_w"]),
+            ]
+            for _, r in paired.iterrows()
+        ],
+    )
+    pooled = S.pooled_vs_reference(ctx.df, reference)
+    if pooled.empty:
+        return
+    doc.p("Pooled over every (setting, budget after the initial one, seed): Δ accuracy in points.")
+    doc.table(
+        ["strategy", "pairs", "Δ accuracy mean ± std", "p (t-test)", "p (Wilcoxon)"],
+        [
+            [
+                r["strategy"],
+                int(r["n"]),
+                fmt_pm(r["mean"] * scale, r["std"] * scale),
+                fmt_p(r["p_t"]),
+                fmt_p(r["p_w"]),
+            ]
+            for _, r in pooled.iterrows()
+        ],
+    )
+
+
+def _penalty_section(doc: _Doc, ctx: _Context) -> None:
+    if len(S.strategy_order(ctx.df, ctx.reference)) < 2:
+        return
+    doc.h(2, "Pairwise-penalty matrix")
+    mat, colmean = S.penalty_matrix(ctx.df, reference=ctx.reference)
+    p = F.plot_penalty_matrix(mat, colmean, ctx.fig_dir / "penalty_matrix.png")
+    ctx.add_figure(
+        doc,
+        p,
+        "Row = winner, column = loser; entry = share of budgets with a significant win, "
+        "summed over settings",
+    )
+    doc.table(
+        ["winner \\ loser", *mat.columns],
+        [[i, *(fmt_num(v) for v in mat.loc[i])] for i in mat.index]
+        + [["**column mean**", *(f"**{fmt_num(v)}**" for v in colmean)]],
+    )
+
+
+def _reach_section(
+    doc: _Doc,
+    ctx: _Context,
+    reach: float,
+    full_accuracy: float | Mapping[str, float] | None,
+) -> None:
+    reach_tab = S.labels_to_reach_table(ctx.df, reach, full_accuracy)
+    if reach_tab.empty:
+        return
+    doc.h(2, f"Labels to reach {reach:.0%} of full-data accuracy")
+    if "grid max" in set(reach_tab["source"]):
         doc.p(
-            "Δ AUBC = AUBC(strategy) − AUBC(reference) on the same seed, in points; "
-            "p-values two-sided."
+            "Full-data accuracy was not given; it is replaced by the best seed-mean accuracy "
+            "any strategy reached in the setting (so this is the labels needed for "
+            f"{reach:.0%} of the best accuracy in the grid). Linear interpolation between "
+            "budgets; — = never reached."
         )
-        doc.table(
-            [*shown, "strategy", "pairs", "Δ AUBC mean ± std", "t", "p (t-test)", "p (Wilcoxon)"],
+    doc.table(
+        [
+            *ctx.shown,
+            "strategy",
+            f"target ({ctx.unit or 'raw'})",
+            "labels (seed-mean curve)",
+            "seeds reaching",
+        ],
+        [
             [
-                [
-                    *(r[c] for c in shown),
-                    r["strategy"],
-                    int(r["n"]),
-                    fmt_pm(r["mean"] * scale, r["std"] * scale),
-                    fmt_num(r["t"]),
-                    fmt_p(r["p_t"]),
-                    fmt_p(r["p_w"]),
-                ]
-                for _, r in paired.iterrows()
-            ],
-        )
-        pooled = S.pooled_vs_reference(df, reference)
-        if not pooled.empty:
-            doc.p(
-                "Pooled over every (setting, budget after the initial one, seed): "
-                "Δ accuracy in points."
-            )
-            doc.table(
-                ["strategy", "pairs", "Δ accuracy mean ± std", "p (t-test)", "p (Wilcoxon)"],
-                [
-                    [
-                        r["strategy"],
-                        int(r["n"]),
-                        fmt_pm(r["mean"] * scale, r["std"] * scale),
-                        fmt_p(r["p_t"]),
-                        fmt_p(r["p_w"]),
-                    ]
-                    for _, r in pooled.iterrows()
-                ],
-            )
+                *(r[c] for c in ctx.shown),
+                r["strategy"],
+                fmt_num(r["target"] * ctx.scale),
+                fmt_num(r["labels"], 0),
+                f"{r['seeds_reached']}/{r['n_seeds']}",
+            ]
+            for _, r in reach_tab.iterrows()
+        ],
+    )
 
-    # pairwise-penalty matrix
-    if len(strategies) >= 2:
-        doc.h(2, "Pairwise-penalty matrix")
-        mat, colmean = S.penalty_matrix(df, reference=reference)
-        p = F.plot_penalty_matrix(mat, colmean, fig_dir / "penalty_matrix.png")
-        figs += _add(
-            doc,
-            p,
-            "Row = winner, column = loser; entry = share of budgets with a significant win, "
-            "summed over settings",
-        )
-        doc.table(
-            ["winner \\ loser", *mat.columns],
-            [[i, *(fmt_num(v) for v in mat.loc[i])] for i in mat.index]
-            + [["**column mean**", *(f"**{fmt_num(v)}**" for v in colmean)]],
-        )
 
-    # labels to reach
-    reach_tab = S.labels_to_reach_table(df, reach, full_accuracy)
-    if not reach_tab.empty:
-        doc.h(2, f"Labels to reach {reach:.0%} of full-data accuracy")
-        src = set(reach_tab["source"])
-        if "grid max" in src:
-            doc.p(
-                "Full-data accuracy was not given; it is replaced by the best seed-mean accuracy "
-                "any strategy reached in the setting (so this is the labels needed for "
-                f"{reach:.0%} of the best accuracy in the grid). Linear interpolation between "
-                "budgets; — = never reached."
-            )
-        doc.table(
+def _purity_section(doc: _Doc, ctx: _Context) -> None:
+    purity = S.query_purity(ctx.df)
+    if purity.empty:
+        return
+    doc.h(2, "Query purity (correct labels in the bought batches)")
+    ptab = S.query_purity_table(ctx.df)
+    doc.table(
+        [*ctx.shown, "strategy", "seeds", "purity (%) mean ± std"],
+        [
             [
-                *shown,
-                "strategy",
-                f"target ({unit or 'raw'})",
-                "labels (seed-mean curve)",
-                "seeds reaching",
-            ],
-            [
-                [
-                    *(r[c] for c in shown),
-                    r["strategy"],
-                    fmt_num(r["target"] * scale),
-                    fmt_num(r["labels"], 0),
-                    f"{r['seeds_reached']}/{r['n_seeds']}",
-                ]
-                for _, r in reach_tab.iterrows()
-            ],
-        )
-
-    # query purity
-    purity = S.query_purity(df)
-    if not purity.empty:
-        doc.h(2, "Query purity (correct labels in the bought batches)")
-        ptab = S.query_purity_table(df)
-        doc.table(
-            [*shown, "strategy", "seeds", "purity (%) mean ± std"],
-            [
-                [
-                    *(r[c] for c in shown),
-                    r["strategy"],
-                    int(r["n"]),
-                    fmt_pm(r["mean"] * 100, r["std"] * 100),
-                ]
-                for _, r in ptab.iterrows()
-            ],
-        )
-        p = F.plot_query_purity(purity, fig_dir / "query_purity.png", colors=colors)
-        figs += _add(
-            doc, p, "Share of correct labels in each queried batch (mean ± std over seeds)"
-        )
-
-    _training_section(doc, df, shown)
-
-    # collapse and evaluation metrics, generically: any numeric leaf
-    figs += _metric_sections(doc, df, fig_dir, colors, varying)
-
-    _cells_section(doc, cells)
-    return _finish(doc, out_dir, title, figs)
+                *(r[c] for c in ctx.shown),
+                r["strategy"],
+                int(r["n"]),
+                fmt_pm(r["mean"] * 100, r["std"] * 100),
+            ]
+            for _, r in ptab.iterrows()
+        ],
+    )
+    p = F.plot_query_purity(purity, ctx.fig_dir / "query_purity.png", colors=ctx.colors)
+    ctx.add_figure(doc, p, "Share of correct labels in each queried batch (mean ± std over seeds)")
 
 
 # ----------------------------------------------------------------------------------- sections
@@ -462,27 +506,6 @@ def _add(doc: _Doc, path: Path | None, caption: str) -> list[Path]:
     return [path]
 
 
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def _runs_records(root: Path) -> list[dict[str, Any]]:
-    try:
-        lines = (root / "bench_runs.jsonl").read_text().splitlines()
-    except OSError:
-        return []
-    out = []
-    for line in lines:
-        try:
-            out.append(json.loads(line))
-        except ValueError:
-            continue
-    return out
-
-
 def _header(
     doc: _Doc, root: Path, grid: dict | None, cells: pd.DataFrame, df: pd.DataFrame
 ) -> None:
@@ -493,38 +516,7 @@ def _header(
         f"by ncal {__version__} from `{root}`."
     )
     doc.h(2, "Setup")
-    items = []
-    if grid:
-        strategies = []
-        for s in grid.get("strategies", []):
-            params = ", ".join(f"{k}={v}" for k, v in (s.get("params") or {}).items())
-            strategies.append(f"{s['label']}" + (f" ({s['name']}: {params})" if params else ""))
-        budgets = "; ".join(
-            f"initial {b['initial']}, query {b['query']} × {b['rounds']} rounds"
-            for b in grid.get("budget", [])
-        )
-        items += [
-            f"datasets: {', '.join(grid.get('datasets', []))}",
-            f"noise: {', '.join(grid.get('noise', []))}",
-            f"strategies: {'; '.join(strategies)}",
-            f"seeds: {', '.join(str(s) for s in grid.get('seeds', []))}",
-            f"budget: {budgets} (counts, or fractions of the pool)",
-            f"model: {', '.join(grid.get('model', []))}",
-            f"training overrides: {json.dumps(grid.get('train') or {})}",
-            f"evaluations: {', '.join(grid.get('evals') or []) or 'none'}",
-            f"pool size: {grid.get('pool_size') or 'full'}",
-        ]
-        if grid.get("experiment"):
-            items.append(f"other experiment settings: {json.dumps(grid['experiment'])}")
-        if grid.get("description"):
-            items.insert(0, f"description: {grid['description']}")
-    elif len(cells):
-        for col in ("dataset", "noise", "strategy", "seed", "model", "budget"):
-            vals = list(dict.fromkeys(str(v) for v in cells[col]))
-            items.append(f"{col}: {', '.join(vals)}")
-        settings = cells.iloc[0]["settings"] or {}
-        if settings.get("train"):
-            items.append(f"training overrides: {json.dumps(settings['train'])}")
+    items = _grid_items(grid) if grid else _cells_items(cells)
     statuses = cells["status"].value_counts().to_dict() if len(cells) else {}
     items.append(
         f"cells: {len(cells)} ({statuses.get('complete', 0)} complete, "
@@ -533,9 +525,55 @@ def _header(
     versions = sorted({str(v) for v in _versions(root, cells)})
     items.append(f"ncal version(s) that produced the results: {', '.join(versions) or 'unknown'}")
     doc.ul(items)
-
-    runs = _runs_records(root)
     doc.h(3, "Machine and time")
+    doc.ul(_machine_items(root, cells))
+
+
+def _grid_items(grid: dict) -> list[str]:
+    """Setup lines from the resolved grid (``grid.json``)."""
+    strategies = []
+    for s in grid.get("strategies", []):
+        params = ", ".join(f"{k}={v}" for k, v in (s.get("params") or {}).items())
+        strategies.append(f"{s['label']}" + (f" ({s['name']}: {params})" if params else ""))
+    budgets = "; ".join(
+        f"initial {b['initial']}, query {b['query']} × {b['rounds']} rounds"
+        for b in grid.get("budget", [])
+    )
+    items = [
+        f"datasets: {', '.join(grid.get('datasets', []))}",
+        f"noise: {', '.join(grid.get('noise', []))}",
+        f"strategies: {'; '.join(strategies)}",
+        f"seeds: {', '.join(str(s) for s in grid.get('seeds', []))}",
+        f"budget: {budgets} (counts, or fractions of the pool)",
+        f"model: {', '.join(grid.get('model', []))}",
+        f"training overrides: {json.dumps(grid.get('train') or {})}",
+        f"evaluations: {', '.join(grid.get('evals') or []) or 'none'}",
+        f"pool size: {grid.get('pool_size') or 'full'}",
+    ]
+    if grid.get("experiment"):
+        items.append(f"other experiment settings: {json.dumps(grid['experiment'])}")
+    if grid.get("description"):
+        items.insert(0, f"description: {grid['description']}")
+    return items
+
+
+def _cells_items(cells: pd.DataFrame) -> list[str]:
+    """Setup lines gathered from the cells themselves (a single run, or no ``grid.json``)."""
+    items: list[str] = []
+    if not len(cells):
+        return items
+    for col in ("dataset", "noise", "strategy", "seed", "model", "budget"):
+        vals = list(dict.fromkeys(str(v) for v in cells[col]))
+        items.append(f"{col}: {', '.join(vals)}")
+    settings = cells.iloc[0]["settings"] or {}
+    if settings.get("train"):
+        items.append(f"training overrides: {json.dumps(settings['train'])}")
+    return items
+
+
+def _machine_items(root: Path, cells: pd.DataFrame) -> list[str]:
+    """Where and how long: the last ``ncal bench`` machine, invocations, summed compute."""
+    runs = read_jsonl(root / BENCH_RUNS_FILE)
     m_items = []
     if runs:
         m = runs[-1].get("machine", {})
@@ -569,15 +607,14 @@ def _header(
                 else ""
             )
         )
-    doc.ul(m_items)
+    return m_items
 
 
 def _versions(root: Path, cells: pd.DataFrame) -> list[str]:
     out = []
     for rel in cells["cell"] if len(cells) else []:
-        cfg = (
-            _read_json((root / rel) / "config.json") or _read_json((root / rel) / "cell.json") or {}
-        )
+        store = RunStore(root / rel)
+        cfg = store.read_config() or store.read_cell() or {}
         if cfg.get("ncal_version"):
             out.append(cfg["ncal_version"])
     return out
@@ -670,7 +707,7 @@ def _panels(
 
 
 def _training_section(doc: _Doc, df: pd.DataFrame, shown: list[str]) -> None:
-    """Did training reach the terminal phase, and did FF move? (FINDINGS.md §1–2)."""
+    """Did training reach the terminal phase, and did FF move? (docs/findings.md §1–2)."""
     specs = [
         ("reached_terminal", "rounds reaching terminal phase (%)", 100.0),
         ("train_epochs", "epochs", 1.0),

@@ -1,8 +1,8 @@
-"""Summary statistics of active-learning results (spec §5.2): AUBC, paired tests, PPM, and more.
+"""Summary statistics of active-learning results (docs/algorithms.md §5.2): AUBC, paired tests, PPM, and more.
 
 Everything here is a pure function of arrays or of the long table returned by :func:`load_results`
 (one row per cell × round). A *setting* is one (dataset, noise, model, budget schedule) combination;
-strategies are compared only within a setting, on matched seeds (paired design, spec §5.1).
+strategies are compared only within a setting, on matched seeds (paired design, docs/algorithms.md §5.1).
 
 References
 ----------
@@ -14,7 +14,6 @@ NeurIPS 2023 (AUBC + PPM reporting).
 
 from __future__ import annotations
 
-import json
 import math
 import warnings
 from collections.abc import Mapping, Sequence
@@ -26,7 +25,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from ..errors import CorruptRunError, NcalError
+from ..experiment.store import StoredRun, find_runs, load_run
 
 SETTING = ["dataset", "noise", "model", "budget"]
 META = [
@@ -52,7 +51,7 @@ _PAYLOAD_KEYS = ("selected", "selected_scores", "selected_labels", "class_histog
 def aubc(budgets: Sequence[float], accs: Any) -> float | np.ndarray:
     """Area under the budget curve with the actual budget spacing, rescaled to ``[0, 1]``.
 
-    ``AUBC = Σ_r (B_r − B_{r−1}) / (B_R − B_0) · (a_{r−1} + a_r) / 2`` (spec §5.2). Equals
+    ``AUBC = Σ_r (B_r − B_{r−1}) / (B_R − B_0) · (a_{r−1} + a_r) / 2`` (docs/algorithms.md §5.2). Equals
     ``np.trapz(acc, dx=1/R)`` of realistic-al only for equally spaced budgets.
 
     Parameters
@@ -287,7 +286,7 @@ def pooled_vs_reference(
     """Paired accuracy differences pooled over all (setting, budget, seed) cells, per strategy.
 
     ``Δ = a(strategy) − a(reference)`` at matched (setting, budget, seed); the tests are those of
-    :func:`paired_test` (the Wilcoxon variant of spec §5.2). ``skip_initial`` drops the first
+    :func:`paired_test` (the Wilcoxon variant of docs/algorithms.md §5.2). ``skip_initial`` drops the first
     budget of each setting, where every strategy trained on the same initial set.
     """
     cols = ["strategy", *PairedTest.__dataclass_fields__]
@@ -323,7 +322,7 @@ def penalty_matrix(
     saturation: float | None = None,
     reference: str = "random",
 ) -> tuple[pd.DataFrame, pd.Series]:
-    """Pairwise-penalty matrix (BADGE, Ash et al. 2020; spec §5.2), row = winner, column = loser.
+    """Pairwise-penalty matrix (BADGE, Ash et al. 2020; docs/algorithms.md §5.2), row = winner, column = loser.
 
     For every setting and checkpoint budget and every ordered pair (i, j) of strategies,
     ``Z = a_i − a_j`` over their matched seeds (the first ``max_seeds`` in seed order, if given);
@@ -562,54 +561,6 @@ def numeric_metric_columns(
 # ---------------------------------------------------------------------------- loading results
 
 
-def find_cells(path: str | Path) -> tuple[Path, list[Path]]:
-    """Root and cell directories of a run directory or a grid directory.
-
-    A directory with ``config.json`` or ``rounds.jsonl`` is a single run; otherwise the cells are
-    those listed in ``cells.json`` (written by :func:`ncal.bench.run_grid`) that exist, else every
-    sub-directory holding ``rounds.jsonl`` or ``cell.json``.
-    """
-    root = Path(path)
-    if not root.is_dir():
-        raise NcalError(f"results directory {str(root)!r} does not exist")
-    if (root / "config.json").exists() or (root / "rounds.jsonl").exists():
-        return root, [root]
-    manifest = root / "cells.json"
-    if manifest.exists():
-        try:
-            cells = json.loads(manifest.read_text())
-        except ValueError as exc:
-            raise CorruptRunError(f"{manifest} is not valid JSON ({exc})") from exc
-        return root, [root / c["relpath"] for c in cells if (root / c["relpath"]).is_dir()]
-    found = {p.parent for p in root.rglob("rounds.jsonl")} | {
-        p.parent for p in root.rglob("cell.json")
-    }
-    return root, sorted(found)
-
-
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        return None
-    except ValueError as exc:
-        raise CorruptRunError(f"{path} is not valid JSON ({exc})") from exc
-
-
-def _read_rounds(path: Path) -> list[dict[str, Any]]:
-    if not path.exists():
-        return []
-    rows = []
-    for lineno, line in enumerate(path.read_text().splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            rows.append(json.loads(line))
-        except ValueError as exc:
-            raise CorruptRunError(f"{path} line {lineno} is not valid JSON ({exc})") from exc
-    return rows
-
-
 def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:
     if isinstance(value, Mapping):
         for k, v in value.items():
@@ -631,10 +582,10 @@ def _budget_label(settings: Mapping[str, Any]) -> str:
     return "?"
 
 
-def _cell_meta(root: Path, cell_dir: Path) -> dict[str, Any]:
-    cell = _read_json(cell_dir / "cell.json") or {}
-    config = _read_json(cell_dir / "config.json") or {}
-    summary = _read_json(cell_dir / "summary.json") or {}
+def _cell_meta(root: Path, run: StoredRun) -> dict[str, Any]:
+    cell = run.cell or {}
+    config = run.config or {}
+    summary = run.summary or {}
     settings = dict(config.get("settings", config)) if config else dict(cell.get("config", {}))
     if not settings and cell.get("config"):
         settings = dict(cell["config"])
@@ -646,7 +597,7 @@ def _cell_meta(root: Path, cell_dir: Path) -> dict[str, Any]:
 
         label = StrategyEntry(name, dict(params)).key
     resolved = config.get("resolved", {}) if isinstance(config, Mapping) else {}
-    rel = cell_dir.relative_to(root).as_posix() if cell_dir != root else "."
+    rel = run.dir.relative_to(root).as_posix() if run.dir != root else "."
     return {
         "cell": rel,
         "dataset": settings.get("dataset", "?"),
@@ -669,11 +620,12 @@ def load_cells(path: str | Path) -> pd.DataFrame:
     Timing columns: ``train_seconds`` and ``select_seconds`` (sums over the rounds in
     ``rounds.jsonl``) and ``wall_seconds`` (``summary.json``'s wall clock, when recorded).
     """
-    root, dirs = find_cells(path)
+    root, dirs = find_runs(path)
     records = []
     for d in dirs:
-        meta = _cell_meta(root, d)
-        rows = _read_rounds(d / "rounds.jsonl")
+        run = load_run(d)
+        meta = _cell_meta(root, run)
+        rows = run.rounds
         summary = meta.pop("_summary")
         settings = meta.pop("_settings")
         resolved = meta.pop("_resolved")
@@ -732,13 +684,14 @@ def load_results(path: str | Path) -> pd.DataFrame:
     NcalError
         The directory does not exist; ``CorruptRunError`` for unreadable JSON.
     """
-    root, dirs = find_cells(path)
+    root, dirs = find_runs(path)
     records = []
     for d in dirs:
-        meta = _cell_meta(root, d)
+        run = load_run(d)
+        meta = _cell_meta(root, run)
         for k in ("_summary", "_settings", "_resolved"):
             meta.pop(k)
-        for row in _read_rounds(d / "rounds.jsonl"):
+        for row in run.rounds:
             flat: dict[str, Any] = {}
             _flatten("", row, flat)
             for k in (*META, *_PAYLOAD_KEYS):

@@ -14,14 +14,11 @@ from typing import Any
 
 import numpy as np
 
-from .._validation import as_label_vector, check_k
+from .._utils.random import as_generator
+from .._utils.validation import as_label_vector, check_k
 
 #: Label given to out-of-distribution pool entries (no class of the label set applies).
 NOT_IN_LABEL_SET = -1
-
-
-def _rng(seed: Any) -> np.random.Generator:
-    return seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
 
 
 def long_tail_counts(n_max: int, num_classes: int, rho: float) -> np.ndarray:
@@ -39,7 +36,7 @@ def long_tail_counts(n_max: int, num_classes: int, rho: float) -> np.ndarray:
     Returns
     -------
     numpy.ndarray
-        int64 counts in natural class order (Cao et al., 2019; ALGORITHMS.md §4.4).
+        int64 counts in natural class order (Cao et al., 2019; docs/algorithms.md §4.4).
     """
     n_max = check_k(n_max, "n_max")
     if int(num_classes) < 2:
@@ -136,7 +133,7 @@ def stratified_subsample(y: Any, n: int, seed: Any = 0) -> np.ndarray:
         raise ValueError(f"`n`={n} exceeds the number of samples ({y.size})")
     if n == 0:
         return np.zeros(0, dtype=np.int64)
-    rng = _rng(seed)
+    rng = as_generator(seed)
     counts = np.bincount(y)
     quota = _allocate(counts, n)
     picks = [
@@ -156,7 +153,7 @@ def stratified_split(y: Any, test_fraction: float, seed: Any = 0) -> tuple[np.nd
     y = as_label_vector(y, "y")
     if not 0 < test_fraction < 1:
         raise ValueError(f"`test_fraction` must be in (0, 1); got {test_fraction}")
-    rng = _rng(seed)
+    rng = as_generator(seed)
     test = []
     for c in range(int(y.max()) + 1 if y.size else 0):
         idx = np.flatnonzero(y == c)
@@ -210,7 +207,7 @@ def contaminate_pool(
             f"fraction={fraction} of a {n_in}-sample pool needs {n_ood} OOD samples; `x_ood` has "
             f"{x_ood.shape[0]}"
         )
-    rng = _rng(seed)
+    rng = as_generator(seed)
     pick = rng.choice(x_ood.shape[0], size=n_ood, replace=False)
     x = np.concatenate([x_pool, x_ood[pick].astype(x_pool.dtype, copy=False)])
     y = np.concatenate([y_pool, np.full(n_ood, NOT_IN_LABEL_SET, dtype=np.int64)])
@@ -222,7 +219,7 @@ def contaminate_pool(
 def shot_groups(counts: Any, *, many: int = 100, few: int = 20) -> dict[str, np.ndarray]:
     """Group classes by count: many (> ``many``), medium (``few``..``many``), few (< ``few``).
 
-    Thresholds follow Liu et al. (2019) as used for CIFAR-LT (ALGORITHMS.md §4.4).
+    Thresholds follow Liu et al. (2019) as used for CIFAR-LT (docs/algorithms.md §4.4).
 
     Returns
     -------

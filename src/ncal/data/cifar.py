@@ -19,9 +19,11 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
+from .._utils.io import atomic_write
 from ._errors import DataNotFoundError
 from ._pickle import as_str, safe_load, str_keys
 
@@ -195,13 +197,20 @@ def download_cifar(which: str, dest: str | os.PathLike) -> Path:
     dest.mkdir(parents=True, exist_ok=True)
     out = dest / url.rsplit("/", 1)[1]
     if not out.is_file() or _md5(out) != md5:
-        tmp = out.with_suffix(out.suffix + f".part{os.getpid()}")
-        urllib.request.urlretrieve(url, tmp)
-        if _md5(tmp) != md5:
-            tmp.unlink(missing_ok=True)
-            raise OSError(f"MD5 mismatch for {url}; the download is corrupt")
-        os.replace(tmp, out)
+        atomic_write(out, lambda fh: _download_checked(url, md5, fh))
     return out
+
+
+def _download_checked(url: str, md5: str, fh: BinaryIO) -> None:
+    """Stream ``url`` into ``fh``; OSError if the MD5 differs (the partial file is then removed by
+    :func:`~ncal._utils.io.atomic_write`, so a corrupt archive never takes the final name)."""
+    h = hashlib.md5()
+    with urllib.request.urlopen(url) as response:
+        for chunk in iter(lambda: response.read(1 << 20), b""):
+            h.update(chunk)
+            fh.write(chunk)
+    if h.hexdigest() != md5:
+        raise OSError(f"MD5 mismatch for {url}; the download is corrupt")
 
 
 def _md5(path: Path) -> str:

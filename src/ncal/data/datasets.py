@@ -1,7 +1,7 @@
 """Dataset loaders by name, the dataset registry and :func:`list_datasets`.
 
 Every loader returns a :class:`Dataset` with numpy arrays: images as ``uint8`` ``(N, H, W)`` or
-``(N, H, W, C)``, or ``float32`` features ``(N, D)``. Nothing is downloaded: see ``spec/DATA.md``
+``(N, H, W, C)``, or ``float32`` features ``(N, D)``. Nothing is downloaded: see ``docs/data.md``
 for what is available offline, and :func:`list_datasets` for how to get each dataset.
 """
 
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from .._utils.io import atomic_save_npy
 from ._errors import DataNotFoundError
 from .builders import stratified_split
 from .cifar import (
@@ -110,26 +110,14 @@ def cache_dir() -> Path:
     return Path(os.environ.get("NCAL_CACHE") or Path.home() / ".cache" / "ncal").expanduser()
 
 
-def atomic_save_npy(path: Path, arr: np.ndarray) -> bool:
-    """Write ``arr`` to ``path`` via a temporary file and ``os.replace``.
-
-    Concurrent writers each write their own temporary file; the rename is atomic on POSIX, so a
-    reader sees either no file or a complete one. Returns False (no exception) if the folder is not
-    writable.
-    """
+def _cache_npy(path: Path, arr: np.ndarray) -> bool:
+    """Cache ``arr`` at ``path`` atomically; False (no exception) when the folder is not writable,
+    since the cache only saves time."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+        atomic_save_npy(path, arr)
     except OSError:
         return False
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.save(f, arr, allow_pickle=False)
-        os.replace(tmp, path)
-        return True
-    except OSError:
-        Path(tmp).unlink(missing_ok=True)
-        return False
+    return True
 
 
 def _load_npy(path: Path) -> np.ndarray | None:
@@ -162,8 +150,8 @@ def _mnist5k_arrays() -> tuple[np.ndarray, np.ndarray]:
     xf, yf = mnist_data()
     x = np.rint(xf).astype(np.uint8).reshape(-1, 28, 28)
     y = np.asarray(yf, dtype=np.int64)
-    atomic_save_npy(px, x)
-    atomic_save_npy(py, y)
+    _cache_npy(px, x)
+    _cache_npy(py, y)
     return x, y
 
 

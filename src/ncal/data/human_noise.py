@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .._utils.io import atomic_write
 from ._errors import DataNotFoundError
 from ._pickle import safe_load, str_keys
 
@@ -132,9 +133,7 @@ def generate_human_noise_file(
     """Write the count tables of :func:`compute_human_noise_tables` to ``path`` (``.npz``)."""
     tables = compute_human_noise_tables(source)
     path = Path(path)
-    tmp = path.with_name(path.name + f".{os.getpid()}.tmp.npz")
-    np.savez_compressed(tmp, **tables)
-    os.replace(tmp, path)
+    atomic_write(path, lambda fh: np.savez_compressed(fh, **tables))
     _shipped.cache_clear()
     return path
 

@@ -1,9 +1,10 @@
-"""Annotator (oracle) models for active learning (ALGORITHMS.md §2.5).
+"""Annotator (oracle) models for active learning (docs/algorithms.md §2.5).
 
 Every oracle answers ``query(idx, round) -> (labels, is_noisy)``. All randomness is drawn once from
 the seed when the oracle is built, so a sample asked twice gets the same answer and every strategy
-run with the same seed faces the same noise draws (paired design, §0.3). Clean labels are kept for
-evaluation (``is_noisy``, :meth:`Oracle.realised_rate`) and never returned as answers.
+run with the same seed faces the same noise draws (paired design, docs/algorithms.md §0.3). Clean
+labels are kept for evaluation (``is_noisy``, :meth:`Oracle.realised_rate`) and never returned as
+answers.
 
 - :class:`FixedNoisyOracle` — O1: a precomputed noisy label vector (any model of :mod:`.noise`).
 - :class:`DifficultyOracle` — O3: error probability grows with the difficulty of the sample under a
@@ -18,9 +19,11 @@ from typing import Any
 
 import numpy as np
 
-from .._validation import as_label_vector
+from .._utils.random import as_generator
+from .._utils.validation import as_label_vector
 from .builders import NOT_IN_LABEL_SET
 from .noise import empirical_transition, make_noisy_labels, parse_noise_spec
+from .noise.difficulty import difficulty_noise
 
 __all__ = [
     "NOT_IN_LABEL_SET",
@@ -30,10 +33,6 @@ __all__ = [
     "Oracle",
     "make_oracle",
 ]
-
-
-def _rng(seed: Any) -> np.random.Generator:
-    return seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
 
 
 class Oracle:
@@ -141,116 +140,14 @@ class FixedNoisyOracle(Oracle):
 
 
 # ------------------------------------------------------------------------------ difficulty oracle
-def reference_inputs(
-    x: Any = None, features: Any = None, *, max_dim: int = 128, seed: int = 0
-) -> tuple[np.ndarray, str]:
-    """Inputs for the reference classifier: standardised features, or pixels scaled to [0, 1].
-
-    Images larger than 16 px a side are average-pooled by an integer factor to at most 16 px; inputs
-    with more than ``max_dim`` columns are reduced by (unsupervised) randomized PCA.
-    """
-    from sklearn.decomposition import PCA
-
-    if features is not None:
-        z = np.asarray(features, dtype=np.float64)
-        if z.ndim != 2:
-            raise ValueError(f"`features` must be 2-D (N, D); got shape {z.shape}")
-        how = "features"
-    elif x is not None:
-        a = np.asarray(x)
-        if a.ndim < 2:
-            raise ValueError(f"`x` must have one row per sample; got shape {a.shape}")
-        a = a.astype(np.float32) / (255.0 if a.dtype == np.uint8 else 1.0)
-        how = "pixels/255" if np.asarray(x).dtype == np.uint8 else "inputs"
-        if a.ndim in (3, 4):  # (N,H,W[,C]) images: average-pool to <= 16 px a side
-            f = int(np.ceil(max(a.shape[1], a.shape[2]) / 16))
-            if f > 1:
-                H, W = (a.shape[1] // f) * f, (a.shape[2] // f) * f
-                a = (
-                    a[:, :H, :W]
-                    .reshape(a.shape[0], H // f, f, W // f, f, *a.shape[3:])
-                    .mean(axis=(2, 4))
-                )
-                how += f", {f}x{f} average-pooled"
-        z = a.reshape(a.shape[0], -1).astype(np.float64)
-    else:
-        raise ValueError("the difficulty oracle needs `x` or `features` (or a precomputed `p_ref`)")
-    if not np.isfinite(z).all():
-        raise ValueError("reference inputs contain NaN or inf")
-    if z.shape[1] > max_dim:
-        z = PCA(n_components=max_dim, svd_solver="randomized", random_state=seed).fit_transform(z)
-        how += f", PCA to {max_dim}"
-    sd = z.std(axis=0)
-    z = (z - z.mean(axis=0)) / np.where(sd > 0, sd, 1.0)
-    return z, how + ", standardised"
-
-
-def cross_fitted_probs(
-    z: np.ndarray,
-    y: np.ndarray,
-    num_classes: int,
-    *,
-    n_folds: int = 5,
-    seed: int = 0,
-    C_reg: float = 1.0,
-) -> np.ndarray:
-    """Out-of-fold class probabilities of a multinomial logistic regression.
-
-    Each sample is predicted by a model that did not see it, so its difficulty is not memorised.
-    """
-    from .._crossfit import out_of_fold_probabilities
-
-    return out_of_fold_probabilities(z, y, num_classes, folds=n_folds, seed=seed, C=C_reg, tol=1e-3)
-
-
-def _calibrate_eps1(delta_g: np.ndarray, target: float, eps0: float, eps_max: float) -> float:
-    """Bisection for ε1 so that mean(clip(ε0 + (ε1-ε0) δ^γ, 0, ε_max)) = target."""
-
-    def mean_eps(e1: float) -> float:
-        return float(np.clip(eps0 + (e1 - eps0) * delta_g, 0.0, eps_max).mean())
-
-    lo = eps0
-    base = mean_eps(lo)
-    if base > target + 1e-12:
-        raise ValueError(f"target rate {target} is below the floor eps0={eps0}")
-    if base >= target - 1e-12:
-        return lo  # the floor alone gives the target (e.g. every difficulty is 0)
-    # Supremum over ε1; attained at a finite ε1 because every positive δ^γ is bounded away from 0.
-    cap = float(np.where(delta_g > 0, eps_max, np.clip(eps0, 0, eps_max)).mean())
-    if target > cap + 1e-12:
-        raise ValueError(
-            f"target rate {target} is unreachable: with eps_max={eps_max} the mean error on this "
-            f"pool is at most {cap:.4f}"
-        )
-    hi = max(1.0, eps0 + 1.0)
-    for _ in range(2000):
-        if mean_eps(hi) >= target:
-            break
-        hi *= 2.0
-    else:  # pragma: no cover - only for δ^γ below float resolution
-        raise ValueError(f"target rate {target} cannot be calibrated on this pool")
-    for _ in range(200):
-        mid = 0.5 * (lo + hi)
-        if mean_eps(mid) < target:
-            lo = mid
-        else:
-            hi = mid
-        if hi - lo < 1e-12:
-            break
-    return 0.5 * (lo + hi)
-
-
 class DifficultyOracle(Oracle):
-    """O3: difficulty-dependent synthetic annotator (ALGORITHMS.md §2.5).
+    """O3: difficulty-dependent synthetic annotator (docs/algorithms.md §2.5).
 
-    Difficulty ``δ(x) = 1 - p_ref(y | x)`` (or ``H(p_ref)/log C``) from a reference model that is
-    not the AL model: by default a multinomial logistic regression on downscaled pixels or features,
-    cross-fitted over ``n_folds`` folds so each sample's probability comes from a model that did not
-    see it. Error probability ``ε(x) = clip(ε0 + (ε1-ε0) δ^γ, 0, ε_max)`` with ``ε1`` found by
-    bisection so the pool mean equals ``target_rate``. A wrong answer is drawn from ``p_ref``
-    restricted to ``j ≠ y`` (uniform over ``j ≠ y`` when that mass is 0). Uniforms for the error and
-    the wrong label are drawn for every sample once from ``seed``: answers are fixed, and raising
-    ``target_rate`` only adds errors.
+    The answers come from :func:`ncal.data.noise.difficulty.difficulty_noise`: error probability
+    ``ε(x) = clip(ε0 + (ε1-ε0) δ^γ, 0, ε_max)`` grows with the difficulty
+    ``δ(x) = 1 - p_ref(y | x)`` (or ``H(p_ref)/log C``) under a cross-fitted reference model that is not the AL model, with
+    ``ε1`` calibrated so the pool mean equals ``target_rate``. All uniforms are drawn once from
+    ``seed``: answers are fixed, and raising ``target_rate`` only adds errors.
 
     Parameters
     ----------
@@ -295,73 +192,26 @@ class DifficultyOracle(Oracle):
         n_folds: int = 5,
         max_dim: int = 128,
     ):
-        C = int(num_classes)
-        y = as_label_vector(y_clean, "y_clean", num_classes=C)
-        if not (np.isfinite(target_rate) and 0 <= target_rate < eps_max):
-            raise ValueError(f"`target_rate` must be in [0, eps_max={eps_max}); got {target_rate}")
-        if not (0 <= eps0 <= eps_max <= 1) or gamma <= 0:
-            raise ValueError("need 0 <= eps0 <= eps_max <= 1 and gamma > 0")
-        if difficulty not in ("1-p", "entropy"):
-            raise ValueError(f"`difficulty` must be '1-p' or 'entropy'; got {difficulty!r}")
-        rng = _rng(seed)
-        fold_seed = int(rng.integers(2**31 - 1))
-        if p_ref is not None:
-            P = np.asarray(p_ref, dtype=np.float64)
-            if P.shape != (y.size, C) or not np.isfinite(P).all() or (P < 0).any():
-                raise ValueError(f"`p_ref` must be a finite non-negative ({y.size}, {C}) array")
-            P = P / np.where(P.sum(1, keepdims=True) > 0, P.sum(1, keepdims=True), 1.0)
-            how = "given p_ref"
-        else:
-            from threadpoolctl import threadpool_limits
-
-            # Small dense problems: one BLAS thread avoids oversubscription (about 50x slower on 2
-            # shared cores in our measurements) and keeps the fit identical across machines.
-            with threadpool_limits(limits=1):
-                z, how = reference_inputs(x, features, max_dim=max_dim, seed=fold_seed)
-                if z.shape[0] != y.size:
-                    raise ValueError(
-                        f"reference inputs have {z.shape[0]} rows but `y_clean` has {y.size}"
-                    )
-                P = cross_fitted_probs(z, y, C, n_folds=n_folds, seed=fold_seed)
-            how = f"{n_folds}-fold cross-fitted logistic regression on {how}"
-        if difficulty == "1-p":
-            delta = 1.0 - P[np.arange(y.size), y]
-        else:
-            with np.errstate(divide="ignore", invalid="ignore"):
-                ent = -np.where(P > 0, P * np.log(P), 0.0).sum(1)
-            delta = ent / np.log(C)
-        delta = np.clip(delta, 0.0, 1.0)
-        dg = delta**gamma
-        eps1 = _calibrate_eps1(dg, float(target_rate), eps0, eps_max) if y.size else eps0
-        eps = np.clip(eps0 + (eps1 - eps0) * dg, 0.0, eps_max)
-        u_err, u_lab = rng.random(y.size), rng.random(y.size)
-        wrong = P.copy()
-        wrong[np.arange(y.size), y] = 0.0
-        mass = wrong.sum(1, keepdims=True)
-        uniform = (1.0 - np.eye(C)[y]) / (C - 1)
-        wrong = np.where(mass > 1e-12, wrong / np.where(mass > 0, mass, 1.0), uniform)
-        cum = np.cumsum(wrong, axis=1)
-        cum /= cum[:, -1:]
-        alt = np.minimum((u_lab[:, None] >= cum).sum(1), C - 1)
-        noisy = np.where(u_err < eps, alt, y)
-        self.difficulty_scores = delta
-        self.error_prob = eps
-        self.p_ref = P
-        self.eps1 = float(eps1)
-        ref_acc = float(np.mean(P.argmax(1) == y)) if y.size else 0.0
-        info = {
-            "model": "oracle",
-            "rate_nominal": float(target_rate),
-            "reference": how,
-            "reference_accuracy_oof": ref_acc,
-            "eps0": eps0,
-            "eps1": self.eps1,
-            "gamma": gamma,
-            "eps_max": eps_max,
-            "difficulty": difficulty,
-            "mean_error_prob": float(eps.mean()) if y.size else 0.0,
-        }
-        super().__init__(noisy, y, info)
+        result = difficulty_noise(
+            y_clean,
+            num_classes=num_classes,
+            target_rate=target_rate,
+            seed=seed,
+            x=x,
+            features=features,
+            p_ref=p_ref,
+            eps0=eps0,
+            gamma=gamma,
+            eps_max=eps_max,
+            difficulty=difficulty,
+            n_folds=n_folds,
+            max_dim=max_dim,
+        )
+        self.difficulty_scores = result.difficulty_scores
+        self.error_prob = result.error_prob
+        self.p_ref = result.p_ref
+        self.eps1 = result.eps1
+        super().__init__(result.noisy_labels, result.clean_labels, result.info)
         self.info["rate_realised"] = self.realised_rate()
 
 
@@ -409,7 +259,7 @@ class OODAwareOracle(Oracle):
         if policy == "random":
             if num_classes is None:
                 raise ValueError("policy='random' needs `num_classes`")
-            labels[mask] = _rng(seed).integers(0, int(num_classes), size=int(mask.sum()))
+            labels[mask] = as_generator(seed).integers(0, int(num_classes), size=int(mask.sum()))
         labels[~mask] = base.noisy_labels
         clean = None
         if base.knows_truth:

@@ -1,5 +1,5 @@
 """Feature fluctuation (FF): how often a sample's predicted label flips between consecutive
-terminal-phase checkpoints (ALGORITHMS.md §1.10).
+terminal-phase checkpoints (docs/algorithms.md §1.10).
 
 ``FF(x) = sum_{t=T_i+1}^{T_f} 1[yhat_t(x) != yhat_{t-1}(x)]``. The recorder keeps only the last prediction
 and a counter per sample (O(N) memory); no checkpoint is ever stored.
@@ -7,11 +7,7 @@ and a counter per sample (O(N) memory); no checkpoint is ever stored.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
-
-from .._validation import check_choice
 
 
 def feature_fluctuation(pred_history: np.ndarray) -> np.ndarray:
@@ -59,7 +55,6 @@ class FluctuationRecorder:
         self.n_samples = int(n_samples)
         self._last: np.ndarray | None = None
         self._counts = np.zeros(self.n_samples, dtype=np.uint16)
-        self.n_updates = 0
 
     def update(self, preds: np.ndarray) -> None:
         """Record one checkpoint's predictions, shape (N,)."""
@@ -72,47 +67,8 @@ class FluctuationRecorder:
         if self._last is not None:
             self._counts += (p != self._last).astype(np.uint16)
         self._last = p
-        self.n_updates += 1
 
     @property
     def counts(self) -> np.ndarray:
         """(N,) int64 flip counts so far."""
         return self._counts.astype(np.int64)
-
-    def reset(self) -> None:
-        self._last = None
-        self._counts[:] = 0
-        self.n_updates = 0
-
-
-@dataclass
-class TerminalWindow:
-    """When to record FF during training.
-
-    Parameters
-    ----------
-    policy : {"last_k", "threshold"}
-        ``last_k``: the last ``k`` epochs of training. ``threshold``: every epoch from the first one whose
-        training accuracy reaches ``tau`` (then training continues for ``k`` more epochs).
-    k : int
-        Window length in epochs (number of recorded checkpoints).
-    tau : float
-        Training-accuracy threshold for the ``threshold`` policy.
-    """
-
-    policy: str = "threshold"
-    k: int = 8
-    tau: float = 0.99
-
-    def __post_init__(self) -> None:
-        check_choice(self.policy, "policy", ("last_k", "threshold"))
-        if not isinstance(self.k, (int, np.integer)) or self.k < 1:
-            raise ValueError(f"`k` must be a positive integer; got {self.k!r}")
-        if not 0.0 < float(self.tau) <= 1.0:
-            raise ValueError(f"`tau` must lie in (0, 1]; got {self.tau!r}")
-
-    def starts_at(self, epoch: int, train_accuracy: float, max_epochs: int) -> bool:
-        """Whether the window opens at ``epoch`` (0-based) given that epoch's training accuracy."""
-        if self.policy == "last_k":
-            return epoch >= max_epochs - self.k
-        return train_accuracy >= self.tau

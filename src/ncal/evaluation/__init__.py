@@ -1,4 +1,5 @@
-"""Evaluation protocols (ALGORITHMS.md §3–§4): pure functions of arrays → JSON-serialisable dicts.
+"""Evaluation protocols (docs/algorithms.md §3–§4): pure functions of arrays → JSON-serialisable
+dicts.
 
 - :mod:`.ood` — OOD scores (MSP, energy, Mahalanobis, kNN; higher = ID) and ID-positive metrics.
 - :mod:`.shift` — seeded covariate corruptions of uint8 images at severities 1..5.

@@ -1,6 +1,7 @@
 """Neural-collapse report under label noise: NC metrics with given and with clean labels.
 
-Spec: ALGORITHMS.md §3 (metrics, computed by :mod:`ncal.geometry`) and §4.5 (inter-class distance).
+Spec: docs/algorithms.md §3 (metrics, computed by :mod:`ncal.geometry`) and §4.5 (inter-class
+distance).
 Under label noise the given-label NC1 is inflated by mislabeled points, so the same features are
 also measured with the clean labels (§3.7).
 """
@@ -11,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from .._validation import as_float_matrix, as_label_vector
+from .._utils.validation import as_float_matrix, as_label_vector
 
 
 def collapse_report(

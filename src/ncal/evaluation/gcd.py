@@ -1,7 +1,7 @@
 """Generalized Category Discovery evaluation: semi-supervised k-means + Hungarian accuracy.
 
-Spec: ALGORITHMS.md §4.3, following Vaze et al. (GCD, CVPR 2022) ``faster_mix_k_means_pytorch.py``
-(``fit_mix``, ``kpp``) and ``cluster_and_log_utils.py`` (``split_cluster_acc_v1/v2``).
+Spec: docs/algorithms.md §4.3, following Vaze et al. (GCD, CVPR 2022)
+``faster_mix_k_means_pytorch.py`` (``fit_mix``, ``kpp``) and ``cluster_and_log_utils.py`` (``split_cluster_acc_v1/v2``).
 """
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ from typing import Any
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from .._validation import as_float_matrix, as_label_vector
+from .._utils.random import as_generator
+from .._utils.validation import as_float_matrix, as_label_vector
 
 _BLOCK_ELEMENTS = 1 << 22
 
@@ -256,7 +257,7 @@ def semi_supervised_kmeans(
     if n_init < 1 or max_iter < 1:
         raise ValueError("`n_init` and `max_iter` must be >= 1")
     K = int(num_clusters)
-    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    rng = as_generator(seed)
 
     d = xu.shape[1]
     l_sums = np.zeros((K, d))

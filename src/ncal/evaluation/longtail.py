@@ -1,6 +1,6 @@
 """Long-tailed datasets: exponential class counts, subsampling, many/medium/few-shot accuracy.
 
-Spec: ALGORITHMS.md §4.4 and Appendix A.
+Spec: docs/algorithms.md §4.4 and Appendix A.
 """
 
 from __future__ import annotations
@@ -9,9 +9,10 @@ from typing import Any
 
 import numpy as np
 
-from .._validation import as_label_vector
+from .._utils.validation import as_label_vector
 
-# one implementation of the Cao et al. profile (ALGORITHMS.md §4.4), shared with the pool builder
+# one implementation of the Cao et al. profile (docs/algorithms.md §4.4), shared with the pool
+# builder
 from ..data.builders import long_tail_counts, long_tail_indices
 
 __all__ = ["long_tail_counts", "long_tail_indices", "shot_accuracy"]

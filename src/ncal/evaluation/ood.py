@@ -1,6 +1,6 @@
 """Out-of-distribution detection: scores (higher = more in-distribution) and their metrics.
 
-Spec: ALGORITHMS.md §4.1. Every score is oriented so that **higher means more in-distribution
+Spec: docs/algorithms.md §4.1. Every score is oriented so that **higher means more in-distribution
 (ID)**; every metric treats **ID as the positive class** (the Hendrycks / ODIN / Sun et al.
 convention, not OpenOOD v1.5's OOD-positive one).
 """
@@ -13,7 +13,7 @@ import numpy as np
 from scipy.special import logsumexp
 from scipy.stats import rankdata
 
-from .._validation import as_float_matrix, as_label_vector, as_score_vector, check_choice
+from .._utils.validation import as_float_matrix, as_label_vector, as_score_vector, check_choice
 
 SHRINKAGES = ("auto", "ledoit_wolf", "pinv", "none")
 KNN_BACKENDS = ("auto", "faiss", "numpy")
@@ -185,8 +185,8 @@ def mahalanobis_score(
 def knn_k_eff(k: int, bank_size: int, *, k_scaling: bool = True) -> int:
     """Effective neighbour rank ``max(1, round(k · N_bank / 50000))`` (scaling), capped at N_bank.
 
-    The scaling is a heuristic of this project's spec (ALGORITHMS.md §4.1): ``k = 50`` was tuned for
-    a ~50k CIFAR bank, while an active-learning bank is the (much smaller) labeled set.
+    The scaling is a heuristic of this library (docs/algorithms.md §4.1): ``k = 50`` was tuned
+    for a ~50k CIFAR bank, while an active-learning bank is the (much smaller) labeled set.
     """
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
         raise ValueError(f"`k` must be a positive integer; got {k!r}")
@@ -255,7 +255,7 @@ def knn_score(
     k : int
         Neighbour rank for a ~50k bank (knn-ood uses 50 on CIFAR, 1000 on ImageNet).
     k_scaling : bool
-        Use ``k_eff = max(1, round(k · N_B / 50000))`` (a heuristic of this spec, see
+        Use ``k_eff = max(1, round(k · N_B / 50000))`` (a heuristic of this library, see
         :func:`knn_k_eff`); otherwise ``k_eff = k``. Always capped at ``N_B``.
     backend : {"auto", "faiss", "numpy"}
         ``faiss`` (``IndexFlatL2``, float32) when installed under ``auto``, else a blocked exact
@@ -336,7 +336,7 @@ def ood_metrics(s_in: np.ndarray, s_out: np.ndarray) -> dict[str, Any]:
 
     References
     ----------
-    Hendrycks & Gimpel, ICLR 2017; Liang et al. (ODIN), ICLR 2018; ALGORITHMS.md §4.1.
+    Hendrycks & Gimpel, ICLR 2017; Liang et al. (ODIN), ICLR 2018; docs/algorithms.md §4.1.
     """
     a = as_score_vector(s_in, "s_in")
     b = as_score_vector(s_out, "s_out")

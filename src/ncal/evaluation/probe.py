@@ -1,7 +1,7 @@
 """Linear probing of frozen features: multinomial logistic regression, C chosen on validation.
 
-Spec: ALGORITHMS.md §4.2. The regularisation strength is chosen on a seeded stratified validation
-split of the target's *training* features only; the test split is touched once, at the end.
+Spec: docs/algorithms.md §4.2. The regularisation strength is chosen on a seeded stratified
+validation split of the target's *training* features only; the test split is touched once, at the end.
 """
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from .._validation import as_float_matrix, as_label_vector, check_same_rows
+from .._utils.random import as_generator
+from .._utils.validation import as_float_matrix, as_label_vector, check_same_rows
 
 DEFAULT_C_GRID = tuple(10.0**e for e in range(-4, 5))  # 1e-4 … 1e4, step ×10
 _C_LIMITS = (1e-8, 1e8)  # boundary extension never goes beyond these
@@ -29,7 +30,7 @@ def stratified_split(
     y = as_label_vector(labels, "labels")
     if not 0.0 < val_fraction < 1.0:
         raise ValueError(f"`val_fraction` must be in (0, 1); got {val_fraction}")
-    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    rng = as_generator(seed)
     fit, val = [], []
     for c in np.unique(y):
         idx = rng.permutation(np.flatnonzero(y == c))
@@ -100,7 +101,7 @@ def linear_probe(
     c_grid : sequence of float, optional
         Inverse regularisation strengths; default ``10^-4 … 10^4`` (×10 steps).
     standardize : bool
-        Per-dimension z-score with statistics of the rows being fitted (default, as the spec).
+        Per-dimension z-score with statistics of the rows being fitted (default; docs/algorithms.md §4.2).
     seed : int
         Seeds the split and the solver.
     max_iter : int

@@ -12,7 +12,8 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 from scipy import ndimage
 
-from .._validation import check_choice
+from .._utils.random import as_generator
+from .._utils.validation import check_choice
 
 CORRUPTIONS = ("gaussian_noise", "gaussian_blur", "rotation", "contrast")
 
@@ -80,7 +81,7 @@ def corrupt(
     arr = _check_images(x)
     check_choice(kind, "kind", CORRUPTIONS)
     s = _check_severity(severity) - 1
-    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    rng = as_generator(seed)
     out = np.empty_like(arr)
     if kind == "rotation":
         signs = rng.choice(np.array([-1.0, 1.0]), size=arr.shape[0])

@@ -3,14 +3,15 @@
 from .budget import budget_schedule
 from .config import ExperimentConfig
 from .runner import run_experiment
-from .seeds import derive_seed, rng_for
+from .step import RoundFit, fit_round, select_batch
 from .store import RunStore
 
 __all__ = [
     "ExperimentConfig",
+    "RoundFit",
     "RunStore",
     "budget_schedule",
-    "derive_seed",
-    "rng_for",
+    "fit_round",
     "run_experiment",
+    "select_batch",
 ]

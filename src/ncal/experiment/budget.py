@@ -1,4 +1,4 @@
-"""Budget schedules: absolute label counts B_0 < B_1 < ... < B_R (ALGORITHMS.md §5.1)."""
+"""Budget schedules: absolute label counts B_0 < B_1 < ... < B_R (docs/algorithms.md §5.1)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""``ncal run``, ``ncal demo`` and ``ncal datasets``."""
+"""``ncal run``, ``ncal datasets`` and ``ncal strategies``."""
 
 from __future__ import annotations
 
@@ -8,27 +8,6 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import NcalError
-
-# The embedded default study. The MLP-on-pixels recipe (the one of configs/paper/) keeps the demo to
-# a few minutes on 2 CPU cores while still training into the terminal phase under 30% noise.
-DEMO_GRID: dict[str, Any] = {
-    "name": "demo",
-    "description": "MNIST-5k, 30% symmetric label noise, random vs entropy vs NCAL-R, 3 paired seeds",
-    "datasets": ["mnist5k"],
-    "noise": ["sym:0.3"],
-    "strategies": ["random", "entropy", "ncal_r"],
-    "seeds": 3,
-    "budget": {"initial": 100, "query": 100, "rounds": 5},
-    "model": "mlp",
-    "train": {
-        "lr": 0.01,
-        "augment": False,
-        "epochs_max": 150,
-        "plateau_patience": 30,
-        "window_lr_factor": 0.5,
-        "num_threads": 1,
-    },
-}
 
 
 def _number(text: str) -> float | int:
@@ -58,6 +37,18 @@ def _key_values(items: list[str] | None, flag: str) -> dict[str, Any]:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``run``, ``datasets`` and ``strategies`` to the ``ncal`` parser."""
+    _add_run(sub)
+    ds = sub.add_parser(
+        "datasets", help="list datasets, whether they are available here, and how to get them"
+    )
+    ds.set_defaults(func=_datasets)
+
+    st = sub.add_parser("strategies", help="list acquisition strategies and the signals each needs")
+    st.set_defaults(func=_strategies)
+
+
+def _add_run(sub: argparse._SubParsersAction) -> None:
     run = sub.add_parser(
         "run",
         help="run one active-learning experiment (resumable)",
@@ -142,26 +133,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--quiet", action="store_true", help="no progress bars")
     run.set_defaults(func=_run)
 
-    demo = sub.add_parser(
-        "demo",
-        help="the embedded default study: MNIST-5k, 30%% symmetric noise, random/entropy/ncal_r, 3 seeds",
-        description="Runs the default grid with the local executor and writes report.md with learning curves.",
-    )
-    demo.add_argument("--out", default="runs/demo", help="output directory")
-    demo.add_argument(
-        "--workers", type=int, default=None, help="parallel runs (default: number of cores)"
-    )
-    demo.add_argument("--quiet", action="store_true")
-    demo.set_defaults(func=_demo)
-
-    ds = sub.add_parser(
-        "datasets", help="list datasets, whether they are available here, and how to get them"
-    )
-    ds.set_defaults(func=_datasets)
-
-    st = sub.add_parser("strategies", help="list acquisition strategies and the signals each needs")
-    st.set_defaults(func=_strategies)
-
 
 def _config_from_args(args: argparse.Namespace):
     from .config import ExperimentConfig
@@ -203,20 +174,6 @@ def _run(args: argparse.Namespace) -> int:
             f"{(r['noise_rate_labeled'] or 0):>8.3f} {'' if nb is None else f'{nb:.3f}':>12}"
         )
     print(f"results: {Path(args.out) / 'rounds.jsonl'}")
-    return 0
-
-
-def _demo(args: argparse.Namespace) -> int:
-    import time
-
-    from ..bench import run_grid, write_report
-
-    grid = dict(DEMO_GRID, out=args.out)
-    t0 = time.perf_counter()
-    result = run_grid(grid, workers=args.workers, quiet=args.quiet)
-    paths = write_report(args.out)
-    print(f"demo finished in {time.perf_counter() - t0:.0f} s ({result.count('complete')} runs)")
-    print(f"report: {paths['markdown']}")
     return 0
 
 

@@ -8,6 +8,15 @@ from typing import Any
 from ..errors import NcalError
 
 EVALS = ("ood", "shift", "probe", "gcd", "longtail")
+ANNOTATOR_ERRORS = ("independent", "correlated")
+ANNOTATOR_ASSIGNMENTS = ("round_robin", "random")
+CONSENSUS_METHODS = ("majority", "ds", "auto")
+# what the annotator settings mean when `annotators` is given and they are left unset
+ANNOTATOR_DEFAULTS = {
+    "annotator_errors": "independent",
+    "annotator_assignment": "round_robin",
+    "consensus": "auto",
+}
 
 
 @dataclass
@@ -20,7 +29,9 @@ class ExperimentConfig:
         Dataset name for :func:`ncal.data.load_dataset` (``mnist5k``, ``fashion_mnist``, ``digits``,
         ``cifar10:DIR``, ``npz:PATH``, ...).
     noise : str
-        Oracle noise spec (``none``, ``sym:0.3``, ``human:cifar10n-worst``, ``oracle:0.3``, ...).
+        Oracle noise spec (``none``, ``sym:0.3``, ``human:cifar10n-worst``, ``oracle:0.3``, ...;
+        :func:`ncal.data.describe_noise_models`): the one annotator of a run without
+        ``annotators`` (unused with them).
     strategy, strategy_params
         Acquisition strategy name and its parameters (:func:`ncal.strategies.get`).
     initial, query, rounds, budgets
@@ -41,6 +52,18 @@ class ExperimentConfig:
     features : {"raw", "pretrained"}
         ``pretrained``: replace images by frozen EfficientNet-Lite0 features (``pretrained`` extra,
         cached on disk; images resized to ``feature_size``) and train an MLP head on them.
+    annotators : list of str or None
+        One noise spec per simulated annotator (:class:`ncal.data.annotators.AnnotatorPool`;
+        class-conditional specs or ``oracle:ε``). None: one annotator, the ``noise`` oracle, and one
+        annotation per item. With annotators the budget counts annotations and a round trains on
+        consensus labels (:mod:`ncal.experiment.annotations`).
+    annotator_errors : {"independent", "correlated"} or None
+        How the annotators' errors relate (default ``independent``); only with ``annotators``.
+    annotator_assignment : {"round_robin", "random"} or None
+        Which annotator answers a request (default ``round_robin``); only with ``annotators``.
+    consensus : {"majority", "ds", "auto"} or None
+        Consensus of an item's annotations (:func:`ncal.consensus.consensus_labels`; default
+        ``auto``: Dawid–Skene where identifiable, else majority vote); only with ``annotators``.
     """
 
     dataset: str = "mnist5k"
@@ -69,6 +92,12 @@ class ExperimentConfig:
     feature_size: int = 32
     device: str = "auto"
     label: str | None = None
+    # None (not the defaults of ANNOTATOR_DEFAULTS) so that settings without annotators equal those
+    # written before annotators existed, and a run directory from then still resumes
+    annotators: list[str] | None = None
+    annotator_errors: str | None = None
+    annotator_assignment: str | None = None
+    consensus: str | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
@@ -112,6 +141,58 @@ class ExperimentConfig:
             raise NcalError(
                 f"`gcd_known_fraction` must lie in (0, 1); got {self.gcd_known_fraction!r}"
             )
+        self._check_noise()
+        self._check_annotators()
+
+    def _check_noise(self) -> None:
+        from ..data import check_noise_spec
+
+        try:
+            check_noise_spec(self.noise)
+        except ValueError as exc:
+            raise NcalError(f"`noise`: {exc}") from None
+
+    def _check_annotators(self) -> None:
+        """Annotator specs parse; the annotator settings are in their choices and only given
+        together with ``annotators``."""
+        from ..data.annotators import parse_annotator_specs
+
+        if self.annotators is not None:
+            if (
+                not isinstance(self.annotators, (list, tuple))
+                or not self.annotators
+                or not all(isinstance(s, str) for s in self.annotators)
+            ):
+                raise NcalError(
+                    "`annotators` must be a non-empty list of noise specs, one per annotator "
+                    f"(e.g. ['oracle:0.15', 'sym:0.3']); got {self.annotators!r}"
+                )
+            try:
+                parse_annotator_specs(list(self.annotators))
+            except NcalError as exc:
+                raise NcalError(f"`annotators`: {exc}") from None
+        choices = {
+            "annotator_errors": ANNOTATOR_ERRORS,
+            "annotator_assignment": ANNOTATOR_ASSIGNMENTS,
+            "consensus": CONSENSUS_METHODS,
+        }
+        for name, allowed in choices.items():
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if self.annotators is None:
+                raise NcalError(
+                    f"`{name}` applies to several annotators: give `annotators` too (one noise "
+                    "spec per annotator, `--annotator` on the command line)"
+                )
+            if value not in allowed:
+                raise NcalError(f"`{name}` must be one of {list(allowed)}; got {value!r}")
+
+    def annotator_setting(self, name: str) -> str:
+        """``annotator_errors``, ``annotator_assignment`` or ``consensus`` as the run uses it
+        (its default from :data:`ANNOTATOR_DEFAULTS` when unset)."""
+        value = getattr(self, name)
+        return ANNOTATOR_DEFAULTS[name] if value is None else value
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -127,7 +127,7 @@ def _probe(config, model, out, seed) -> dict[str, Any]:
 def _gcd(config, problem, out, unlabeled, lab_y, seed) -> dict[str, Any]:
     """Category discovery with the round's features: labeled = bought labels of the known classes;
     unlabeled = the rest of the in-distribution pool (all classes); clusters = number of classes
-    (our reading of ALGORITHMS.md §4.3, stated in the report)."""
+    (our reading of docs/algorithms.md §4.3, stated in the report)."""
     from ..evaluation import evaluate_gcd, split_known_novel
 
     old, _new = split_known_novel(

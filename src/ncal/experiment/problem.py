@@ -1,7 +1,9 @@
-"""The fixed part of an experiment: pool, test set, classes and the oracle, built once per run.
+"""The fixed part of an experiment: pool, test set, classes and the annotators, built once per run.
 
 The pool and test subsamples depend only on ``data_seed`` (shared by every seed and strategy); the
-oracle's draws depend on ``seed`` (shared by every strategy): the paired design of ALGORITHMS.md §0.3.
+oracle's or the annotator pool's draws depend on ``seed`` (shared by every strategy): the paired
+design of docs/algorithms.md §0.3. A run has either one noise oracle (``noise``, one annotation per
+item) or, with ``annotators``, an :class:`~ncal.data.annotators.AnnotatorPool`.
 """
 
 from __future__ import annotations
@@ -11,9 +13,9 @@ from typing import Any
 
 import numpy as np
 
+from .._utils.random import derive_seed
 from ..errors import NcalError
 from .config import ExperimentConfig
-from .seeds import derive_seed
 
 
 @dataclass
@@ -28,8 +30,9 @@ class Problem:
     num_classes: int
     class_names: list[str]
     kind: str  # "image" | "features"
-    oracle: Any
+    oracle: Any  # the `noise` oracle; None when the run has an annotator pool
     info: dict[str, Any] = field(default_factory=dict)
+    annotator_pool: Any = None  # ncal.data.annotators.AnnotatorPool, with `annotators` only
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -82,13 +85,19 @@ def build_problem(config: ExperimentConfig) -> Problem:
     tkeep = _subsample(
         ds.y_test, config.test_size, derive_seed(config.data_seed, "test"), "test_size"
     )
-    oracle = make_oracle(  # the oracle sees the images (IDN and difficulty noise depend on them)
-        config.noise,
-        np.where(is_ood, 0, y_pool),
-        num_classes=num_classes,
-        seed=derive_seed(config.seed, "oracle"),
-        x=x_pool,
-    )
+    # both see the images (IDN and difficulty noise depend on them), before any feature extraction
+    oracle, pool = None, None
+    if config.annotators is None:
+        oracle = make_oracle(
+            config.noise,
+            np.where(is_ood, 0, y_pool),
+            num_classes=num_classes,
+            seed=derive_seed(config.seed, "oracle"),
+            x=x_pool,
+        )
+    else:
+        pool = build_annotator_pool(config, x_pool, y_pool, is_ood, num_classes)
+        info["annotators"] = pool.params()
     x_test, kind = ds.x_test[tkeep], ds.kind
     if config.features == "pretrained":
         if kind != "image":
@@ -116,7 +125,56 @@ def build_problem(config: ExperimentConfig) -> Problem:
         kind=kind,
         oracle=oracle,
         info=info,
+        annotator_pool=pool,
     )
+
+
+def build_annotator_pool(
+    config: ExperimentConfig,
+    x_pool: np.ndarray,
+    y_pool: np.ndarray,
+    is_ood: np.ndarray,
+    num_classes: int,
+) -> Any:
+    """The run's :class:`~ncal.data.annotators.AnnotatorPool`, seeded from
+    ``derive_seed(seed, "annotators")``.
+
+    ``oracle:ε`` annotators need reference probabilities; they are computed exactly as the
+    difficulty oracle of a single-annotator run computes its own (a cross-fitted logistic regression
+    on the downscaled in-distribution images), with fold seed from
+    ``derive_seed(seed, "annotators", "reference")``. OOD items (``is_ood``) are answered
+    "not in the label set" at the cost of one annotation.
+    """
+    from ..data import DifficultyOracle, parse_noise_spec
+    from ..data.annotators import AnnotatorPool
+
+    specs = [parse_noise_spec(s) for s in config.annotators]
+    oracle_specs = [s for s in specs if s.model == "oracle"]
+    try:
+        reference = None
+        if oracle_specs:
+            ind = ~is_ood
+            ref_oracle = DifficultyOracle(  # only its reference probabilities p_ref are used
+                y_pool[ind],
+                num_classes=num_classes,
+                target_rate=oracle_specs[0].rate,
+                seed=derive_seed(config.seed, "annotators", "reference"),
+                x=x_pool[ind],
+            )
+            reference = np.full((len(y_pool), num_classes), 1.0 / num_classes)
+            reference[ind] = ref_oracle.p_ref
+        return AnnotatorPool.from_specs(
+            list(config.annotators),
+            y_pool,
+            num_classes,
+            errors=config.annotator_setting("annotator_errors"),
+            assignment=config.annotator_setting("annotator_assignment"),
+            seed=derive_seed(config.seed, "annotators"),
+            reference_probs=reference,
+            is_ood=is_ood,
+        )
+    except (NcalError, ValueError) as exc:
+        raise NcalError(f"`annotators`: {exc}") from None
 
 
 def query(problem: Problem, idx: np.ndarray, round_: int) -> np.ndarray:

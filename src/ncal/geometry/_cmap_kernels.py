@@ -1,4 +1,4 @@
-"""Closed-form CMAP kernels on one float64 block of candidates (ALGORITHMS.md §6.2-§6.5, §6.8).
+"""Closed-form CMAP kernels on one float64 block of candidates (docs/algorithms.md §6.2-§6.5, §6.8).
 
 Notation (present classes only, ``C`` of them): centred means ``m_j = mu_j - g``,
 ``rho_j = ||m_j||``, ``mbar_j = m_j / rho_j``, ``S = sum_j mbar_j``, ``G = Mbar Mbar^T`` (cosines),
@@ -16,7 +16,7 @@ import numpy as np
 
 from .stats import ClassStats
 
-ZERO_NORM = 1e-12  # ALGORITHMS.md §6.8: ||m~_c|| below this => CMAP := 0 (with a warning)
+ZERO_NORM = 1e-12  # docs/algorithms.md §6.8: ||m~_c|| below this => CMAP := 0 (with a warning)
 
 
 def pair_fn(pair: str):

@@ -2,7 +2,7 @@
 
 ``CMA = 1/(C(C-1)) sum_{i != j} phi(mbar_i . mbar_j)`` over the present classes' (centred) unit
 means, and ``CMAP(x) = CMA(L ∪ {(x, c(x))}) - CMA(L)`` (not rescaled), evaluated in closed form for
-the whole pool in row blocks (ALGORITHMS.md §6). The pool may be a float32 ``np.memmap``: it is read
+the whole pool in row blocks (docs/algorithms.md §6). The pool may be a float32 ``np.memmap``: it is read
 block by block, each block converted to float64, never the whole pool at once.
 
 Variants (§6.1): ``centering`` none/frozen/moving, ``mu_G`` class_avg/sample_avg, ``pair``
@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from .._validation import as_label_vector, check_choice
+from .._utils.validation import as_label_vector, check_choice
 from ._blocks import check_pool_matrix, iter_blocks
 from ._cmap_kernels import CmapGeometry
 from .stats import MU_G, ClassStats, check_num_classes
@@ -104,7 +104,7 @@ def cma(
 
     References
     ----------
-    ALGORITHMS.md §6.1; arXiv:2510.09740.
+    docs/algorithms.md §6.1; arXiv:2510.09740.
     """
     _check_flags(centering, mu_G, pair)
     num_classes = check_num_classes(num_classes)
@@ -187,7 +187,7 @@ def _warn_degenerate(count: int) -> None:
     if count:
         warnings.warn(
             f"CMAP set to 0 for {count} candidate(s) whose updated class mean has (numerically) "
-            "zero norm (ALGORITHMS.md §6.8)",
+            "zero norm (docs/algorithms.md §6.8)",
             RuntimeWarning,
             stacklevel=3,
         )
@@ -262,7 +262,7 @@ def cmap(
 
     References
     ----------
-    ALGORITHMS.md §6.2-§6.8; arXiv:2510.09740.
+    docs/algorithms.md §6.2-§6.8; arXiv:2510.09740.
     """
     _check_flags(centering, mu_G, pair)
     check_choice(empty_class, "empty_class", EMPTY_CLASS)
@@ -412,7 +412,7 @@ def cmap_first_order(
     mu_G: str = "class_avg",
     block_size: int = 8192,
 ) -> np.ndarray:
-    """First-order approximation of signed CMAP (analysis only; ALGORITHMS.md §6.6).
+    """First-order approximation of signed CMAP (analysis only; docs/algorithms.md §6.6).
 
     A1 (none/frozen): ``2/(C(C-1)) u.t_c / (rho_c (n_c+1))`` with ``t_c = P_c (S - mbar_c)``;
     A1m (moving): ``2/(C(C-1)) [delta.P_c S / rho_c - eta.q]``, ``q = sum_j P_j S / rho_j``.
@@ -432,7 +432,7 @@ def cmap_first_order(
 
     References
     ----------
-    ALGORITHMS.md §6.6; arXiv:2510.09740.
+    docs/algorithms.md §6.6; arXiv:2510.09740.
     """
     _check_flags(centering, mu_G, "signed")
     block_size = _check_block_size(block_size)

@@ -1,4 +1,4 @@
-"""Neural-collapse metrics NC1-NC4 (+ CDNV) and inter-class distances (ALGORITHMS.md §3, §4.5).
+"""Neural-collapse metrics NC1-NC4 (+ CDNV) and inter-class distances (docs/algorithms.md §3, §4.5).
 
 All metrics are derived from one :class:`~ncal.geometry.stats.ClassStats`; classes absent from the
 data are dropped everywhere (``C`` below is the number of present classes), including the rows of
@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 from scipy.spatial.distance import pdist
 
-from .._validation import as_float_matrix, as_label_vector, check_choice
+from .._utils.validation import as_float_matrix, as_label_vector, check_choice
 from .stats import MU_G, ClassStats, check_num_classes
 
 NAN = float("nan")
@@ -133,7 +133,7 @@ def nc_metrics(
     References
     ----------
     Papyan, Han & Donoho, PNAS 2020; Galanti et al., "On the role of neural collapse in transfer
-    learning", ICLR 2022 (CDNV); ALGORITHMS.md §3.
+    learning", ICLR 2022 (CDNV); docs/algorithms.md §3.
     """
     check_choice(mu_G, "mu_G", MU_G)
     num_classes = check_num_classes(num_classes)
@@ -216,7 +216,7 @@ def _nc4(
 def inter_class_distances(
     features: Any, labels: Any, *, num_classes: int | None = None
 ) -> dict[str, float]:
-    """Mean pairwise distances between class means (ALGORITHMS.md §4.5).
+    """Mean pairwise distances between class means (docs/algorithms.md §4.5).
 
     Parameters
     ----------
@@ -238,7 +238,7 @@ def inter_class_distances(
 
     References
     ----------
-    ALGORITHMS.md §4.5 (NCAL's reported inter-class distance is ``raw``).
+    docs/algorithms.md §4.5 (NCAL's reported inter-class distance is ``raw``).
     """
     num_classes = check_num_classes(num_classes)
     x = as_float_matrix(features, "features")

@@ -1,6 +1,6 @@
 """Per-class statistics shared by CMA/CMAP, the neural-collapse metrics and inter-class distances.
 
-Spec: ALGORITHMS.md §3.1 (class counts, means, the two global-mean conventions, within-class
+Spec: docs/algorithms.md §3.1 (class counts, means, the two global-mean conventions, within-class
 scatter). Every derived quantity is float64; classes without samples are dropped (``C_eff`` present
 classes).
 """
@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from .._validation import as_float_matrix, as_label_vector, check_choice
+from .._utils.validation import as_float_matrix, as_label_vector, check_choice
 
 MU_G = ("class_avg", "sample_avg")
 
@@ -109,7 +109,7 @@ class ClassStats:
         return self._labels
 
     def global_mean(self, mu_G: str = "class_avg") -> np.ndarray:
-        """Global mean under the ``class_avg`` or ``sample_avg`` convention (ALGORITHMS.md §3.1)."""
+        """Global mean under the ``class_avg`` or ``sample_avg`` convention (docs/algorithms.md §3.1)."""
         check_choice(mu_G, "mu_G", MU_G)
         return self.class_avg if mu_G == "class_avg" else self.sample_avg
 

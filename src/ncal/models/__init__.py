@@ -38,15 +38,16 @@ def build_model(
     ----------
     name : {"cnn", "resnet18", "mlp", "auto"}
         ``cnn``: small CNN for small grayscale/colour images (≥ 4×4); ``resnet18``: ResNet-18 with
-        the CIFAR stem; ``mlp``: MLP for feature vectors (images are flattened); ``auto``: :func:`default_model_name`.
+        the CIFAR stem; ``mlp``: MLP for feature vectors (images are flattened); ``auto``:
+        :func:`default_model_name`.
     input_shape : tuple
         Shape of one sample as stored: ``(D,)``, ``(H, W)``, ``(H, W, C)`` (or ``(C, H, W)``).
     num_classes : int
     dropout : float
         Dropout probability before the head (0 = none). BALD needs ``dropout > 0``.
     seed : int, optional
-        Seed the initialisation (via :func:`ncal.training.seeded`, leaving torch's global RNG as it
-        was). Without it the initialisation draws from torch's global RNG, so
+        Seed the initialisation (via :func:`ncal._utils.torch.seeded`, leaving torch's global RNG
+        as it was). Without it the initialisation draws from torch's global RNG, so
         ``torch.manual_seed(s)`` before the call makes it deterministic too.
     **options
         Model-specific: ``cnn``: ``width=32, hidden=128, batchnorm=False``; ``resnet18``:
@@ -57,7 +58,7 @@ def build_model(
     Backbone
     """
     if seed is not None:
-        from ..training.device import seeded
+        from .._utils.torch import seeded
 
         with seeded(seed):
             return build_model(
@@ -67,10 +68,7 @@ def build_model(
         raise ValueError(f"`num_classes` must be an integer >= 2; got {num_classes!r}")
     p = check_dropout(dropout)
     kind, shape = parse_input_shape(input_shape)
-    if name == "auto":
-        name = default_model_name(input_shape)
-    if name not in MODEL_NAMES:
-        raise ValueError(f"`name` must be one of {[*MODEL_NAMES, 'auto']}; got {name!r}")
+    name = resolve_model_name(name, input_shape)
     if name == "mlp":  # feature vectors, or images flattened to vectors
         return MLP(shape, num_classes, p, **options)
     if kind != "image":
@@ -83,14 +81,43 @@ def build_model(
     return ResNet18(shape, num_classes, p, **options)
 
 
-def default_model_name(input_shape: tuple) -> str:
-    """``mlp`` for feature vectors, ``cnn`` for single-channel images up to 32×32, else
-    ``resnet18``."""
-    kind, shape = parse_input_shape(input_shape)
-    if kind == "features":
+def default_model_name(input_shape: tuple, kind: str | None = None) -> str:
+    """The backbone ``auto`` stands for: ``mlp`` for feature vectors, ``resnet18`` for 3-channel
+    (colour) images, ``cnn`` for every other image (grayscale, any size).
+
+    This is the rule the experiment loop has always applied to stored samples (``(H, W)`` and
+    ``(H, W, 1)`` → cnn, ``(H, W, 3)`` → resnet18, ``(D,)`` → mlp); the layout is read with
+    :func:`parse_input_shape`, so ``(3, 32, 32)`` is a colour image too.
+
+    Parameters
+    ----------
+    input_shape : tuple
+        Shape of one sample as stored (see :func:`build_model`).
+    kind : {"image", "features"}, optional
+        The data's declared kind; ``"features"`` picks ``mlp`` whatever the shape.
+    """
+    if kind is not None and kind not in ("image", "features"):
+        raise ValueError(f"`kind` must be 'image', 'features' or None; got {kind!r}")
+    shape_kind, shape = parse_input_shape(input_shape)
+    if kind == "features" or shape_kind == "features":
         return "mlp"
-    c, h, w = shape
-    return "cnn" if c == 1 and max(h, w) <= 32 else "resnet18"
+    return "resnet18" if shape[0] == 3 else "cnn"
+
+
+def resolve_model_name(name: str, input_shape: tuple, kind: str | None = None) -> str:
+    """``name`` itself when it is a backbone name, or what ``"auto"`` stands for
+    (:func:`default_model_name`).
+
+    Raises
+    ------
+    ValueError
+        ``name`` is neither ``"auto"`` nor one of :data:`MODEL_NAMES`.
+    """
+    if name == "auto":
+        return default_model_name(input_shape, kind)
+    if name not in MODEL_NAMES:
+        raise ValueError(f"`name` must be one of {[*MODEL_NAMES, 'auto']}; got {name!r}")
+    return name
 
 
 __all__ = [
@@ -102,4 +129,5 @@ __all__ = [
     "build_model",
     "default_model_name",
     "parse_input_shape",
+    "resolve_model_name",
 ]

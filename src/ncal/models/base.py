@@ -1,9 +1,10 @@
-"""The `Backbone` contract every ncal model follows (ALGORITHMS.md §0.1–0.2).
+"""The `Backbone` contract every ncal model follows (docs/algorithms.md §0.1–0.2).
 
 ``forward(x) = head(dropout(features(x)))``: the penultimate feature ``h(x)`` is taken after global
 pooling (or the last hidden layer) and before the final linear layer ``head`` (``W``, ``b``).
 Dropout, when present, sits only between ``features`` and ``head``, so in eval mode
-``head(features(x)) == forward(x)`` and MC-dropout can re-use one feature pass (ALGORITHMS.md §1.3).
+``head(features(x)) == forward(x)`` and MC-dropout can re-use one feature pass
+(docs/algorithms.md §1.3).
 """
 
 from __future__ import annotations

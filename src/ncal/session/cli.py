@@ -7,13 +7,54 @@ Each handler takes the parsed ``argparse.Namespace`` and returns the exit code; 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
+from collections.abc import Callable
 from typing import Any
 
 from ..errors import NcalError
 from .coldstart import COLD_START
 from .core import AGGREGATIONS, Session, parse_classes
 from .exporters import write_review_csv
+
+# The library's errors name arguments; on the command line the same settings are flags.
+_FLAGS = {
+    "k": "--k",
+    "relabel_fraction": "--relabel-fraction",
+    "cold_start": "--cold-start",
+    "classes": "--classes",
+    "classes_file": "--classes-file",
+    "method": "--method",
+    "aggregation": "--aggregation",
+    "extractor": "--extractor",
+    "id_column": "--id-column",
+    "pca_dim": "--pca-dim",
+    "image_size": "--image-size",
+    "image_url_prefix": "--image-url-prefix",
+}
+
+
+def flag_message(message: str) -> str:
+    """``message`` with each quoted argument name (`` `k` ``) replaced by its flag (`` `--k` ``)."""
+    for arg, flag in _FLAGS.items():
+        message = message.replace(f"`{arg}`", f"`{flag}`")
+    return message
+
+
+def _speaks_flags(cmd: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """Re-raise the library's errors from ``cmd`` worded with the command line's flags."""
+
+    @functools.wraps(cmd)
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return cmd(args)
+        except NcalError as exc:
+            reworded = flag_message(str(exc))
+            if reworded == str(exc):
+                raise
+            raise type(exc)(reworded) from exc
+
+    return run
 
 
 def _parse_params(text: str | None) -> dict[str, Any]:
@@ -32,6 +73,7 @@ def _num(v: float | None) -> str:
     return "n/a" if v is None or v != v else f"{v:.3f}"
 
 
+@_speaks_flags
 def cmd_init(args: argparse.Namespace) -> int:
     classes = parse_classes(args.classes, args.classes_file)
     train = {"epochs_max": args.epochs} if args.epochs is not None else None
@@ -61,6 +103,7 @@ def cmd_init(args: argparse.Namespace) -> int:
     return 0
 
 
+@_speaks_flags
 def cmd_next(args: argparse.Namespace) -> int:
     train = {"epochs_max": args.epochs} if args.epochs is not None else None
     with Session(args.dir) as s:
@@ -87,6 +130,7 @@ def cmd_next(args: argparse.Namespace) -> int:
     return 0
 
 
+@_speaks_flags
 def cmd_import(args: argparse.Namespace) -> int:
     with Session(args.dir) as s:
         rep = s.import_labels(args.file, annotator=args.annotator)
@@ -101,6 +145,7 @@ def cmd_import(args: argparse.Namespace) -> int:
     return 0
 
 
+@_speaks_flags
 def cmd_review(args: argparse.Namespace) -> int:
     with Session(args.dir) as s:
         rows = s.review(args.top, folds=args.folds, seed=args.seed)
@@ -124,6 +169,7 @@ def cmd_review(args: argparse.Namespace) -> int:
     return 0
 
 
+@_speaks_flags
 def cmd_status(args: argparse.Namespace) -> int:
     with Session(args.dir) as s:
         st = s.status(plot=not args.no_plot)
@@ -159,6 +205,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+@_speaks_flags
 def cmd_export(args: argparse.Namespace) -> int:
     with Session(args.dir) as s:
         path, n = s.export_labels(args.out, method=args.method)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._validation import as_float_matrix, check_k
+from .._utils.validation import as_float_matrix, check_k
 
 COLD_START = ("random", "kcenter")
 

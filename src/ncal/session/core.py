@@ -23,8 +23,7 @@ every annotation stays in the store).
 
 from __future__ import annotations
 
-import os
-import tempfile
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,11 +31,13 @@ from typing import Any
 import numpy as np
 
 from .. import __version__
+from .._utils.io import atomic_save_npy, atomic_write_text, dumps
 from ..errors import CorruptRunError, NcalError
 from . import aggregate as agg
-from .coldstart import COLD_START, kcenter_greedy
+from .batches import plan_batch
+from .coldstart import COLD_START
 from .exporters import (
-    atomic_write_text,
+    image_urls,
     labelstudio_config,
     labelstudio_tasks,
     write_batch_csv,
@@ -45,20 +46,12 @@ from .exporters import (
 )
 from .importers import read_annotations, validate
 from .pool import file_sha256, load_pool, pool_features
-from .review import annotator_disagreement, mislabel_scores
-from .store import DB_NAME, SessionStore, utc_now
+from .review import review_queue
+from .status import session_status
+from .store import DB_NAME, SessionStore, create_store, utc_now
 
 AGGREGATIONS = ("auto", "ds", "majority")
 FEATURES_FILE = "features.npy"
-
-
-def _derive_seed(seed: int, *tags: int | str) -> int:
-    """Independent 63-bit stream per (seed, round, purpose) (ALGORITHMS.md §0.3), numpy only."""
-    words = [int(seed) & 0xFFFFFFFF, (int(seed) >> 32) & 0xFFFFFFFF]
-    for t in tags:
-        words.extend(t.encode() if isinstance(t, str) else [int(t) & 0xFFFFFFFF])
-    state = np.random.SeedSequence(words).generate_state(2, dtype=np.uint32)
-    return int((int(state[0]) << 32 | int(state[1])) & 0x7FFF_FFFF_FFFF_FFFF)
 
 
 def parse_classes(
@@ -66,11 +59,11 @@ def parse_classes(
 ) -> list[str] | None:
     """Class names from ``a,b,c`` or a list, or from a file with one name per line."""
     if classes is not None and classes_file is not None:
-        raise NcalError("give `--classes` or `--classes-file`, not both")
+        raise NcalError("give `classes` or `classes_file`, not both")
     if classes_file is not None:
         p = Path(classes_file)
         if not p.is_file():
-            raise NcalError(f"`--classes-file` {str(classes_file)!r} does not exist")
+            raise NcalError(f"`classes_file` {str(classes_file)!r} does not exist")
         names = [ln.strip() for ln in p.read_text(encoding="utf-8").splitlines() if ln.strip()]
     elif classes is None:
         return None
@@ -85,6 +78,27 @@ def parse_classes(
     if len(names) < 2:
         raise NcalError(f"a session needs at least 2 classes; got {names}")
     return names
+
+
+def _class_names(classes: list[str] | None, pool: Any) -> list[str]:
+    """The session's class names: ``classes``, else the pool's; checked against held-out labels."""
+    names = classes if classes is not None else pool.class_names
+    if names is None:
+        raise NcalError("no class names: the pool names none, so pass `classes`")
+    names = parse_classes(list(names), None)
+    if pool.heldout_labels.max() >= len(names):
+        raise NcalError(
+            f"held-out labels go up to {int(pool.heldout_labels.max())} but there are only "
+            f"{len(names)} classes"
+        )
+    return names
+
+
+def _save_features(directory: Path, feats: np.ndarray, info: dict[str, Any]) -> dict[str, Any]:
+    """Write ``features.npy`` atomically; return its meta entry (extractor info, file, hash)."""
+    path = directory / FEATURES_FILE
+    atomic_save_npy(path, np.ascontiguousarray(feats, dtype=np.float32))
+    return {**info, "file": FEATURES_FILE, "sha256": file_sha256(path), "dim": int(feats.shape[1])}
 
 
 @dataclass
@@ -188,13 +202,13 @@ class Session:
         ----------
         directory : the session directory (created; must not hold a session yet).
         pool : image folder, ``.npz``, ``.npy`` or ``.parquet``
-        (:func:`ncal.session.pool.load_pool`).
+            (:func:`ncal.session.pool.load_pool`).
         classes : class names (default: the pool's ``class_names``).
         id_column : id column of a parquet pool.
         extractor : ``auto`` | ``pretrained`` | ``pixels`` (image pools only).
         pca_dim, image_size : settings of the pixel fallback.
         image_url_prefix : Label Studio ``image`` = prefix + item id (default: the absolute file
-        path).
+            path).
         seed : seed of feature extraction (PCA).
         train : TrainConfig overrides for every round's fit.
         aggregation : ``auto`` | ``ds`` | ``majority``.
@@ -213,22 +227,12 @@ class Session:
 
         train_config(train)  # fail early on bad training settings
         p = load_pool(pool, id_column=id_column)
-        names = classes if classes is not None else p.class_names
-        if names is None:
-            raise NcalError("no class names: pass `--classes a,b,c` or `--classes-file FILE`")
-        names = parse_classes(list(names), None)
-        if p.heldout_labels.max() >= len(names):
-            raise NcalError(
-                f"held-out labels go up to {int(p.heldout_labels.max())} but there are only "
-                f"{len(names)} classes"
-            )
+        names = _class_names(classes, p)
         feats, feat_info = pool_features(
             p, extractor=extractor, pca_dim=pca_dim, image_size=image_size, seed=seed
         )
         d.mkdir(parents=True, exist_ok=True)
-        _atomic_save(d / FEATURES_FILE, np.ascontiguousarray(feats, dtype=np.float32))
-        feat_info = {**feat_info, "file": FEATURES_FILE, "sha256": file_sha256(d / FEATURES_FILE)}
-        feat_info["dim"] = int(feats.shape[1])
+        feat_info = _save_features(d, feats, feat_info)
         pool_meta = {
             **p.source,
             "kind": p.kind,
@@ -242,28 +246,15 @@ class Session:
             "cold_start": cold_start,
             "seed": int(seed),
         }
-        # build the store under a temporary name and rename it last: a killed init leaves no session
-        fd, tmp = tempfile.mkstemp(prefix=".session.", suffix=".tmp", dir=d)
-        os.close(fd)
-        os.unlink(tmp)
-        try:
-            store = SessionStore(tmp, create=True)
-            with store.transaction() as cur:
-                store.insert_items(cur, p.ids, p.heldout_labels)
-                for key, value in (
-                    ("classes", names),
-                    ("pool", pool_meta),
-                    ("features", feat_info),
-                    ("settings", settings),
-                    ("created_at", utc_now()),
-                    ("ncal_version", __version__),
-                ):
-                    store.put_meta(cur, key, value)
-            store.close()
-            os.replace(tmp, d / DB_NAME)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        meta = {
+            "classes": names,
+            "pool": pool_meta,
+            "features": feat_info,
+            "settings": settings,
+            "created_at": utc_now(),
+            "ncal_version": __version__,
+        }
+        create_store(d / DB_NAME, ids=p.ids, heldout_labels=p.heldout_labels, meta=meta)
         with_images = p.kind == "images" and (
             p.image_paths is not None or image_url_prefix is not None
         )
@@ -356,44 +347,22 @@ class Session:
         self, top: int | None = 50, *, folds: int = 5, seed: int = 0, method: str = "auto"
     ) -> list[dict[str, Any]]:
         """Labeled pool items ranked by mislabel suspicion
-        (:func:`ncal.session.review.mislabel_scores`).
+        (:func:`ncal.session.review.review_queue`).
 
         Returns up to ``top`` dicts (all when None) with id, row, label, label_name, score, the
         three signals, n_labels, suggested (out-of-fold prediction) and suggested_confidence.
         """
-        a = self.aggregate(method)
         held, _ = self.store.splits()
-        rows = np.flatnonzero((a.labels >= 0) & ~held)
-        if rows.size < 2:
-            return []
-        dis = annotator_disagreement(a.items, a.given, a.labels)[rows]
-        sc = mislabel_scores(
-            np.asarray(self.features[rows]),
-            a.labels[rows],
-            num_classes=self.num_classes,
-            disagreement=dis,
+        return review_queue(
+            self.aggregate(method),
+            self.features,
+            held,
+            ids=self.store.item_ids(),
+            classes=self.classes,
+            top=top,
             folds=folds,
             seed=seed,
         )
-        ids = self.store.item_ids()
-        order = sc.ranking(top)
-        return [
-            {
-                "rank": r + 1,
-                "id": ids[rows[i]],
-                "row": int(rows[i]),
-                "label": int(a.labels[rows[i]]),
-                "label_name": self.classes[int(a.labels[rows[i]])],
-                "score": float(sc.score[i]),
-                "distance": float(sc.distance[i]),
-                "self_confidence": float(sc.self_confidence[i]),
-                "disagreement": float(sc.disagreement[i]),
-                "n_labels": int(a.n_labels[rows[i]]),
-                "suggested": self.classes[int(sc.oof_pred[i])],
-                "suggested_confidence": float(sc.oof_conf[i]),
-            }
-            for r, i in enumerate(order)
-        ]
 
     # ------------------------------------------------------------------------------------ next
     def next_batch(
@@ -416,7 +385,8 @@ class Session:
         strategy, strategy_params : acquisition strategy (``ncal.strategies.get``).
         relabel_fraction : share of ``k`` taken from the top of the review queue (kind ``relabel``;
             an item is sent for relabeling at most once).
-        seed : selection / training seed (per-round streams are derived from it).
+        seed : selection / training seed; round ``n`` draws from the streams ``ncal run`` uses for
+            its round ``n - 1`` (:mod:`ncal.session.batches`).
         cold_start : ``random`` | ``kcenter`` while fewer than 2 classes are labeled (default: the
             session's setting).
         train : TrainConfig overrides for this call (on top of the session's).
@@ -428,28 +398,9 @@ class Session:
         stored batch is returned (``reused=True``). With unchanged labels but other settings, the
         last round is recomputed and replaced (no labels came back for it yet).
         """
-        from .. import strategies as S
-
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-            raise NcalError(f"`--k` must be a positive integer; got {k!r}")
-        if not (0.0 <= float(relabel_fraction) <= 1.0):
-            raise NcalError(f"`--relabel-fraction` must be in [0, 1]; got {relabel_fraction!r}")
-        cold = cold_start or self.meta["settings"].get("cold_start", "random")
-        if cold not in COLD_START:
-            raise NcalError(f"`--cold-start` must be one of {list(COLD_START)}; got {cold!r}")
-        strat = S.get(strategy, **(strategy_params or {}))  # validates name and parameters early
-        train_settings = {**self.meta["settings"].get("train", {}), **(train or {})}
-        settings = {
-            "k": int(k),
-            "strategy": strategy,
-            "strategy_params": strat.params(),
-            "relabel_fraction": float(relabel_fraction),
-            "seed": int(seed),
-            "cold_start": cold,
-            "train": train_settings,
-            "aggregation": self.meta["settings"].get("aggregation", "auto"),
-        }
-        settings = _json_roundtrip(settings)
+        settings, strat = self._next_settings(
+            k, strategy, strategy_params, relabel_fraction, seed, cold_start, train
+        )
         state = self.store.labels_state()
         last = self.store.last_round()
         replace = False
@@ -459,132 +410,70 @@ class Session:
             number, replace = last["round"], True
         else:
             number = 1 if last is None else last["round"] + 1
-
         a = self.aggregate(settings["aggregation"])
-        held, held_lab = self.store.splits()
-        labeled = (a.labels >= 0) & ~held
-        lab_rows = np.flatnonzero(labeled)
-        cand_rows = np.flatnonzero(~labeled & ~held)
-        feats = self.features
-        info: dict[str, Any] = {"aggregation": a.method, "n_candidates": int(cand_rows.size)}
-
-        # relabel part: top of the review queue, each item at most once
-        relabel: list[dict[str, Any]] = []
-        n_rel = round(float(relabel_fraction) * k)
-        if n_rel > 0:
-            if lab_rows.size >= 2 and np.unique(a.labels[lab_rows]).size >= 2:
-                done = self.store.relabeled_rows()
-                for r in self.review(None, seed=seed, method=settings["aggregation"]):
-                    if r["row"] in done:
-                        continue
-                    relabel.append(
-                        {
-                            "item_row": r["row"],
-                            "kind": "relabel",
-                            "score": r["score"],
-                            "prediction": self.classes.index(r["suggested"]),
-                            "confidence": r["suggested_confidence"],
-                        }
-                    )
-                    if len(relabel) == n_rel:
-                        break
-            else:
-                info["relabel_skipped"] = "fewer than 2 labeled items or classes"
-        k_query = min(int(k) - len(relabel), int(cand_rows.size))
-        if k_query <= 0 and not relabel:
-            raise NcalError("every pool item is labeled; there is nothing left to query")
-
-        n_classes_labeled = int(np.unique(a.labels[lab_rows]).size)
-        rng = np.random.default_rng(_derive_seed(seed, number, strategy))
-        heldout_acc = None
-        fallback = None
-        query: list[dict[str, Any]] = []
-        if k_query > 0 and n_classes_labeled < 2:
-            fallback = cold
-            if cold == "random":
-                sig = S.Signals(features_pool=np.zeros((cand_rows.size, 1)))
-                picks = S.get("random").select(sig, k_query, rng).indices
-            else:
-                picks = kcenter_greedy(
-                    np.asarray(feats[cand_rows]),
-                    k_query,
-                    labeled=np.asarray(feats[lab_rows]) if lab_rows.size else None,
-                )
-            query = [{"item_row": int(cand_rows[i]), "kind": "query"} for i in picks]
-            # a replaced round may have left the signals of a fit behind
-            (self.dir / "rounds" / f"round_{number:03d}.npz").unlink(missing_ok=True)
-            info["fallback_reason"] = (
-                f"{n_classes_labeled} labeled class(es); need 2 to fit a model"
-            )
-        elif k_query > 0:
-            from .fit import fit_round
-
-            held_rows = np.flatnonzero(held)
-            fit = fit_round(
-                feats,
-                lab_rows,
-                a.labels[lab_rows],
-                cand_rows,
-                num_classes=self.num_classes,
-                seed=_derive_seed(seed, number, "train"),
-                train=train_settings,
-                heldout_rows=held_rows if held_rows.size else None,
-                heldout_labels=held_lab[held_rows] if held_rows.size else None,
-                need_mc="mc_probs_pool" in strat.required_signals(),
-            )
-            sel = strat.select(fit.signals, k_query, rng)
-            heldout_acc = fit.heldout_accuracy
-            info["train"] = fit.info
-            # the round's per-candidate signals (terminal-phase FF counts, predictions) for later
-            # inspection; written before the round, so a crash here only leaves a stale file behind
-            sig_name = f"rounds/round_{number:03d}.npz"
-            ff = fit.signals.ff_counts
-            _atomic_save(
-                self.dir / sig_name,
-                rows=cand_rows,
-                ff_counts=np.zeros(0, np.int64) if ff is None else np.asarray(ff),
-                prediction=fit.pred_candidates,
-                confidence=fit.conf_candidates,
-                selected=np.asarray(sel.indices),
-            )
-            info["signals_file"] = sig_name
-            query = [
-                {
-                    "item_row": int(cand_rows[i]),
-                    "kind": "query",
-                    "score": None if sel.scores is None else float(sel.scores[j]),
-                    "prediction": int(fit.pred_candidates[i]),
-                    "confidence": float(fit.conf_candidates[i]),
-                }
-                for j, i in enumerate(sel.indices)
-            ]
-        batch = query + relabel
+        held, held_labels = self.store.splits()
+        plan = plan_batch(
+            number,
+            settings,
+            strat,
+            labels=a.labels,
+            heldout=held,
+            heldout_labels=held_labels,
+            features=self.features,
+            classes=self.classes,
+            review=lambda: self.review(None, seed=settings["seed"], method=settings["aggregation"]),
+            relabeled=self.store.relabeled_rows(),
+            session_dir=self.dir,
+        )
+        plan.info = {"aggregation": a.method, **plan.info}
         self.store.write_round(
             number=number,
             labels_state=state,
             settings=settings,
-            selector=fallback or strategy,
-            fallback=fallback,
-            n_labeled=int(lab_rows.size),
-            heldout_accuracy=heldout_acc,
-            info=info,
-            batch=batch,
+            selector=plan.selector,
+            fallback=plan.fallback,
+            n_labeled=plan.n_labeled,
+            heldout_accuracy=plan.heldout_accuracy,
+            info=plan.info,
+            batch=plan.items,
             replace=replace,
         )
         return self._export(self.store.round(number), reused=False, prefill=prefill)
 
-    def _image_urls(self) -> dict[str, str] | None:
-        pool = self.meta["pool"]
-        if pool.get("kind") != "images":
-            return None
-        prefix = pool.get("image_url_prefix")
-        ids = self.store.item_ids()
-        if pool.get("format") == "image_folder":
-            root = Path(pool["path"])
-            return {i: (prefix + i) if prefix is not None else str(root / i) for i in ids}
-        if prefix is None:  # images stored in an npz: no file to point at, use the features ref
-            return None
-        return {i: prefix + i for i in ids}
+    def _next_settings(
+        self,
+        k: Any,
+        strategy: str,
+        strategy_params: dict[str, Any] | None,
+        relabel_fraction: float,
+        seed: int,
+        cold_start: str | None,
+        train: dict[str, Any] | None,
+    ) -> tuple[dict[str, Any], Any]:
+        """Check the arguments of :meth:`next_batch`; return the round's settings (as stored) and
+        the strategy."""
+        from .. import strategies
+
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise NcalError(f"`k` must be a positive integer; got {k!r}")
+        if not (0.0 <= float(relabel_fraction) <= 1.0):
+            raise NcalError(f"`relabel_fraction` must be in [0, 1]; got {relabel_fraction!r}")
+        cold = cold_start or self.meta["settings"].get("cold_start", "random")
+        if cold not in COLD_START:
+            raise NcalError(f"`cold_start` must be one of {list(COLD_START)}; got {cold!r}")
+        strat = strategies.get(strategy, **(strategy_params or {}))  # validates name and params
+        settings = {
+            "k": int(k),
+            "strategy": strategy,
+            "strategy_params": strat.params(),
+            "relabel_fraction": float(relabel_fraction),
+            "seed": int(seed),
+            "cold_start": cold,
+            "train": {**self.meta["settings"].get("train", {}), **(train or {})},
+            "aggregation": self.meta["settings"].get("aggregation", "auto"),
+        }
+        # as the store will hand them back, so that a later call can compare them
+        return json.loads(dumps(settings)), strat
 
     def batch_paths(self, number: int) -> tuple[Path, Path]:
         base = self.dir / "batches" / f"round_{number:03d}"
@@ -599,7 +488,7 @@ class Session:
             items,
             round_number=number,
             classes=self.classes,
-            image_urls=self._image_urls(),
+            image_urls=image_urls(self.meta["pool"], self.store.item_ids()),
             features_file=self.meta["features"]["file"],
             prefill=prefill,
         )
@@ -619,117 +508,15 @@ class Session:
     # ------------------------------------------------------------------------ status / export
     def status(self, *, plot: bool = True) -> dict[str, Any]:
         """Counts, label distribution, rounds, annotator agreement and reliability, learning
-        curve."""
-        held, _ = self.store.splits()
-        a = self.aggregate(self.meta["settings"].get("aggregation", "auto"))
-        labeled = (a.labels >= 0) & ~held
-        n_ann_rows = len(self.store.annotations()["id"])
-        dist = np.bincount(a.labels[labeled], minlength=self.num_classes)
-        A = len(a.annotators)
-        overall, pair_rate, overlap = agg.pairwise_agreement(
-            a.items, a.annotator_idx, a.given, n_items=self.store.n_items(), n_annotators=max(A, 1)
+        curve (:func:`ncal.session.status.session_status`; the plot goes to
+        ``DIR/learning_curve.png``)."""
+        return session_status(
+            self.store,
+            self.aggregate(self.meta["settings"].get("aggregation", "auto")),
+            classes=self.classes,
+            features_meta=self.meta["features"],
+            plot_path=self.dir / "learning_curve.png" if plot else None,
         )
-        alpha = agg.krippendorff_alpha(
-            a.items, a.given, n_items=self.store.n_items(), num_classes=self.num_classes
-        )
-        annotators = []
-        ds = a.ds
-        if ds is None and A >= 1:
-            ds = agg.dawid_skene(
-                a.items, a.annotator_idx, a.given, n_items=self.store.n_items(),
-                n_annotators=A, num_classes=self.num_classes,
-            )  # fmt: skip
-        for i, name in enumerate(a.annotators):
-            mine = a.annotator_idx == i
-            agree_agg = (
-                float(np.mean(a.given[mine] == a.labels[a.items[mine]])) if mine.any() else None
-            )
-            annotators.append(
-                {
-                    "annotator": name,
-                    "n_labels": int(mine.sum()),
-                    "ds_reliability": float(ds.reliability[i]) if ds is not None else None,
-                    "agreement_with_aggregate": agree_agg,
-                }
-            )
-        rounds = [
-            {
-                "round": r["round"],
-                "created_at": r["created_at"],
-                "selector": r["selector"],
-                "n_labeled": r["n_labeled"],
-                "n_query": r["n_query"],
-                "n_relabel": r["n_relabel"],
-                "heldout_accuracy": r["heldout_accuracy"],
-            }
-            for r in self.store.rounds()
-        ]
-        curve = [
-            (r["n_labeled"], r["heldout_accuracy"])
-            for r in rounds
-            if r["heldout_accuracy"] is not None
-        ]
-        plot_path = None
-        if plot and curve:
-            plot_path = str(self._plot_curve(rounds))
-        return {
-            "n_items": int(self.store.n_items()),
-            "n_pool": int((~held).sum()),
-            "n_heldout": int(held.sum()),
-            "n_labeled": int(labeled.sum()),
-            "n_unlabeled": int((~held).sum() - labeled.sum()),
-            "n_annotations": int(n_ann_rows),
-            "n_annotators": A,
-            "aggregation": a.method,
-            "label_distribution": {c: int(v) for c, v in zip(self.classes, dist)},
-            "rounds": rounds,
-            "agreement": {
-                "pairwise": overall,
-                "krippendorff_alpha": alpha,
-                "pairs": [
-                    {
-                        "a": a.annotators[i],
-                        "b": a.annotators[j],
-                        "overlap": int(overlap[i, j]),
-                        "agreement": float(pair_rate[i, j]),
-                    }
-                    for i in range(A)
-                    for j in range(i + 1, A)
-                    if overlap[i, j] > 0
-                ],
-            },
-            "annotators": annotators,
-            "features": self.meta["features"],
-            "learning_curve_png": plot_path,
-        }
-
-    def _plot_curve(self, rounds: list[dict[str, Any]]) -> Path:
-        import matplotlib
-
-        matplotlib.use("Agg", force=False)
-        import matplotlib.pyplot as plt
-
-        pts = [(r["n_labeled"], r["heldout_accuracy"], r["round"]) for r in rounds]
-        pts = [p for p in pts if p[1] is not None]
-        fig, ax = plt.subplots(figsize=(5, 3.5))
-        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o")
-        for x, y, rnd in pts:
-            ax.annotate(str(rnd), (x, y), textcoords="offset points", xytext=(3, 3), fontsize=7)
-        ax.set_xlabel("labeled items (aggregated labels)")
-        ax.set_ylabel("held-out accuracy")
-        ax.set_title("learning curve (label: round)")
-        ax.grid(alpha=0.3)
-        fig.tight_layout()
-        out = self.dir / "learning_curve.png"
-        fd, tmp = tempfile.mkstemp(prefix=".learning_curve.", suffix=".png", dir=self.dir)
-        os.close(fd)
-        try:
-            fig.savefig(tmp, dpi=100)
-            os.replace(tmp, out)
-        finally:
-            plt.close(fig)
-            Path(tmp).unlink(missing_ok=True)
-        return out
 
     def export_labels(
         self, out: str | Path | None = None, *, method: str = "ds"
@@ -741,7 +528,7 @@ class Session:
         Dawid–Skene posterior of the label (``ds``) or the winning vote share (``majority``).
         """
         if method not in ("ds", "majority"):
-            raise NcalError(f"`--method` must be 'ds' or 'majority'; got {method!r}")
+            raise NcalError(f"`method` must be 'ds' or 'majority'; got {method!r}")
         a = self.aggregate(method)
         held, _ = self.store.splits()
         rows = np.flatnonzero((a.labels >= 0) & ~held)
@@ -759,31 +546,3 @@ class Session:
         path = Path(out) if out is not None else self.dir / "labels.csv"
         write_labels_csv(path, table)
         return path, len(table)
-
-
-def _json_roundtrip(obj: Any) -> Any:
-    import json
-
-    return json.loads(
-        json.dumps(
-            obj, sort_keys=True, default=lambda o: o.item() if hasattr(o, "item") else str(o)
-        )
-    )
-
-
-def _atomic_save(path: Path, arr: np.ndarray | None = None, **arrays: np.ndarray) -> None:
-    """``np.save`` (one array) or ``np.savez`` (named arrays) via a temporary file + rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            if arr is not None:
-                np.save(fh, arr)
-            else:
-                np.savez(fh, **arrays)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

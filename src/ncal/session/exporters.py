@@ -1,7 +1,7 @@
 """Files a session hands to people and tools: batch CSVs, Label Studio tasks, final label CSVs.
 
-Every file is written atomically (temporary file in the same folder, then ``os.replace``), so a
-crash never leaves a half-written batch next to a complete store.
+Every file is written atomically (:func:`ncal._utils.io.atomic_write_text`), so a crash never
+leaves a half-written batch next to a complete store.
 
 Label Studio
 ------------
@@ -16,31 +16,14 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import quoteattr
 
+from .._utils.io import atomic_write_text
+
 BATCH_COLUMNS = ("id", "kind", "round", "label", "annotator")
-
-
-def atomic_write_text(path: str | Path, text: str) -> Path:
-    """Write ``text`` to ``path`` via a temporary file + rename (never a partial file)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def _csv_text(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
@@ -79,6 +62,24 @@ def write_batch_csv(
             ]
         rows.append(row)
     return atomic_write_text(path, _csv_text(header, rows))
+
+
+def image_urls(pool_meta: dict[str, Any], ids: Sequence[str]) -> dict[str, str] | None:
+    """Item id -> the ``image`` a Label Studio task shows, or None for tasks without images.
+
+    ``pool_meta`` is the session's ``pool`` meta entry: image folders point at their files (or
+    ``image_url_prefix`` + id); images stored in an array file need ``image_url_prefix`` (without
+    it there is no file to point at and tasks carry a ``features_ref`` instead).
+    """
+    if pool_meta.get("kind") != "images":
+        return None
+    prefix = pool_meta.get("image_url_prefix")
+    if pool_meta.get("format") == "image_folder":
+        root = Path(pool_meta["path"])
+        return {i: (prefix + i) if prefix is not None else str(root / i) for i in ids}
+    if prefix is None:
+        return None
+    return {i: prefix + i for i in ids}
 
 
 def labelstudio_tasks(

@@ -1,9 +1,10 @@
 """Fitting the session's model on the currently labeled items and turning it into selection signals.
 
-The model is an MLP head on the session's features (:func:`ncal.models.build_model`), trained by the
-shared training layer (:func:`ncal.training.train_round`: into the terminal phase, then an FF
-window at a held learning rate whose predictions give the feature-fluctuation counts). Nothing here
-trains by itself; this module only arranges the arrays and collects what a round records.
+The model is an MLP head on the session's features, fitted by the round step that ``ncal run``
+uses too (:func:`ncal.experiment.step.fit_round`: into the terminal phase, then an FF window at a
+held learning rate whose predictions give the feature-fluctuation counts), with the run's seeding.
+Nothing here trains by itself; this module only arranges the arrays and collects what a round
+records.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from ..strategies.base import Signals
+from .._utils.io import jsonable
+from ..signals import Signals
 
 #: TrainConfig fields a session uses unless its settings override them (features: no augmentation).
 DEFAULT_TRAIN: dict[str, Any] = {"epochs_max": 60, "ff_window": 8, "augment": False}
@@ -64,15 +66,7 @@ def train_config(settings: dict[str, Any] | None = None):
         raise ValueError(f"bad training settings {cfg}: {exc}") from exc
 
 
-def _jsonable(v: Any) -> Any:
-    if isinstance(v, np.generic):
-        return v.item()
-    if isinstance(v, (str, int, float, bool)) or v is None:
-        return v
-    return str(v)
-
-
-def fit_round(
+def fit_session_round(
     features: np.ndarray,
     labeled_rows: np.ndarray,
     labels: np.ndarray,
@@ -80,6 +74,7 @@ def fit_round(
     *,
     num_classes: int,
     seed: int,
+    round_index: int,
     train: dict[str, Any] | None = None,
     heldout_rows: np.ndarray | None = None,
     heldout_labels: np.ndarray | None = None,
@@ -88,7 +83,7 @@ def fit_round(
     dropout: float = 0.0,
 ) -> FitResult:
     """Train a fresh MLP on ``features[labeled_rows]`` and extract signals for
-    ``features[candidate_rows]``.
+    ``features[candidate_rows]`` (the shared round step, :func:`ncal.experiment.step.fit_round`).
 
     Parameters
     ----------
@@ -96,8 +91,9 @@ def fit_round(
     labeled_rows, labels : rows of the labeled items and their aggregated labels.
     candidate_rows : rows of the unlabeled pool items a strategy chooses from.
     num_classes : int
-    seed : int
-        Seeds initialisation (``build_model(seed=...)``) and training order.
+    seed, round_index : int
+        The session's seed and the round the fit belongs to: initialisation and training draw from
+        the run's streams ``derive_seed(seed, "init" | "train", round_index)``.
     train : dict, optional
         TrainConfig overrides (:data:`DEFAULT_TRAIN` otherwise).
     heldout_rows, heldout_labels : optional held-out evaluation items (learning curve).
@@ -109,8 +105,7 @@ def fit_round(
     -------
     FitResult
     """
-    from ..models import build_model
-    from ..training import train_round
+    from ..experiment.step import fit_round
 
     x_l = np.asarray(features[np.asarray(labeled_rows)], dtype=np.float32)
     x_c = np.asarray(features[np.asarray(candidate_rows)], dtype=np.float32)
@@ -119,37 +114,35 @@ def fit_round(
         extra["heldout"] = np.asarray(features[np.asarray(heldout_rows)], dtype=np.float32)
     if need_mc and dropout <= 0:
         dropout = 0.3
-    model = build_model(
-        "mlp",
-        input_shape=(int(x_l.shape[1]),),
-        num_classes=int(num_classes),
-        dropout=dropout,
-        seed=int(seed),
-        hidden=tuple(hidden),
-    )
-    out = train_round(
-        model,
+    y = np.asarray(labels, dtype=np.int64)
+    fit = fit_round(
         x_l,
-        np.asarray(labels, dtype=np.int64),
+        y,
         x_c,
-        config=train_config(train),
+        model="mlp",
+        num_classes=int(num_classes),
+        train_config=train_config(train),
         seed=int(seed),
+        round_index=int(round_index),
+        dropout=dropout,
+        model_options={"hidden": tuple(hidden)},
         extra_sets=extra or None,
         need_mc=need_mc,
+        need_ff=True,  # the round's FF counts are kept in rounds/round_XXX.npz
     )
-    signals = out.signals(np.asarray(labels, dtype=np.int64), int(num_classes))
-    probs = signals.probabilities()
+    out = fit.outputs
+    probs = fit.signals.probabilities()
     acc = None
     if "heldout" in out.extra and heldout_labels is not None:
         pred_h = np.asarray(out.extra["heldout"][0]).argmax(axis=1)
         acc = float(np.mean(pred_h == np.asarray(heldout_labels)))
-    info = {k: _jsonable(out.info[k]) for k in _INFO_KEYS if k in out.info}
+    info = {k: jsonable(out.info[k]) for k in _INFO_KEYS if k in out.info}
     if out.ff_counts is not None and len(out.ff_counts):
         ff = np.asarray(out.ff_counts)
         info["ff_mean"] = float(ff.mean())
         info["ff_nonzero_fraction"] = float((ff > 0).mean())
     return FitResult(
-        signals=signals,
+        signals=fit.signals,
         pred_candidates=probs.argmax(axis=1).astype(np.int64),
         conf_candidates=probs.max(axis=1),
         heldout_accuracy=acc,

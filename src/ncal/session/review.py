@@ -26,11 +26,12 @@ JAIR 70, 2021 (out-of-fold self-confidence).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy.stats import rankdata
 
-from .._validation import as_float_matrix, as_label_vector, check_same_rows
+from .._utils.validation import as_float_matrix, as_label_vector, check_same_rows
 from ..strategies.selection import top_k
 
 
@@ -189,3 +190,64 @@ def mislabel_scores(
         oof_pred=probs.argmax(axis=1).astype(np.int64),
         oof_conf=probs.max(axis=1),
     )
+
+
+def review_queue(
+    a: Any,
+    features: np.ndarray,
+    heldout: np.ndarray,
+    *,
+    ids: list[str],
+    classes: list[str],
+    top: int | None = 50,
+    folds: int = 5,
+    seed: int = 0,
+) -> list[dict[str, Any]]:
+    """The labeled pool items of a session, most likely mislabeled first.
+
+    Parameters
+    ----------
+    a : ncal.session.core.Aggregate
+        The session's aggregated labels (and the annotations they came from).
+    features : (N, D) the session's features (row = item row).
+    heldout : (N,) bool, held-out evaluation items (never reviewed).
+    ids, classes : item ids (row order) and class names.
+    top : int or None
+        Length of the queue (None: every labeled item).
+    folds, seed : the out-of-fold model of :func:`mislabel_scores`.
+
+    Returns
+    -------
+    list of dict
+        rank, id, row, label, label_name, score, the three signals, n_labels, suggested (the
+        out-of-fold prediction) and suggested_confidence; empty with fewer than 2 labeled items.
+    """
+    rows = np.flatnonzero((a.labels >= 0) & ~heldout)
+    if rows.size < 2:
+        return []
+    dis = annotator_disagreement(a.items, a.given, a.labels)[rows]
+    sc = mislabel_scores(
+        np.asarray(features[rows]),
+        a.labels[rows],
+        num_classes=len(classes),
+        disagreement=dis,
+        folds=folds,
+        seed=seed,
+    )
+    return [
+        {
+            "rank": r + 1,
+            "id": ids[rows[i]],
+            "row": int(rows[i]),
+            "label": int(a.labels[rows[i]]),
+            "label_name": classes[int(a.labels[rows[i]])],
+            "score": float(sc.score[i]),
+            "distance": float(sc.distance[i]),
+            "self_confidence": float(sc.self_confidence[i]),
+            "disagreement": float(sc.disagreement[i]),
+            "n_labels": int(a.n_labels[rows[i]]),
+            "suggested": classes[int(sc.oof_pred[i])],
+            "suggested_confidence": float(sc.oof_conf[i]),
+        }
+        for r, i in enumerate(sc.ranking(top))
+    ]

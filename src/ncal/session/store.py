@@ -25,7 +25,9 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import json
+import os
 import sqlite3
+import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -397,6 +399,33 @@ class SessionStore:
                     for pos, b in enumerate(batch)
                 ),
             )
+
+
+def create_store(
+    path: str | Path, *, ids: Sequence[str], heldout_labels: np.ndarray, meta: dict[str, Any]
+) -> None:
+    """Create the store ``path`` holding the items and ``meta`` entries, all or nothing.
+
+    The file is built under a temporary name beside ``path`` and renamed last, so a killed
+    ``init`` leaves no half-built session behind.
+    """
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=".session.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    os.unlink(tmp)  # SessionStore(create=True) refuses an existing file
+    try:
+        store = SessionStore(tmp, create=True)
+        try:
+            with store.transaction() as cur:
+                store.insert_items(cur, ids, heldout_labels)
+                for key, value in meta.items():
+                    store.put_meta(cur, key, value)
+        finally:
+            store.close()
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def _opt_float(v: Any) -> float | None:

@@ -1,9 +1,10 @@
 """Blocked distance and greedy kernels shared by the diversity-based strategies.
 
 Everything here works on torch tensors so that one code path runs on the CPU and on CUDA (``device``
-parameter of the strategies). Pool-sized arrays are only ever processed in row blocks: no kernel
-forms an N×N matrix. Distances are computed in float64 from inputs that may be stored in float32
-(ALGORITHMS.md §0.2–0.3): squared distances ``a + b - 2<x, y>`` are clamped at 0.
+parameter of the strategies). Importing this module imports torch: strategies import it inside
+``_select`` only, so building or listing them does not. Pool-sized arrays are only ever processed
+in row blocks: no kernel forms an N×N matrix. Distances are computed in float64 from inputs that may be stored in float32
+(docs/algorithms.md §0.2–0.3): squared distances ``a + b - 2<x, y>`` are clamped at 0.
 
 Kernels
 -------
@@ -22,39 +23,17 @@ from typing import Any
 import numpy as np
 import torch
 
+# Transitional: typiclust, probcover and bait still reach these as `K.<name>`; they belong to
+# ._checks (torch-free constructor checks) and ncal._utils.torch, and go once those modules import
+# them from there.
+from .._utils.torch import resolve_device  # noqa: F401
+from ._checks import check_device, check_float, check_int  # noqa: F401
+
 # A block of a pairwise matrix holds at most this many float64 entries (64 MiB).
 BLOCK_ELEMENTS = 1 << 23
 
 
-# --------------------------------------------------------------------------- devices and tensors
-
-
-def resolve_device(device: Any) -> torch.device:
-    """``"cpu"``, ``"cuda"``, ``"cuda:i"`` or ``"auto"`` (CUDA when available) → ``torch.device``.
-
-    Raises
-    ------
-    ValueError
-        When the string names no device, or CUDA is requested but not available.
-    """
-    if isinstance(device, torch.device):
-        dev = device
-    elif device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    elif isinstance(device, str):
-        try:
-            dev = torch.device(device)
-        except (RuntimeError, TypeError):
-            raise ValueError(
-                f"`device` must be 'cpu', 'cuda[:i]' or 'auto'; got {device!r}"
-            ) from None
-    else:
-        raise TypeError(f"`device` must be a string such as 'cpu'; got {type(device).__name__}")
-    if dev.type not in ("cpu", "cuda"):
-        raise ValueError(f"`device` must be 'cpu', 'cuda[:i]' or 'auto'; got {device!r}")
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"`device` is {device!r} but CUDA is not available; use 'cpu'")
-    return dev
+# --------------------------------------------------------------------------- tensors
 
 
 def as_tensor(x: Any, device: torch.device, dtype: torch.dtype | None = None) -> torch.Tensor:
@@ -108,7 +87,7 @@ class PairSpace:
     swapped when ``swap``), computed in float64 and clamped at 0.
 
     * squared Euclidean: ``u = x``, ``a = ||x||^2``, ``v = 2 x``;
-    * symmetric KL of softmax vectors (ALGORITHMS.md §1.5):
+    * symmetric KL of softmax vectors (docs/algorithms.md §1.5):
       ``½KL(p||q) + ½KL(q||p) = ½Σp log p + ½Σq log q - [p, log p]·½[log q, q]``.
 
     ``u`` may be stored in float32 (it is upcast block by block); ``a`` is float64.
@@ -212,7 +191,7 @@ def kcenter_greedy(
 
     The centers start as the points of ``init`` (the labeled set); when ``init`` is empty the first
     pick is ``first`` or, when that is None, ``rng.integers(n)``. Ties go to the smallest index
-    (ALGORITHMS.md §0.3).
+    (docs/algorithms.md §0.3).
 
     Returns the picked indices (pick order) and each pick's divergence to its nearest center at the
     time it was picked (``inf`` for a random first pick).
@@ -307,7 +286,7 @@ def kmeanspp_kronecker(
 ) -> tuple[np.ndarray, np.ndarray]:
     """k-means++ seeding on the embeddings ``g_i = a_i ⊗ h_i`` without forming them.
 
-    Uses ``||a⊗h - a'⊗h'||² = ||a||²||h||² + ||a'||²||h'||² - 2 (a·a')(h·h')`` (ALGORITHMS.md §1.6).
+    Uses ``||a⊗h - a'⊗h'||² = ||a||²||h||² + ||a'||²||h'||² - 2 (a·a')(h·h')`` (docs/algorithms.md §1.6).
     The first center is ``first`` or, when ``None``, the largest ``||g||`` (smallest index on ties).
     Each next center is drawn with probability ``D²/ΣD²`` by inverting the cumulative sum at
     ``rng.random() * ΣD²``; when ``ΣD² = 0`` it is drawn uniformly among the unchosen points with
@@ -539,53 +518,3 @@ def knn_mean_sqdist(x: torch.Tensor, k: int) -> torch.Tensor:
         d[rows, rows + r0] = torch.inf  # a point is not its own neighbour
         out[sl] = torch.topk(d, k, dim=1, largest=False).values.mean(1)
     return out
-
-
-# --------------------------------------------------------------------------- parameter checks
-
-
-def check_int(value: Any, name: str, *, minimum: int = 1, allow_none: bool = False) -> int | None:
-    """Raise unless ``value`` is an integer >= ``minimum`` (or None when allowed)."""
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"`{name}` must be an integer; got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"`{name}` must be >= {minimum}; got {value}")
-    return int(value)
-
-
-def check_float(
-    value: Any,
-    name: str,
-    *,
-    low: float = -np.inf,
-    high: float = np.inf,
-    low_open: bool = False,
-    high_open: bool = False,
-    allow_none: bool = False,
-) -> float | None:
-    """Raise unless ``value`` is a finite number in the given interval (or None when allowed)."""
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"`{name}` must be a number; got {type(value).__name__}")
-    v = float(value)
-    bad = (
-        not np.isfinite(v)
-        or v < low
-        or v > high
-        or (low_open and v == low)
-        or (high_open and v == high)
-    )
-    if bad:
-        lo = "(" if low_open else "["
-        hi = ")" if high_open else "]"
-        raise ValueError(f"`{name}` must be in {lo}{low}, {high}{hi}; got {value!r}")
-    return v
-
-
-def check_device(device: Any) -> str:
-    """Validate a device string now (so a bad value fails at construction); return it unchanged."""
-    resolve_device(device)
-    return str(device)

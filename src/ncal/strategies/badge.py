@@ -1,4 +1,4 @@
-"""BADGE: k-means++ seeding on last-layer gradient embeddings (ALGORITHMS.md §1.6).
+"""BADGE: k-means++ seeding on last-layer gradient embeddings (docs/algorithms.md §1.6).
 
 The gradient embedding of a pool sample is ``g = (e_ŷ - p) ⊗ h`` (gradient of the cross-entropy at
 the predicted label w.r.t. the last linear layer, bias ignored). It has C·d entries and is never
@@ -18,10 +18,9 @@ gradient lower bounds", ICLR 2020.
 from __future__ import annotations
 
 import numpy as np
-import torch
 
-from .._validation import as_float_matrix, check_same_rows
-from . import _kernels as K
+from .._utils.validation import as_float_matrix, check_same_rows
+from ._checks import check_device
 from .base import Selection, Signals, Strategy
 from .coreset import _float_dtype
 
@@ -52,15 +51,20 @@ class Badge(Strategy):
     stochastic = True
 
     def __init__(self, device: str = "cpu") -> None:
-        self.device = K.check_device(device)
+        self.device = check_device(device)
 
     def _select(self, signals: Signals, k: int, rng: np.random.Generator) -> Selection:
+        import torch
+
+        from .._utils.torch import resolve_device
+        from . import _kernels as K  # torch, only when selecting
+
         h = as_float_matrix(
             signals.features_pool, "features_pool", dtype=_float_dtype(signals.features_pool)
         )
         probs = signals.probabilities()
         check_same_rows(h, probs, "features_pool", "probs_pool")
-        dev = K.resolve_device(self.device)
+        dev = resolve_device(self.device)
         a = K.as_tensor(gradient_embedding_factors(probs), dev, torch.float64)
         idx, dist = K.kmeanspp_kronecker(a, K.as_tensor(h, dev), k, rng)
         return Selection(idx, dist)

@@ -1,4 +1,4 @@
-"""BAIT: Fisher-information-based batch selection (ALGORITHMS.md §1.7).
+"""BAIT: Fisher-information-based batch selection (docs/algorithms.md §1.7).
 
 Per-sample last-layer Fisher ``I(x) = V_xᵀV_x`` with ``V_x`` (C × C·d) whose row c is
 ``√p_c (e_c - p) ⊗ h``. BAIT minimises ``tr((λI + N_L/(N_L+k)·F_L + k/(N_L+k)·Σ_{x∈S} I(x))⁻¹ F)``
@@ -32,7 +32,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .._validation import as_float_matrix, check_choice, check_same_rows
+from .._utils.validation import as_float_matrix, check_choice, check_same_rows
 from . import _kernels as K
 from .base import Selection, Signals, Strategy
 from .selection import top_k
@@ -263,6 +263,8 @@ class Bait(Strategy):
         self.pca_dim = K.check_int(pca_dim, "pca_dim", allow_none=True)
         self.max_candidates = K.check_int(max_candidates, "max_candidates", allow_none=True)
         self.prefilter = check_choice(prefilter, "prefilter", PREFILTERS)
+        # only the random prefilter draws from `rng`; every other setting is deterministic
+        self.stochastic = self.prefilter == "random"
         self.oversample = K.check_int(oversample, "oversample")
         self.fisher_rank = K.check_int(fisher_rank, "fisher_rank", allow_none=True)
         self.device = K.check_device(device)

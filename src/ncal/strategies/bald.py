@@ -1,4 +1,4 @@
-"""BALD with MC dropout: mutual information between the label and the weights (ALGORITHMS.md §1.3).
+"""BALD with MC dropout: mutual information between the label and the weights (docs/algorithms.md §1.3).
 
 ``BALD(x) = H(p̄(x)) - (1/T) Σ_t H(p_t(x))`` with ``p̄ = (1/T) Σ_t p_t`` over ``T`` stochastic
 forward passes; entropies in nats with ``0 log 0 = 0`` (``scipy.special.xlogy``). The training layer
@@ -21,7 +21,7 @@ from collections.abc import Iterable
 import numpy as np
 from scipy.special import xlogy
 
-from .._validation import as_float_matrix
+from .._utils.validation import as_float_matrix
 from .base import Selection, Signals, Strategy, scored_selection
 
 

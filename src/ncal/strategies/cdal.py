@@ -1,4 +1,4 @@
-"""CDAL: contextual diversity, k-center greedy in symmetric-KL space (ALGORITHMS.md §1.5).
+"""CDAL: contextual diversity, k-center greedy in symmetric-KL space (docs/algorithms.md §1.5).
 
 For classification each image is one region, and the pairwise contextual diversity reduces to the
 symmetric KL divergence between softmax vectors,
@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._validation import as_float_matrix
-from . import _kernels as K
+from .._utils.validation import as_float_matrix
+from ._checks import check_device, check_int
 from .base import Selection, Signals, Strategy
 
 
@@ -62,14 +62,17 @@ class ContextualDiversity(Strategy):
     stochastic = False
 
     def __init__(self, device: str = "cpu", candidates: int = 256, max_pending: int = 64) -> None:
-        self.device = K.check_device(device)
-        self.candidates = K.check_int(candidates, "candidates")
-        self.max_pending = K.check_int(max_pending, "max_pending")
+        self.device = check_device(device)
+        self.candidates = check_int(candidates, "candidates")
+        self.max_pending = check_int(max_pending, "max_pending")
 
     def _select(self, signals: Signals, k: int, rng: np.random.Generator) -> Selection:
+        from .._utils.torch import resolve_device
+        from . import _kernels as K  # torch, only when selecting
+
         logp = signals.log_probabilities()
         logq = _log_probs_labeled(signals, logp.shape[1])
-        dev = K.resolve_device(self.device)
+        dev = resolve_device(self.device)
         space = K.PairSpace.sym_kl(logp, dev)
         init = K.PairSpace.sym_kl(logq, dev) if logq.shape[0] else None
         idx, div = K.kcenter_greedy(

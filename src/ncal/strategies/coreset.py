@@ -1,4 +1,4 @@
-"""CoreSet: k-center greedy on penultimate features (ALGORITHMS.md §1.4).
+"""CoreSet: k-center greedy on penultimate features (docs/algorithms.md §1.4).
 
 The centers start as the labeled set; each pick is the pool point farthest (Euclidean) from every
 center so far, ties to the smaller pool index. Only when the labeled set is empty is the first pick
@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from .._validation import as_float_matrix
-from . import _kernels as K
+from .._utils.validation import as_float_matrix
+from ._checks import check_device, check_int
 from .base import Selection, Signals, Strategy
 
 
@@ -68,13 +68,16 @@ class CoreSet(Strategy):
     stochastic = False
 
     def __init__(self, device: str = "cpu", candidates: int = 256, max_pending: int = 64) -> None:
-        self.device = K.check_device(device)
-        self.candidates = K.check_int(candidates, "candidates")
-        self.max_pending = K.check_int(max_pending, "max_pending")
+        self.device = check_device(device)
+        self.candidates = check_int(candidates, "candidates")
+        self.max_pending = check_int(max_pending, "max_pending")
 
     def _select(self, signals: Signals, k: int, rng: np.random.Generator) -> Selection:
+        from .._utils.torch import resolve_device
+        from . import _kernels as K  # torch, only when selecting
+
         fp, fl = check_feature_pair(signals)
-        dev = K.resolve_device(self.device)
+        dev = resolve_device(self.device)
         space = K.PairSpace.euclidean(fp, dev)
         init = K.PairSpace.euclidean(fl, dev) if fl.shape[0] else None
         idx, d2 = K.kcenter_greedy(

@@ -26,11 +26,11 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import torch
 
-from .._validation import as_float_matrix, check_choice
-from . import _kernels as K
-from .base import Selection, Signals, Strategy, get
+from .._utils.validation import as_float_matrix, check_choice
+from ._checks import check_device, check_int
+from ._registry import available, get
+from .base import Selection, Signals, Strategy
 
 METHODS = ("kcenter", "kmeanspp")
 
@@ -46,7 +46,7 @@ class DiverseStrategy(Strategy):
     top_m : int or None
         Number of base candidates (default ``10·k``; at least ``k`` are used).
     base_params : dict
-        Parameters of the base when ``base`` is a name.
+        Parameters of the base when ``base`` is a name (recorded: all the base's parameters).
     device : str
         Where the distances are computed.
     """
@@ -69,30 +69,31 @@ class DiverseStrategy(Strategy):
         elif isinstance(base, str):
             if base == self.name:
                 raise ValueError("`base` cannot itself be 'diverse'")
+            if base not in available():
+                raise ValueError(f"`base` must be a strategy name {available()}; got {base!r}")
             self._base = get(base, **(base_params or {}))
         else:
             raise TypeError(
                 f"`base` must be a strategy name or Strategy; got {type(base).__name__}"
             )
         self.method = check_choice(method, "method", METHODS)
-        self.top_m = K.check_int(top_m, "top_m", allow_none=True)
-        self.device = K.check_device(device)
-        self.stochastic = self._base.stochastic or self.method == "kmeanspp"  # type: ignore[misc]
-
-    def params(self) -> dict[str, Any]:
-        return {
-            "base": self._base.name,
-            "base_params": self._base.params(),
-            "method": self.method,
-            "top_m": self.top_m,
-            "device": self.device,
-        }
+        self.top_m = check_int(top_m, "top_m", allow_none=True)
+        self.device = check_device(device)
+        self.stochastic = self._base.stochastic or self.method == "kmeanspp"
+        # Recorded by name and full parameters, so the wrapper is rebuilt by get(**params()).
+        self.base = self._base.name
+        self.base_params = self._base.params()
 
     def required_signals(self) -> tuple[str, ...]:
         base = self._base.required_signals()
         return (*base, *(s for s in self.needs if s not in base))
 
     def _select(self, signals: Signals, k: int, rng: np.random.Generator) -> Selection:
+        import torch
+
+        from .._utils.torch import resolve_device
+        from . import _kernels as K  # torch, only when selecting
+
         n = signals.n_pool
         m = min(n, max(k, 10 * k if self.top_m is None else self.top_m))
         base_sel = self._base.select(signals, m, rng)
@@ -101,7 +102,7 @@ class DiverseStrategy(Strategy):
         if fp.ndim != 2 or fp.shape[0] != n:
             raise ValueError(f"`features_pool` must be a 2-D array with {n} rows; got {fp.shape}")
         x = as_float_matrix(fp[cand], "features_pool")  # only the candidates' rows are needed
-        dev = K.resolve_device(self.device)
+        dev = resolve_device(self.device)
         if self.method == "kcenter":
             space = K.PairSpace.euclidean(x, dev)
             fl = signals.features_labeled

@@ -1,6 +1,6 @@
 """NCAL-R and its ablations: CMAP + FF (``ncal_r``), CMAP only (``cmap``), FF only (``ff``).
 
-Score (ALGORITHMS.md §1.10): ``(z(CMAP') + z(FF)) / 2`` over the pool, where CMAP' is CMAP oriented by
+Score (docs/algorithms.md §1.10): ``(z(CMAP') + z(FF)) / 2`` over the pool, where CMAP' is CMAP oriented by
 ``direction`` (§6.7) and z uses the population std (0 when the std is 0). Top-k by the canonical rule.
 
 References
@@ -12,12 +12,11 @@ learning training", PNAS 2020.
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
-from .._validation import check_choice
+from .._utils.validation import check_choice
 from ..geometry import cmap as cmap_fn
+from ._checks import check_int
 from .base import Selection, Signals, Strategy, scored_selection
 from .selection import DIRECTIONS, ncal_r_scores, orient_cmap
 
@@ -53,9 +52,7 @@ class _CmapMixin:
         if not isinstance(expected, bool):
             raise TypeError(f"`expected` must be a bool; got {type(expected).__name__}")
         self.expected = expected
-        if not isinstance(block_size, (int, np.integer)) or block_size < 1:
-            raise ValueError(f"`block_size` must be a positive integer; got {block_size!r}")
-        self.block_size = int(block_size)
+        self.block_size = check_int(block_size, "block_size")
 
     def _cmap(self, signals: Signals) -> np.ndarray:
         # The argmax is taken in blocks; the full float64 softmax is built only for `expected`.
@@ -86,7 +83,7 @@ class NCALR(_CmapMixin, Strategy):
     direction : {"high", "low", "abs"}
         CMAP orientation (default ``high``, the paper's text).
     centering, mu_G, pair, empty_class, expected
-        CMAP variant flags (ALGORITHMS.md §6.1); defaults are the literal paper reading.
+        CMAP variant flags (docs/algorithms.md §6.1); defaults are the literal paper reading.
     weights : (float, float)
         Weights of z(CMAP) and z(FF); default (0.5, 0.5).
     """
@@ -120,18 +117,6 @@ class NCALR(_CmapMixin, Strategy):
             finite, signals.ff_counts, direction=self.direction, weights=self.weights
         )
         return scored_selection(_keep_policy_infinities(scores, c), k, cmap=c)
-
-    def explain(self, signals: Signals) -> dict[str, Any]:
-        """CMAP, FF and the composite score of every pool sample (for reports and debugging)."""
-        c = self._cmap(signals)
-        finite = np.where(np.isfinite(c), c, 0.0)
-        return {
-            "cmap": c,
-            "ff": np.asarray(signals.ff_counts),
-            "score": ncal_r_scores(
-                finite, signals.ff_counts, direction=self.direction, weights=self.weights
-            ),
-        }
 
 
 class CMAPOnly(_CmapMixin, Strategy):

@@ -1,10 +1,10 @@
-"""ProbCover: greedy maximum coverage of δ-balls, for low budgets (ALGORITHMS.md §1.8).
+"""ProbCover: greedy maximum coverage of δ-balls, for low budgets (docs/algorithms.md §1.8).
 
-Graph on L ∪ U: ``x → y`` iff ``||x - y|| < δ`` (symmetric, self-loops included), built in row
-blocks and stored sparse (CSR, memory O(E)); never a dense N×N matrix. Points within δ of the
-labeled set are covered. Each pick is the pool point whose ball holds the most uncovered points
-(smallest index on ties); its ball becomes covered, and the out-degrees of all points adjacent to
-newly covered ones are decremented (incremental, O(E) over the whole selection). Once every point is
+Graph on L ∪ U: ``x → y`` iff ``||x - y|| < δ`` (symmetric, self-loops included; distances are the
+exact float64 ``Σ (x - y)²`` of the rows). Points within δ of the labeled set are covered. Each pick
+is the pool point whose ball holds the most uncovered points (smallest index on ties); its ball
+becomes covered, and the out-degrees of all points adjacent to newly covered ones are decremented
+(incremental: each point's ball is visited once, when it becomes covered). Once every point is
 covered the remaining picks are uniform over the unchosen pool (from ``rng``), as in the paper (the
 code would re-pick 0).
 
@@ -13,6 +13,12 @@ code would re-pick 0).
 pure when it holds no point of another cluster, i.e. when δ <= r(x), the distance from x to the
 nearest point of another cluster. The purity of δ is the fraction of points with r(x) >= δ, so δ is
 the ⌈αN⌉-th largest r(x).
+
+Cost: the graph is never stored (memory O(N)); distances run as float32 matrix products in blocks
+with exact float64 rechecks within a proven error bound of every threshold (``_graph``). With
+clusters, an edge between two clusters joins two impure points, so only the within-cluster pairs
+and the pairs of (possibly) impure points are scanned for the graph; the purity radius costs one
+pass over the pairs of distinct clusters.
 
 References
 ----------
@@ -25,22 +31,10 @@ from __future__ import annotations
 import numpy as np
 
 from . import _kernels as K
+from ._graph import BallSpace, purity_sqradius
 from .base import Selection, Signals, Strategy
 from .coreset import check_feature_pair
 from .typiclust import kmeans_labels
-
-
-def purity_radius(x, num_clusters: int, purity: float, seed: int, device) -> float:
-    """Largest δ whose δ-balls are pure for a fraction ``purity`` of the points (see module doc)."""
-    import torch
-
-    labels = kmeans_labels(x, num_clusters, seed)
-    xt = K.as_tensor(x, device)
-    r2 = K.to_numpy(K.nearest_other_label_sqdist(xt, torch.as_tensor(labels, device=device)))
-    need = int(np.ceil(purity * len(r2)))
-    r2 = np.sort(r2)
-    r2_at = r2[len(r2) - need] if need > 0 else np.inf
-    return float(np.sqrt(r2_at)) if np.isfinite(r2_at) else np.inf
 
 
 class ProbCover(Strategy):
@@ -84,47 +78,29 @@ class ProbCover(Strategy):
         n, n_lab = fp.shape[0], fl.shape[0]
         x = np.concatenate([fl, fp])
         dev = K.resolve_device(self.device)
-        delta = self.delta
+        delta, space, open_set = self.delta, None, None
         if delta is None:
-            c = int(signals.num_classes)
-            delta = purity_radius(
-                x, min(c, x.shape[0]), self.purity, int(rng.integers(2**31 - 1)), dev
-            )
+            c = min(int(signals.num_classes), x.shape[0])
+            labels = kmeans_labels(x, c, int(rng.integers(2**31 - 1)))
+            space = BallSpace(x, labels, dev)
+            r2, lower = purity_sqradius(space, self.purity)
+            delta = float(np.sqrt(r2)) if np.isfinite(r2) else np.inf
         if not np.isfinite(delta):
             raise ValueError(
                 "could not choose δ: every point is in one k-means cluster; pass `delta`"
             )
-        indptr, indices = K.radius_graph(
-            K.as_tensor(x, dev), delta * delta, max_edges=self.max_edges
-        )
-
-        covered = np.zeros(x.shape[0], dtype=bool)
-        degree = np.diff(indptr).astype(np.int64)
-
-        def cover(centers: np.ndarray) -> None:
-            ball = np.flatnonzero(K.csr_row_count(indptr, indices, centers, x.shape[0]))
-            new = ball[~covered[ball]]
-            covered[new] = True
-            # every y newly covered leaves the ball of each of its neighbours (symmetric graph)
-            degree[:] -= K.csr_row_count(indptr, indices, new, x.shape[0])
-
-        if n_lab:
-            cover(np.arange(n_lab))
-        chosen = np.zeros(n, dtype=bool)
-        picks: list[int] = []
-        gains: list[int] = []
-        while len(picks) < k:
-            deg = degree[n_lab:]
-            j = int(np.argmax(np.where(chosen, -1, deg)))
-            if deg[j] <= 0:
-                break
-            picks.append(j)
-            gains.append(int(deg[j]))
-            chosen[j] = True
-            cover(np.array([n_lab + j]))
-        info = {"delta": float(delta), "edges": int(indices.shape[0]), "random_fill": 0}
+        radius_sq = delta * delta
+        if space is None:
+            space = BallSpace(x, None, dev)
+        else:  # points that may have a neighbour in another cluster (see module doc)
+            open_set = lower < radius_sq
+        degree, edges = self._degrees(space, radius_sq, open_set)
+        picks, gains, covered = greedy_cover(space, radius_sq, open_set, degree, n_lab, k)
+        info = {"delta": float(delta), "edges": edges, "random_fill": 0}
         info["coverage"] = float(covered.mean())
         if len(picks) < k:
+            chosen = np.zeros(n, dtype=bool)
+            chosen[picks] = True
             fill = rng.choice(np.flatnonzero(~chosen), size=k - len(picks), replace=False)
             info["random_fill"] = len(fill)
             picks.extend(int(f) for f in fill)
@@ -132,3 +108,60 @@ class ProbCover(Strategy):
         return Selection(
             np.asarray(picks, dtype=np.int64), np.asarray(gains, dtype=np.float64), info
         )
+
+    def _degrees(
+        self, space: BallSpace, radius_sq: float, open_set: np.ndarray | None
+    ) -> tuple[np.ndarray, int]:
+        """Ball sizes of every point (original order) and the edge count, within ``max_edges``."""
+        degree = np.empty(space.n, dtype=np.int64)
+        degree[space.order] = space.ball_counts(np.arange(space.n), radius_sq, open_set)
+        edges = int(degree.sum())
+        if edges > self.max_edges:
+            raise ValueError(
+                f"the δ-ball graph has {edges} > `max_edges`={self.max_edges} edges; "
+                "use a smaller `delta` (or a smaller `purity` target) or raise `max_edges`"
+            )
+        return degree, edges
+
+
+def greedy_cover(
+    space: BallSpace,
+    radius_sq: float,
+    open_set: np.ndarray | None,
+    degree: np.ndarray,
+    n_lab: int,
+    k: int,
+) -> tuple[list[int], list[int], np.ndarray]:
+    """Greedy max coverage: up to ``k`` pool picks (indices into the pool), their gains, and the
+    covered mask over L ∪ U (original order). ``degree`` (ball sizes) is updated in place."""
+    n_all = space.n
+    rank = np.empty(n_all, dtype=np.int64)
+    rank[space.order] = np.arange(n_all)
+    covered = np.zeros(n_all, dtype=bool)
+
+    def ball_counts(points: np.ndarray) -> np.ndarray:  # original order in, original order out
+        out = np.empty(n_all, dtype=np.int64)
+        out[space.order] = space.ball_counts(rank[points], radius_sq, open_set)
+        return out
+
+    def cover(centers: np.ndarray) -> None:
+        new = np.flatnonzero((ball_counts(centers) > 0) & ~covered)
+        covered[new] = True
+        # every y newly covered leaves the ball of each of its neighbours (symmetric graph)
+        degree[:] -= ball_counts(new)
+
+    if n_lab:
+        cover(np.arange(n_lab))
+    chosen = np.zeros(n_all - n_lab, dtype=bool)
+    picks: list[int] = []
+    gains: list[int] = []
+    while len(picks) < k:
+        deg = degree[n_lab:]
+        j = int(np.argmax(np.where(chosen, -1, deg)))
+        if deg[j] <= 0:
+            break
+        picks.append(j)
+        gains.append(int(deg[j]))
+        chosen[j] = True
+        cover(np.array([n_lab + j]))
+    return picks, gains, covered

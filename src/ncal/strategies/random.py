@@ -1,4 +1,4 @@
-"""Uniform random sampling: the reference curve of every plot and statistic (ALGORITHMS.md §1.1)."""
+"""Uniform random sampling: the reference curve of every plot and statistic (docs/algorithms.md §1.1)."""
 
 from __future__ import annotations
 

@@ -1,13 +1,13 @@
 """Selection utilities shared by every strategy: z-scores, the NCAL-R composite and canonical top-k.
 
-Spec: ALGORITHMS.md §0.3 (canonical tie rule, NaN policy) and §1.10 (composite score).
+Spec: docs/algorithms.md §0.3 (canonical tie rule, NaN policy) and §1.10 (composite score).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from .._validation import as_score_vector, check_choice, check_k
+from .._utils.validation import as_score_vector, check_choice, check_k
 
 DIRECTIONS = ("high", "low", "abs")
 
@@ -24,7 +24,7 @@ def zscore(values: np.ndarray) -> np.ndarray:
 
 
 def orient_cmap(cmap: np.ndarray, direction: str = "high") -> np.ndarray:
-    """Apply the CMAP selection direction (ALGORITHMS.md §6.7): ``high`` as is, ``low`` negated, ``abs``."""
+    """Apply the CMAP selection direction (docs/algorithms.md §6.7): ``high`` as is, ``low`` negated, ``abs``."""
     check_choice(direction, "direction", DIRECTIONS)
     c = as_score_vector(cmap, "cmap")
     if direction == "low":
@@ -50,7 +50,7 @@ def ncal_r_scores(
     ff : (N,) array
         Feature-fluctuation flip counts (:func:`ncal.dynamics.feature_fluctuation`).
     direction : {"high", "low", "abs"}
-        How CMAP is oriented before z-scoring (ALGORITHMS.md §6.7).
+        How CMAP is oriented before z-scoring (docs/algorithms.md §6.7).
     weights : (float, float)
         Weights of the CMAP and FF z-scores; the paper uses equal weights.
 

@@ -1,4 +1,4 @@
-"""SISOM proxy: feature-space distance ratio to the labeled set (ALGORITHMS.md §1.9).
+"""SISOM proxy: feature-space distance ratio to the labeled set (docs/algorithms.md §1.9).
 
 **This is a stand-in, not the authors' algorithm.** SISOM / SISOMe (Schmidt, Schenk, Schwinn &
 Günnemann, "A unified approach towards active learning and out-of-distribution detection", TMLR
@@ -16,7 +16,7 @@ What is implemented (the verifiable part of the paper's description):
 * ``sisome``: ``½[z(r) + z(E)]`` with the energy ``E(x) = -log Σ_c exp(z_c)`` (high = uncertain) and
   the pool z-score ``z``; infinite ratios are clipped to the largest finite ratio first.
 
-The gradient-weighted feature variant of the spec (``ζ = h ⊙ |∂ℓ/∂h|``) needs the classifier
+The gradient-weighted feature variant of docs/algorithms.md §1.9 (``ζ = h ⊙ |∂ℓ/∂h|``) needs the classifier
 weights, which are not among the selection signals, and is not offered. Cost O(N·N_L·d), blocked;
 memory O(N·C + N_L·d).
 """
@@ -26,8 +26,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import logsumexp
 
-from .._validation import as_float_matrix, as_label_vector, check_choice
-from . import _kernels as K
+from .._utils.validation import as_float_matrix, as_label_vector, check_choice
+from ._checks import check_device
 from .base import Selection, Signals, Strategy, scored_selection
 from .coreset import check_feature_pair
 from .selection import zscore
@@ -45,7 +45,10 @@ def distance_ratio(
     device: str = "cpu",
 ) -> np.ndarray:
     """``d_in / (d_out + 1e-12)`` in normalised feature space (see module docstring)."""
-    dev = K.resolve_device(device)
+    from .._utils.torch import resolve_device
+    from . import _kernels as K  # torch, only when selecting
+
+    dev = resolve_device(device)
     cmin = K.class_min_sqdist(
         K.as_tensor(features_pool, dev),
         K.as_tensor(features_labeled, dev),
@@ -83,7 +86,7 @@ class SisomProxy(Strategy):
 
     def __init__(self, variant: str = "sisom", device: str = "cpu") -> None:
         self.variant = check_choice(variant, "variant", VARIANTS)
-        self.device = K.check_device(device)
+        self.device = check_device(device)
 
     def required_signals(self) -> tuple[str, ...]:
         return (*self.needs, "logits_pool") if self.variant == "sisome" else self.needs

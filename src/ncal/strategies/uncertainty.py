@@ -1,4 +1,4 @@
-"""Uncertainty sampling: least confidence, margin and entropy (ALGORITHMS.md §1.2).
+"""Uncertainty sampling: least confidence, margin and entropy (docs/algorithms.md §1.2).
 
 Scores are computed in float64 from log-probabilities (logits when given), so saturated softmax
 outputs do not create spurious ties; remaining ties go to the lower pool index.

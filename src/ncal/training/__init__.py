@@ -5,23 +5,21 @@
 >>> signals = out.signals(y_l, num_classes=10)   # doctest: +SKIP
 """
 
+from .._utils.torch import make_generator, resolve_device, seeded, thread_limit
 from .config import TrainConfig
-from .device import derive_seed, make_generator, resolve_device, seeded, thread_limit
 from .extract import Preprocessor, dropout_only_train, eval_pass, mc_dropout_probs
-from .trainer import RoundOutputs, softmax64, train_round
+from .trainer import RoundOutputs, train_round
 
 __all__ = [
     "Preprocessor",
     "RoundOutputs",
     "TrainConfig",
-    "derive_seed",
     "dropout_only_train",
     "eval_pass",
     "make_generator",
     "mc_dropout_probs",
     "resolve_device",
     "seeded",
-    "softmax64",
     "thread_limit",
     "train_round",
 ]

@@ -1,8 +1,7 @@
-"""Input conversion and augmentation for image batches, in torch (no torchvision, DATA.md).
+"""Augmentation and normalisation of image batches, in torch (no torchvision, docs/data.md).
 
-Images arrive as stored in a :class:`ncal.data.Dataset`: ``uint8`` (N, H, W) or (N, H, W, C) in
-0–255 (float arrays are taken to be already in [0, 1]). They become float (N, C, H, W) in [0, 1],
-are augmented there (so crop padding is black, as in the usual torchvision pipeline) and normalised
+Batches are converted by :func:`ncal.models.inputs.to_tensor` to float (N, C, H, W) in [0, 1],
+augmented there (so crop padding is black, as in the usual torchvision pipeline) and normalised
 last.
 """
 
@@ -12,34 +11,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-
-def to_tensor(x: np.ndarray, sample_shape: tuple[int, ...]) -> torch.Tensor:
-    """Convert a numpy batch to a float32 tensor in the model's layout (not yet normalised).
-
-    Images: uint8 → ``/255``; (N, H, W) → (N, 1, H, W); (N, H, W, C) → (N, C, H, W).
-    Features: float32 (N, D).
-    """
-    a = np.asarray(x)
-    if len(sample_shape) == 1:
-        return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
-    t = torch.from_numpy(np.ascontiguousarray(a))
-    if a.ndim == 3:
-        t = t.unsqueeze(1)
-    elif a.shape[1:] != tuple(sample_shape):  # (N, H, W, C), the Dataset layout
-        t = t.permute(0, 3, 1, 2)
-    t = t.float()
-    if a.dtype == np.uint8:
-        t = t.div_(255.0)
-    return t.contiguous()
-
-
-def input_layout_matches(x_shape: tuple[int, ...], sample_shape: tuple[int, ...]) -> bool:
-    """Whether stored samples of shape ``x_shape[1:]`` fit a model consuming ``sample_shape``."""
-    s = tuple(x_shape[1:])
-    if len(sample_shape) == 1:
-        return s == tuple(sample_shape)
-    c, h, w = sample_shape
-    return (s == (h, w) and c == 1) or s == (h, w, c) or s == (c, h, w)
+from ..models.inputs import to_tensor
 
 
 def random_crop(x: torch.Tensor, padding: int, generator: torch.Generator) -> torch.Tensor:

@@ -1,4 +1,5 @@
-"""`TrainConfig`: the per-round training recipe (one recipe for every strategy, FINDINGS.md §1–2).
+"""`TrainConfig`: the per-round training recipe (one recipe for every strategy, docs/findings.md
+§1–2).
 
 Recipe
 ------
@@ -9,7 +10,8 @@ Recipe
    ``info["stop_reason"]`` says which.
 2. **FF window.** ``ff_window`` more epochs at a learning rate *held constant* at
    ``window_lr_factor × lr``; after each, the pool's eval-mode predictions feed the FF recorder.
-   A rate decayed to ~0 here freezes every prediction (FINDINGS.md §2: 96 % of the pool had FF = 0).
+   A rate decayed to ~0 here freezes every prediction (docs/findings.md §2: 96 % of the pool had
+   FF = 0).
 3. The round's signals come from the model after the last window epoch.
 
 ``schedule="cosine_hold"`` decays the rate by a cosine from ``lr`` at epoch 0 towards the window

@@ -1,4 +1,4 @@
-"""Batched eval-mode extraction (ALGORITHMS.md §0.2) and MC-dropout passes (§1.3).
+"""Batched eval-mode extraction (docs/algorithms.md §0.2) and MC-dropout passes (§1.3).
 
 Every pass is ``model.eval()`` + ``torch.no_grad()`` on deterministic (un-augmented) inputs, chunked
 over the data so the pool never has to sit on the device as one float tensor.
@@ -13,7 +13,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .augment import Normalizer, to_tensor
+from ..models.inputs import to_tensor
+from .augment import Normalizer
 
 
 class Preprocessor:
@@ -96,7 +97,7 @@ def eval_pass(
 
 @contextlib.contextmanager
 def dropout_only_train(model: nn.Module) -> Iterator[None]:
-    """Eval mode everywhere except ``nn.Dropout`` modules (ALGORITHMS.md §1.3 pitfall:
+    """Eval mode everywhere except ``nn.Dropout`` modules (docs/algorithms.md §1.3 pitfall:
     ``model.train()`` would switch BatchNorm to batch statistics and update its running buffers
     even under no_grad)."""
     was_training = model.training
@@ -125,8 +126,8 @@ def mc_dropout_probs(
     Masks come from torch's global RNG seeded with ``seed`` inside a forked RNG state (the caller's
     RNG is left untouched), in a fixed order (pass, then batch), so the output is a function of
     ``seed``. With ``reuse_features`` (default: when the only dropout sits before the head) the
-    features are computed once and only dropout + head run ``passes`` times (ALGORITHMS.md §1.3);
-    the masks drawn are the same as in the full forward passes, so both paths agree.
+    features are computed once and only dropout + head run ``passes`` times (docs/algorithms.md
+    §1.3); the masks drawn are the same as in the full forward passes, so both paths agree.
 
     Raises
     ------
@@ -145,7 +146,7 @@ def mc_dropout_probs(
     n = len(x)
     c = int(getattr(model, "num_classes", 0))
     out = np.empty((passes, n, c), dtype=np.float32)
-    from .device import seeded
+    from .._utils.torch import seeded
 
     with seeded(seed), dropout_only_train(model), torch.no_grad():
         if reuse_features:

@@ -1,4 +1,7 @@
-"""Device, thread and seed helpers: every torch-side source of nondeterminism is set here."""
+"""Device, thread and seed helpers for torch: every torch-side source of nondeterminism is set here.
+
+Importing this module imports torch; only code that already needs torch imports it.
+"""
 
 from __future__ import annotations
 
@@ -35,8 +38,11 @@ def resolve_device(device: str | torch.device) -> torch.device:
     return dev
 
 
-def derive_seed(seed: int, *tags: int | str) -> int:
-    """A 63-bit seed derived from ``seed`` and tags (independent streams for order, masks, …)."""
+def stream_seed(seed: int, *tags: int | str) -> int:
+    """A 63-bit seed derived from ``seed`` and tags (torch-side streams: order, augmentation, …).
+
+    TRANSITIONAL: to be replaced by :func:`ncal._utils.random.derive_seed` (one seeding scheme).
+    """
     words = [int(seed) & 0xFFFFFFFF, (int(seed) >> 32) & 0xFFFFFFFF]
     for t in tags:
         if isinstance(t, str):
@@ -48,9 +54,9 @@ def derive_seed(seed: int, *tags: int | str) -> int:
 
 
 def make_generator(seed: int, *tags: int | str) -> torch.Generator:
-    """A local CPU ``torch.Generator`` seeded from ``derive_seed(seed, *tags)``."""
+    """A local CPU ``torch.Generator`` seeded from ``stream_seed(seed, *tags)``."""
     g = torch.Generator(device="cpu")
-    g.manual_seed(derive_seed(seed, *tags))
+    g.manual_seed(stream_seed(seed, *tags))
     return g
 
 

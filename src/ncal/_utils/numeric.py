@@ -1,0 +1,23 @@
+"""Small numeric kernels used in several layers (float64, numerically safe)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def log_softmax(logits: np.ndarray) -> np.ndarray:
+    """Row log-softmax in float64 via log-sum-exp."""
+    z = np.asarray(logits, dtype=np.float64)
+    if z.size == 0:
+        return z.copy()
+    z = z - z.max(axis=1, keepdims=True)
+    return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row softmax in float64 (max-shifted, so large logits never overflow)."""
+    z = np.asarray(logits, dtype=np.float64)
+    if z.size == 0:
+        return z.copy()
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)

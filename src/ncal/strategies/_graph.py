@@ -1,0 +1,209 @@
+"""Exact δ-ball graphs that are never stored: float32 matrix products as a filter, float64 rechecks.
+
+ProbCover needs, for points grouped by k-means cluster, (1) each point's squared distance to the
+nearest point of another group (the purity radius) and (2) the δ-ball graph ``i ~ j iff
+||x_i - x_j||² < δ²``. Both are O(N²d); here they run as float32 GEMMs in row blocks, with a
+rigorous bound on the float32 error so that only the pairs within that bound of a threshold are
+recomputed exactly. "Exact" means the float64 sum of squared differences ``Σ (x_i - x_j)²`` of the
+input rows, which is symmetric bit for bit, so every pair is decided the same way whichever block,
+pass or orientation computes it (docs/algorithms.md §1.8).
+
+Two facts keep the graph cheap when groups are given:
+
+* an edge between groups needs ``||x - y|| < δ <= ...``: both endpoints are then *impure* (their
+  nearest other-group point is closer than δ), so cross-group pairs are only scanned among the
+  (few) points whose lower bound on that distance is below δ²;
+* nothing is stored: a point's ball is recomputed when needed (greedy coverage asks for each
+  point's ball at most once, when it becomes covered), so memory is O(N + block).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from . import _kernels as K
+
+# float32 entries per distance block (16 MiB)
+BLOCK32 = 1 << 22
+# exact rechecks are done this many pairs at a time (bounds the float64 difference buffer)
+RECHECK_PAIRS = 4096
+
+Index = slice | torch.Tensor  # sorted positions: a contiguous range or an index tensor
+
+
+class BallSpace:
+    """Points ordered by group, with what the float32 filter and the exact recheck need.
+
+    Parameters
+    ----------
+    x : (N, d) array
+        The points (any float dtype; rechecks use these values in float64).
+    groups : (N,) int array or None
+        Group of every point (None: one group).
+    device : torch.device
+        Where the float32 blocks are computed.
+    """
+
+    def __init__(self, x: np.ndarray, groups: np.ndarray | None, device: torch.device) -> None:
+        n, d = x.shape
+        groups = np.zeros(n, dtype=np.int64) if groups is None else np.asarray(groups)
+        self.order = np.argsort(groups, kind="stable")  # sorted position -> original index
+        self.x = x
+        g = groups[self.order]
+        starts = np.flatnonzero(np.r_[True, g[1:] != g[:-1]]) if n else np.zeros(0, np.int64)
+        self.bounds = np.r_[starts, n].astype(np.int64)  # group q holds [bounds[q], bounds[q+1])
+        self.gid = np.repeat(np.arange(len(starts)), np.diff(self.bounds))  # group number, sorted
+        self.gid_t = torch.as_tensor(self.gid, device=device)
+        self.xs = K.as_tensor(x[self.order], device, torch.float32)
+        self.ns = sqnorms64(x)[self.order]  # exact ||x||² in float64, sorted order
+        self.ns32 = torch.as_tensor(self.ns, device=device).to(torch.float32)
+        # |float32 GEMM distance - exact| <= tau·(||x_i||² + ||x_j||²): inner-product error
+        # (d·u), input rounding and the float32 combination, with a margin of 4.
+        self.tau = (d + 16) * 2.0**-23
+        self.n = n
+        self.device = device
+
+    # ---------------------------------------------------------------- distances
+
+    def block(self, rows: Index, cols: Index) -> torch.Tensor:
+        """float32 ``||x_i||² + ||x_j||² - 2<x_i, x_j>`` for sorted positions ``rows`` × ``cols``."""
+        d = K.matmul(self.xs[rows], self.xs[cols].T)
+        return d.mul_(-2.0).add_(self.ns32[rows, None]).add_(self.ns32[None, cols])
+
+    def exact(self, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+        """Exact float64 squared distances of the sorted-position pairs ``(i, j)``."""
+        out = np.empty(len(i), dtype=np.float64)
+        oi, oj = self.order[i], self.order[j]
+        for s in range(0, len(i), RECHECK_PAIRS):
+            diff = self.x[oi[s : s + RECHECK_PAIRS]].astype(np.float64)
+            diff -= self.x[oj[s : s + RECHECK_PAIRS]]
+            out[s : s + RECHECK_PAIRS] = np.einsum("ij,ij->i", diff, diff)
+        return out
+
+    def tol(self, rows: Index, cols: Index) -> float:
+        """A bound on the float32 error of every entry of ``block(rows, cols)``."""
+        return self.tau * (float(self.ns32[rows].max()) + float(self.ns32[cols].max())) * (1 + 1e-6)
+
+    def edges(self, rows: Index, cols: Index, radius_sq: float) -> torch.Tensor:
+        """Bool block ``exact d(i, j) < radius_sq`` (float32 filter, exact recheck near it)."""
+        d = self.block(rows, cols)
+        tol = self.tol(rows, cols)
+        out = d < radius_sq - tol
+        near = torch.nonzero((d - radius_sq).abs_() <= tol)
+        if near.shape[0]:
+            i = _positions(rows, K.to_numpy(near[:, 0]))
+            j = _positions(cols, K.to_numpy(near[:, 1]))
+            ok = self.exact(i, j) < radius_sq
+            out[near[:, 0], near[:, 1]] = torch.as_tensor(ok, device=out.device)
+        return out
+
+    # ---------------------------------------------------------------- purity radius
+
+    def other_group_sqdist_bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """(lo, hi) bounds, in sorted order, on each point's exact squared distance to the nearest
+        point of another group (``inf`` with a single group). One float32 pass over the pairs of
+        distinct groups, each pair computed once (row and column minima of every block)."""
+        best = torch.full((self.n,), torch.inf, dtype=torch.float32, device=self.device)
+        for q in range(len(self.bounds) - 1):
+            end = int(self.bounds[q + 1])
+            cols = slice(end, self.n)  # every later group: contiguous in sorted order
+            if end >= self.n:
+                break
+            step = K.rows_per_block(self.n - end, BLOCK32)
+            for r0 in range(int(self.bounds[q]), end, step):
+                rows = slice(r0, min(r0 + step, end))
+                d = self.block(rows, cols)
+                best[rows] = torch.minimum(best[rows], d.min(1).values)
+                best[cols] = torch.minimum(best[cols], d.min(0).values)
+        approx = K.to_numpy(best).astype(np.float64)
+        slack = self.tau * (self.ns + self.ns.max(initial=0.0)) * (1 + 1e-6)
+        return np.maximum(approx - slack, 0.0), approx + slack
+
+    def other_group_sqdist_exact(self, pos: np.ndarray, hi: np.ndarray) -> np.ndarray:
+        """Exact nearest-other-group squared distance of the sorted positions ``pos`` (``hi``: an
+        upper bound for each, from :meth:`other_group_sqdist_bounds`)."""
+        out = np.full(len(pos), np.inf)
+        step = K.rows_per_block(self.n, BLOCK32)
+        everything = slice(0, self.n)
+        for s in range(0, len(pos), step):
+            p = pos[s : s + step]
+            rows = torch.as_tensor(p, device=self.device)
+            d = self.block(rows, everything)
+            d.masked_fill_(self.gid_t[rows, None] == self.gid_t[None, :], torch.inf)
+            lim = torch.as_tensor(hi[s : s + step], device=self.device) + self.tol(rows, everything)
+            cand = torch.nonzero(d <= lim.to(torch.float32)[:, None])
+            r, c = K.to_numpy(cand[:, 0]), K.to_numpy(cand[:, 1])
+            np.minimum.at(out, s + r, self.exact(p[r], c))
+        return out
+
+    # ---------------------------------------------------------------- balls
+
+    def ball_counts(
+        self, rows: np.ndarray, radius_sq: float, open_set: np.ndarray | None = None
+    ) -> np.ndarray:
+        """(N,) in sorted order: for every point j, how many of the sorted positions ``rows`` have
+        j in their δ-ball. Balls span the row's own group, plus, for rows in ``open_set`` (sorted
+        bool mask of the points that may have neighbours in other groups), the open points of other
+        groups."""
+        counts = np.zeros(self.n, dtype=np.int64)
+        rows = np.sort(rows)
+        for q in np.unique(self.gid[rows]):
+            lo, hi = int(self.bounds[q]), int(self.bounds[q + 1])
+            mine = rows[(rows >= lo) & (rows < hi)]
+            cols = slice(lo, hi)
+            step = K.rows_per_block(hi - lo, BLOCK32)
+            for s in range(0, len(mine), step):
+                r = torch.as_tensor(mine[s : s + step], device=self.device)
+                counts[lo:hi] += K.to_numpy(self.edges(r, cols, radius_sq).sum(0))
+        if open_set is not None and open_set.any():
+            counts += self._cross_counts(rows[open_set[rows]], radius_sq, open_set)
+        return counts
+
+    def _cross_counts(self, rows: np.ndarray, radius_sq: float, open_set: np.ndarray) -> np.ndarray:
+        """Ball counts over open points of *other* groups (the rare cross-group edges)."""
+        counts = np.zeros(self.n, dtype=np.int64)
+        opened = np.flatnonzero(open_set)
+        cols = torch.as_tensor(opened, device=self.device)
+        step = K.rows_per_block(len(opened), BLOCK32)
+        for s in range(0, len(rows), step):
+            r = torch.as_tensor(rows[s : s + step], device=self.device)
+            e = self.edges(r, cols, radius_sq)
+            e &= self.gid_t[r, None] != self.gid_t[None, cols]
+            counts[opened] += K.to_numpy(e.sum(0))
+        return counts
+
+
+def _positions(idx: Index, local: np.ndarray) -> np.ndarray:
+    """Sorted positions of the block-local indices ``local`` along an axis indexed by ``idx``."""
+    if isinstance(idx, slice):
+        return local + (idx.start or 0)
+    return K.to_numpy(idx)[local]
+
+
+def sqnorms64(x: np.ndarray) -> np.ndarray:
+    """Exact float64 ``||x_i||²`` (the same sum as :meth:`BallSpace.exact` with a zero row)."""
+    out = np.empty(x.shape[0], dtype=np.float64)
+    step = K.rows_per_block(x.shape[1])
+    for s in range(0, x.shape[0], step):
+        b = x[s : s + step].astype(np.float64)
+        out[s : s + step] = np.einsum("ij,ij->i", b, b)
+    return out
+
+
+def purity_sqradius(space: BallSpace, purity: float) -> tuple[float, np.ndarray]:
+    """The ⌈purity·N⌉-th largest exact nearest-other-group squared distance (``inf`` with a single
+    group), and the lower bounds on every point's distance (sorted order). Only the points whose
+    float32 bounds straddle that order statistic are made exact."""
+    n = space.n
+    need = int(np.ceil(purity * n))
+    q = n - need  # 0-based rank, ascending
+    lo, hi = space.other_group_sqdist_bounds()
+    if not np.isfinite(hi).any():
+        return np.inf, lo
+    lq, hq = np.partition(lo, q)[q], np.partition(hi, q)[q]
+    below = hi < lq  # certainly smaller than the order statistic
+    unsure = np.flatnonzero(~below & (lo <= hq))
+    exact = space.other_group_sqdist_exact(unsure, hi[unsure])
+    at = q - int(below.sum())
+    return float(np.partition(exact, at)[at]), lo
