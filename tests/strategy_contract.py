@@ -142,8 +142,10 @@ class StrategyContract:
     def test_missing_signal_named(self) -> None:
         strat = self.build()
         needs = [n for n in strat.required_signals()]
-        if not needs:
-            pytest.skip("strategy needs no signals")
+        if not needs:  # nothing to drop: an empty Signals must still be refused, naming the pool
+            with pytest.raises(ValueError, match="pool"):
+                strat.select(S.Signals(), 3, np.random.default_rng(0))
+            return
         full = make_signals()
         kwargs = {n: getattr(full, n) for n in S.base.SIGNAL_NAMES}
         dropped = needs[-1]

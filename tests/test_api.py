@@ -43,8 +43,14 @@ def _pool_signals(a):
 
 @pytest.mark.parametrize(
     ("name", "params"),
-    [("entropy", {}), ("ncal_r", {"direction": "low"}), ("coreset", {}), ("random", {}),
-     ("bald", {}), ("cdal", {})],  # fmt: skip
+    [
+        ("entropy", {}),
+        ("ncal_r", {"direction": "low"}),
+        ("coreset", {}),
+        ("random", {}),
+        ("bald", {}),
+        ("cdal", {}),
+    ],
 )
 def test_select_equals_the_strategy_on_the_pool(arrays, name, params):
     rows, sig = _pool_signals(arrays)

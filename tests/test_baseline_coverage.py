@@ -121,7 +121,6 @@ def test_coreset_feature_width_mismatch_is_named() -> None:
 
 
 def test_coreset_matches_scikit_activeml() -> None:
-    pytest.importorskip("skactiveml")
     from skactiveml.pool import CoreSet as SkCoreSet
 
     sig = _coreset_signals(3, 600, 25, 16)

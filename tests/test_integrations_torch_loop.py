@@ -190,7 +190,7 @@ def test_errors_name_the_argument():
         FFTracker(x_pool, embed=lambda m, x: x, feature_layer="0")
     with pytest.raises(ValueError, match="`window` must be an integer >= 1"):
         FFTracker(x_pool, window=0)
-    with pytest.raises(ValueError, match="`epochs`.*`start_epoch`"):
+    with pytest.raises(ValueError, match=r"`epochs`.*`start_epoch`"):
         FFTracker(x_pool).on_epoch_end(model, 0)
     tracker = FFTracker(x_pool, start_epoch=0)
     tracker.on_epoch_end(model, 1)
@@ -200,5 +200,5 @@ def test_errors_name_the_argument():
         FFTracker(x_pool, feature_layer="head").signals(model, x_lab, y_lab)
     with pytest.raises(ValueError, match="`labels_labeled` has 29 entries"):
         FFTracker(x_pool, start_epoch=0).signals(model, x_lab, y_lab[:29])
-    with pytest.raises(TypeError, match="`model` must be a torch.nn.Module"):
+    with pytest.raises(TypeError, match=r"`model` must be a torch\.nn\.Module"):
         tracker.record(lambda x: x)

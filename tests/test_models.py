@@ -176,8 +176,7 @@ def test_feature_cache_key_depends_on_every_part():
 def lite0():
     from ncal.models import pretrained
 
-    if not pretrained.pretrained_available():
-        pytest.skip("the `pretrained` extra is not installed")
+    assert pretrained.pretrained_available(), "the `pretrained` extra is installed by `make test`"
     torch.set_num_threads(1)
     return pretrained.EfficientNetLite0Features(size=32, batch_size=3, device="cpu")
 

@@ -140,9 +140,9 @@ def test_image_session_records_extractor_and_exports_image_tasks(tmp_path):
 
 
 def test_pretrained_extractor_used_when_installed(tmp_path):
-    pt = pytest.importorskip("ncal.models.pretrained")
-    if not pt.pretrained_available():
-        pytest.skip("optional `pretrained` extra not installed")
+    from ncal.models import pretrained as pt
+
+    assert pt.pretrained_available(), "the `pretrained` extra is installed by `make test`"
     p = load_pool(image_folder(tmp_path, n=4))
     feats, info = pool_features(p, extractor="auto", pretrained_size=32)
     assert info["name"] == "pretrained" and feats.shape == (4, pt.FEATURE_DIM)

@@ -222,7 +222,9 @@ def _probabilities(pred_probs: Any, n: int) -> np.ndarray:
     if p.shape[0] != n:
         raise ValueError(f"`pred_probs` has {p.shape[0]} rows; the other arrays have {n}")
     if p.min() < 0 or p.max() > 1:
-        raise ValueError("`pred_probs` must hold probabilities in [0, 1] (apply a softmax to logits)")
+        raise ValueError(
+            "`pred_probs` must hold probabilities in [0, 1] (apply a softmax to logits)"
+        )
     sums = p.sum(axis=1)
     bad = np.flatnonzero(np.abs(sums - 1) > 1e-3)
     if bad.size:
@@ -257,7 +259,8 @@ def _signals(
     """Signals of the unlabeled rows (the pool) and the labeled rows, and the pool's row numbers."""
     n = _n_rows(pred_probs, embeddings, labels, ff_counts, mc_pred_probs)
     if num_classes is not None and (
-        isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer))
+        isinstance(num_classes, bool)
+        or not isinstance(num_classes, (int, np.integer))
         or num_classes < 1
     ):
         raise ValueError(f"`num_classes` must be a positive integer; got {num_classes!r}")

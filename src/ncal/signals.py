@@ -7,12 +7,24 @@ layers import this module; it depends on numpy only.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
 
 from ._utils.validation import as_float_matrix
+
+# |row sum - 1| allowed in `probs_pool`, `probs_labeled`, `probs_labeled_oof` and `mc_probs_pool`
+# (float16 softmax outputs sum to 1 within ~1e-3); entries may be as low as -PROB_TOLERANCE.
+PROB_TOLERANCE = 1e-3
+_BLOCK = 1 << 16  # rows checked per block, so a large pool is never copied whole to float64
+_POOL_ROWS = ("probs_pool", "logits_pool", "features_pool", "ff_counts")
+_LABELED_ROWS = (
+    "labels_labeled", "annotations_labeled", "probs_labeled_oof", "probs_labeled",
+    "features_labeled",
+)  # fmt: skip
+_PROBS = ("probs_pool", "probs_labeled", "probs_labeled_oof")
 
 SIGNAL_NAMES = (
     "probs_pool",
@@ -124,6 +136,135 @@ class Signals:
 
     def present(self) -> set[str]:
         return {f.name for f in fields(self) if getattr(self, f.name) is not None}
+
+    def validate(
+        self, *, num_classes: int | None = None, names: Collection[str] | None = None
+    ) -> None:
+        """Check that the signals present agree with each other; raise naming the first that does
+        not.
+
+        Checked: pool-aligned arrays (``*_pool``, ``ff_counts``, axis 1 of ``mc_probs_pool``) have
+        the same number of rows, and so do the labeled-set arrays; probabilities are finite, at
+        least ``-PROB_TOLERANCE`` and their rows sum to 1 within ``PROB_TOLERANCE``; the class
+        axis of every probability / logit array equals the number of classes (``num_classes``,
+        ``self.num_classes`` or, when neither is given, the first such array's width);
+        ``ff_counts`` is 1-D, finite and non-negative; ``labels_labeled`` lies in
+        ``[0, num_classes)`` and ``annotations_labeled`` in ``[-1, num_classes)``.
+
+        Parameters
+        ----------
+        num_classes : int, optional
+            The number of classes the caller expects; must equal ``self.num_classes`` when both
+            are given.
+        names : collection of str, optional
+            Check only these signals (e.g. those a strategy uses; ``probs_pool`` includes
+            ``logits_pool``); default: every signal present.
+
+        Raises
+        ------
+        ValueError
+            The first inconsistency found, naming the signal and what was expected.
+        """
+        if names is not None:
+            keep = set(names) | ({"logits_pool"} if "probs_pool" in names else set())
+            view = Signals(
+                **{f.name: getattr(self, f.name) for f in fields(self) if f.name in keep}
+            )
+            return view.validate(num_classes=num_classes or self.num_classes)
+        n_cls = _agreed_num_classes(num_classes, self.num_classes)
+        _check_rows(self, _POOL_ROWS, "pool")
+        if self.mc_probs_pool is not None:
+            mc = self.mc_probs_pool
+            if np.ndim(mc) != 3:
+                raise ValueError(f"`mc_probs_pool` must be (T, N, C); got shape {np.shape(mc)}")
+            _check_rows(self, _POOL_ROWS, "pool", extra=("mc_probs_pool (axis 1)", mc.shape[1]))
+        _check_rows(self, _LABELED_ROWS, "labeled-set")
+        for name in (*_PROBS, "logits_pool", "mc_probs_pool"):
+            arr = getattr(self, name)
+            if arr is None:
+                continue
+            width = int(np.shape(arr)[-1]) if np.ndim(arr) >= 2 else None
+            if np.ndim(arr) != (3 if name == "mc_probs_pool" else 2):
+                raise ValueError(f"`{name}` must be 2-D (rows, classes); got shape {np.shape(arr)}")
+            if n_cls is None:
+                n_cls = width
+            elif width != n_cls:
+                raise ValueError(f"`{name}` has {width} class columns but `num_classes` is {n_cls}")
+            if name != "logits_pool":
+                _check_probabilities(arr, name)
+        if self.ff_counts is not None:
+            _check_counts(self.ff_counts)
+        if self.labels_labeled is not None and n_cls is not None:
+            _check_range(self.labels_labeled, "labels_labeled", 0, n_cls)
+        if self.annotations_labeled is not None and n_cls is not None:
+            _check_range(self.annotations_labeled, "annotations_labeled", -1, n_cls)
+
+
+def _agreed_num_classes(given: int | None, stored: int | None) -> int | None:
+    for name, v in (("num_classes", given), ("signals.num_classes", stored)):
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1):
+            raise ValueError(f"`{name}` must be a positive integer; got {v!r}")
+    if given is not None and stored is not None and int(given) != int(stored):
+        raise ValueError(f"`num_classes` is {given} but `signals.num_classes` is {stored}")
+    v = given if given is not None else stored
+    return None if v is None else int(v)
+
+
+def _check_rows(
+    signals: Signals,
+    names: tuple[str, ...],
+    what: str,
+    extra: tuple[str, int] | None = None,
+) -> None:
+    """Raise unless the present arrays among ``names`` (and ``extra``) have one row count."""
+    counts = [
+        (n, int(np.shape(getattr(signals, n))[0])) for n in names if getattr(signals, n) is not None
+    ]
+    if extra is not None:
+        counts.append(extra)
+    if len({c for _, c in counts}) > 1:
+        listed = ", ".join(f"`{n}` {c}" for n, c in counts)
+        raise ValueError(f"{what} signals must have the same number of rows; got {listed}")
+
+
+def _check_probabilities(arr: np.ndarray, name: str) -> None:
+    """Finite, >= -PROB_TOLERANCE, rows summing to 1 within PROB_TOLERANCE (block-wise)."""
+    a = np.asarray(arr)
+    rows = a.reshape(-1, a.shape[-1]) if a.ndim == 3 else a
+    for start in range(0, rows.shape[0], _BLOCK):
+        chunk = np.asarray(rows[start : start + _BLOCK], dtype=np.float64)
+        if not np.isfinite(chunk).all():
+            raise ValueError(f"`{name}` contains NaN or inf values")
+        if chunk.size and chunk.min() < -PROB_TOLERANCE:
+            raise ValueError(f"`{name}` holds negative probabilities (min {chunk.min():.4g})")
+        sums = chunk.sum(axis=1)
+        bad = np.flatnonzero(np.abs(sums - 1.0) > PROB_TOLERANCE)
+        if bad.size:
+            raise ValueError(
+                f"`{name}` rows must sum to 1 (within {PROB_TOLERANCE}); row {start + bad[0]} "
+                f"sums to {sums[bad[0]]:.6g}. Pass logits as `logits_pool` or apply a softmax"
+            )
+
+
+def _check_counts(counts: np.ndarray) -> None:
+    c = np.asarray(counts)
+    if c.ndim != 1:
+        raise ValueError(
+            f"`ff_counts` must be 1-D (one count per pool sample); got shape {c.shape}"
+        )
+    if not np.issubdtype(c.dtype, np.number) or not np.isfinite(c).all():
+        raise ValueError("`ff_counts` must hold finite numbers")
+    if c.size and c.min() < 0:
+        raise ValueError(f"`ff_counts` must be non-negative flip counts; got minimum {c.min()}")
+
+
+def _check_range(values: np.ndarray, name: str, low: int, num_classes: int) -> None:
+    v = np.asarray(values)
+    if v.size and (v.min() < low or v.max() >= num_classes):
+        raise ValueError(
+            f"`{name}` must lie in [{low}, {num_classes - 1}] for {num_classes} classes; got "
+            f"values from {v.min()} to {v.max()}"
+        )
 
 
 @dataclass(frozen=True)

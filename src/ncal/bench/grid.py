@@ -22,7 +22,14 @@ Grid file keys (all but ``datasets``, ``strategies`` optional)::
     evals: []                               # evaluation names
     pool_size: null
     experiment: {}                          # any other ExperimentConfig fields, passed verbatim
+    annotators:                             # an axis of annotator sets (each a list of noise
+      - [oracle:0.15, oracle:0.3, oracle:0.45]  # specs, one per simulated annotator)
+    annotator_errors: [independent, correlated]  # an axis; only with `annotators`
     out: runs/my-grid                       # output directory (relative to the working directory)
+
+:func:`load_grid` checks the structure (keys, types, strategy and training names) and reports every
+problem at once; :func:`ncal.bench.validate.check_grid` adds the checks of the values (datasets,
+noise and annotator specs, strategy parameters by building each strategy, training values).
 
 References
 ----------
@@ -56,6 +63,8 @@ GRID_KEYS = (
     "evals",
     "pool_size",
     "experiment",
+    "annotators",
+    "annotator_errors",
     "out",
     "name",
     "description",
@@ -140,66 +149,66 @@ class Grid:
     out: Path
     name: str = "grid"
     description: str = ""
+    # axes of the annotator settings; [None] = runs without annotators (nothing added to the cells)
+    annotators: list[list[str] | None] = field(default_factory=lambda: [None])
+    annotator_errors: list[str | None] = field(default_factory=lambda: [None])
 
     def cells(self) -> list[Cell]:
         """Expand into cells, ordered seed-major so paired comparisons fill in early."""
+        axes = _Axes(
+            multi_model=len(self.models) > 1,
+            multi_budget=len(self.budgets) > 1,
+            annotators=any(a is not None for a in self.annotators),
+            errors=any(e is not None for e in self.annotator_errors),
+        )
         cells = []
-        multi_model = len(self.models) > 1
-        multi_budget = len(self.budgets) > 1
         for seed in self.seeds:
             for dataset in self.datasets:
                 for noise in self.noise:
                     for model in self.models:
                         for budget in self.budgets:
-                            for strat in self.strategies:
-                                cells.append(
-                                    self._cell(
-                                        seed,
-                                        dataset,
-                                        noise,
-                                        model,
-                                        budget,
-                                        strat,
-                                        multi_model,
-                                        multi_budget,
-                                    )
-                                )
+                            for annotators in self.annotators:
+                                for errors in self.annotator_errors:
+                                    for strat in self.strategies:
+                                        setting = _Setting(
+                                            seed, dataset, noise, model, budget, annotators, errors
+                                        )
+                                        cells.append(self._cell(setting, strat, axes))
         return cells
 
-    def _cell(
-        self,
-        seed: int,
-        dataset: str,
-        noise: str,
-        model: str,
-        budget: dict[str, Any],
-        strat: StrategyEntry,
-        multi_model: bool,
-        multi_budget: bool,
-    ) -> Cell:
+    def _cell(self, s: _Setting, strat: StrategyEntry, axes: _Axes) -> Cell:
         config: dict[str, Any] = {
-            "dataset": dataset,
-            "noise": noise,
+            "dataset": s.dataset,
+            "noise": s.noise,
             "strategy": strat.name,
             "strategy_params": dict(strat.params),
-            "initial": budget["initial"],
-            "query": budget["query"],
-            "rounds": budget["rounds"],
-            "seed": seed,
-            "model": model,
+            "initial": s.budget["initial"],
+            "query": s.budget["query"],
+            "rounds": s.budget["rounds"],
+            "seed": s.seed,
+            "model": s.model,
             "train": dict(self.train),
             "evals": list(self.evals),
             "pool_size": self.pool_size,
         }
+        # only grids with annotators add the keys, so the hashes of older grids do not change
+        if s.annotators is not None:
+            config["annotators"] = list(s.annotators)
+        if s.errors is not None:
+            config["annotator_errors"] = s.errors
         config.update(self.experiment)
         digest = config_hash(config)
-        blabel = budget_label(budget)
-        parts = [f"dataset={slugify(dataset)}", f"noise={slugify(noise)}"]
-        if multi_model:
-            parts.append(f"model={slugify(model)}")
-        if multi_budget:
+        blabel = budget_label(s.budget)
+        parts = [f"dataset={slugify(s.dataset)}", f"noise={slugify(s.noise)}"]
+        if axes.multi_model:
+            parts.append(f"model={slugify(s.model)}")
+        if axes.multi_budget:
             parts.append(f"budget={slugify(blabel)}")
-        parts += [f"strategy={strat.dirname}", f"seed={seed}_{digest}"]
+        if axes.annotators:
+            parts.append(f"annotators={slugify(annotators_label(s.annotators))}")
+        if axes.errors:
+            parts.append(f"errors={slugify(str(s.errors))}")
+        parts += [f"strategy={strat.dirname}", f"seed={s.seed}_{digest}"]
         return Cell(config, strat.key, blabel, "/".join(parts), digest)
 
     def to_dict(self) -> dict[str, Any]:
@@ -219,8 +228,38 @@ class Grid:
             "evals": self.evals,
             "pool_size": self.pool_size,
             "experiment": self.experiment,
+            "annotators": self.annotators,
+            "annotator_errors": self.annotator_errors,
             "out": str(self.out),
         }
+
+
+@dataclass(frozen=True)
+class _Axes:
+    """Which optional axes a grid spans (each adds a directory level to the cell names)."""
+
+    multi_model: bool
+    multi_budget: bool
+    annotators: bool
+    errors: bool
+
+
+@dataclass(frozen=True)
+class _Setting:
+    """One point of the grid's axes other than the strategy."""
+
+    seed: int
+    dataset: str
+    noise: str
+    model: str
+    budget: dict[str, Any]
+    annotators: list[str] | None
+    errors: str | None
+
+
+def annotators_label(specs: list[str] | None) -> str:
+    """``["oracle:0.1", "oracle:0.3"]`` → ``"oracle:0.1+oracle:0.3"``; None → ``"single oracle"``."""
+    return "single oracle" if specs is None else "+".join(specs)
 
 
 def slugify(text: str) -> str:

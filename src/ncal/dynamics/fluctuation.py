@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 
+# Counts are uint32 (4 bytes per sample); a count can grow by at most one per update, so refusing
+# the update that would exceed this bound guarantees no counter ever wraps.
+_MAX_UPDATES = int(np.iinfo(np.uint32).max)
+
 
 def feature_fluctuation(pred_history: np.ndarray) -> np.ndarray:
     """Flip counts of a stacked prediction history.
@@ -54,19 +58,32 @@ class FluctuationRecorder:
             raise ValueError(f"`n_samples` must be a non-negative integer; got {n_samples!r}")
         self.n_samples = int(n_samples)
         self._last: np.ndarray | None = None
-        self._counts = np.zeros(self.n_samples, dtype=np.uint16)
+        self._counts = np.zeros(self.n_samples, dtype=np.uint32)
+        self.n_updates = 0
 
     def update(self, preds: np.ndarray) -> None:
-        """Record one checkpoint's predictions, shape (N,)."""
+        """Record one checkpoint's predictions, shape (N,).
+
+        Raises
+        ------
+        OverflowError
+            After 2**32 - 1 updates (the flip counters could wrap past that).
+        """
         p = np.asarray(preds)
         if p.shape != (self.n_samples,):
             raise ValueError(f"`preds` must have shape ({self.n_samples},); got {p.shape}")
         if p.size and not np.issubdtype(p.dtype, np.integer):
             raise TypeError(f"`preds` must hold integer labels; got dtype {p.dtype}")
+        if self.n_updates >= _MAX_UPDATES:
+            raise OverflowError(
+                f"FluctuationRecorder took {self.n_updates} updates, the most its uint32 flip "
+                "counters can count without wrapping; start a new recorder"
+            )
         p = p.astype(np.int32, copy=True)
         if self._last is not None:
-            self._counts += (p != self._last).astype(np.uint16)
+            self._counts += (p != self._last).astype(np.uint32)
         self._last = p
+        self.n_updates += 1
 
     @property
     def counts(self) -> np.ndarray:

@@ -48,20 +48,30 @@ def register(sub: argparse._SubParsersAction) -> None:
     st.set_defaults(func=_strategies)
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawTextHelpFormatter):
+    """Defaults in the help, and help texts keep their line breaks (the noise models' list)."""
+
+
+def _noise_help() -> str:
+    from ..data import describe_noise_models
+
+    return "oracle noise of the single annotator (without --annotator); one of:\n" + (
+        describe_noise_models()
+    )
+
+
 def _add_run(sub: argparse._SubParsersAction) -> None:
     run = sub.add_parser(
         "run",
         help="run one active-learning experiment (resumable)",
-        description="Train to the terminal phase, select, query a noisy oracle, repeat; one JSON line per "
-        "finished round in OUT/rounds.jsonl. Rerunning the same command resumes an interrupted run.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description="Train to the terminal phase, select, query a noisy oracle (or several "
+        "annotators), repeat; one JSON line per finished round in OUT/rounds.jsonl. Rerunning the "
+        "same command resumes an interrupted run.",
+        formatter_class=_HelpFormatter,
     )
     run.add_argument("--dataset", default="mnist5k", help="dataset name (see `ncal datasets`)")
-    run.add_argument(
-        "--noise",
-        default="sym:0.3",
-        help="oracle noise: none, sym:0.3, human:cifar10n-worst, oracle:0.3, ...",
-    )
+    run.add_argument("--noise", default="sym:0.3", help=_noise_help())
+    _add_annotator_options(run)
     run.add_argument(
         "--strategy", default="ncal_r", help="acquisition strategy (see `ncal strategies`)"
     )
@@ -72,13 +82,17 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
         help="strategy parameter, repeatable (e.g. direction=low)",
     )
     run.add_argument(
-        "--initial", type=_number, default=200, help="initial labels (count or pool fraction)"
+        "--initial",
+        type=_number,
+        default=200,
+        help="initial labeled items, one annotation each (count or pool fraction)",
     )
     run.add_argument(
         "--query",
         type=_number,
         default=200,
-        help="labels bought per round (count or pool fraction)",
+        help="annotations bought per round (count or pool fraction); without --annotator one\n"
+        "annotation = one new labeled item",
     )
     run.add_argument("--rounds", type=int, default=5, help="acquisition rounds")
     run.add_argument(
@@ -134,6 +148,42 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     run.set_defaults(func=_run)
 
 
+def _add_annotator_options(run: argparse.ArgumentParser) -> None:
+    """``--annotator`` (repeatable) and the settings that only apply together with it."""
+    from .config import ANNOTATOR_ASSIGNMENTS, ANNOTATOR_ERRORS, CONSENSUS_METHODS
+
+    run.add_argument(
+        "--annotator",
+        action="append",
+        metavar="SPEC",
+        default=argparse.SUPPRESS,  # absent = no annotators; and no "(default: None)" in the help
+        help="one simulated annotator with this noise spec (same forms as --noise; class-\n"
+        "conditional or oracle:ε), repeatable: --annotator oracle:0.15 --annotator oracle:0.3\n"
+        "--annotator oracle:0.45. The budget then counts annotations and rounds train on\n"
+        "consensus labels; relabel-aware strategies (activelab, relabel) may annotate again",
+    )
+    run.add_argument(
+        "--annotator-errors",
+        choices=ANNOTATOR_ERRORS,
+        default=argparse.SUPPRESS,
+        help="annotators err independently or on the same (hard) items; needs --annotator "
+        "(default then: independent)",
+    )
+    run.add_argument(
+        "--annotator-assignment",
+        choices=ANNOTATOR_ASSIGNMENTS,
+        default=argparse.SUPPRESS,
+        help="which annotator answers a request; needs --annotator (default then: round_robin)",
+    )
+    run.add_argument(
+        "--consensus",
+        choices=CONSENSUS_METHODS,
+        default=argparse.SUPPRESS,
+        help="consensus of an item's annotations: majority vote, Dawid-Skene, or auto\n"
+        "(Dawid-Skene where identifiable); needs --annotator (default then: auto)",
+    )
+
+
 def _config_from_args(args: argparse.Namespace):
     from .config import ExperimentConfig
 
@@ -159,20 +209,31 @@ def _config_from_args(args: argparse.Namespace):
         pool_imbalance=args.pool_imbalance,
         features=args.features,
         device=args.device,
+        # SUPPRESS defaults: an option not given is absent from `args`
+        annotators=getattr(args, "annotator", None),
+        annotator_errors=getattr(args, "annotator_errors", None),
+        annotator_assignment=getattr(args, "annotator_assignment", None),
+        consensus=getattr(args, "consensus", None),
     )
 
 
 def _run(args: argparse.Namespace) -> int:
     from .runner import run_experiment
 
-    rows = run_experiment(_config_from_args(args), args.out, quiet=args.quiet)
-    print(f"{'round':>5} {'labels':>6} {'test acc':>8} {'noise(L)':>8} {'noise(batch)':>12}")
+    config = _config_from_args(args)
+    rows = run_experiment(config, args.out, quiet=args.quiet)
+    several = config.annotators is not None  # then also annotations bought and relabels
+    head = f"{'round':>5} {'labels':>6} {'test acc':>8} {'noise(L)':>8} {'noise(batch)':>12}"
+    print(head + (f" {'annotations':>11} {'relabels':>8}" if several else ""))
     for r in rows:
         nb = r.get("noise_rate_batch")
-        print(
+        line = (
             f"{r['round']:>5} {r['n_labeled']:>6} {r['test_accuracy']:>8.4f} "
             f"{(r['noise_rate_labeled'] or 0):>8.3f} {'' if nb is None else f'{nb:.3f}':>12}"
         )
+        if several:
+            line += f" {r.get('annotations', ''):>11} {r.get('relabels', ''):>8}"
+        print(line)
     print(f"results: {Path(args.out) / 'rounds.jsonl'}")
     return 0
 

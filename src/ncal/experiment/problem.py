@@ -97,7 +97,6 @@ def build_problem(config: ExperimentConfig) -> Problem:
         )
     else:
         pool = build_annotator_pool(config, x_pool, y_pool, is_ood, num_classes)
-        info["annotators"] = pool.params()
     x_test, kind = ds.x_test[tkeep], ds.kind
     if config.features == "pretrained":
         if kind != "image":

@@ -1,10 +1,29 @@
-"""The active-learning loop: train to the terminal phase, evaluate, select, query, persist, repeat.
+"""The active-learning loop: train to the terminal phase, evaluate, select, annotate, persist, repeat.
 
 Round ``r`` trains a freshly initialised network on the labels bought so far, evaluates it, and
-(except in the last round) selects the batch for round ``r + 1`` and asks the oracle. The fit and
+(except in the last round) selects the batch for round ``r + 1`` and has it annotated. The fit and
 the selection are the shared round step (:mod:`ncal.experiment.step`). Each finished round is
 appended atomically to ``rounds.jsonl``; a rerun with the same settings resumes after the last one
 and ends with the same results as an uninterrupted run.
+
+The budget counts annotations: the schedule's numbers are cumulative annotations, the initial set
+costing one per item, and round ``r`` buys exactly ``B_{r+1} - B_r`` of them: one per new pool item
+(``Selection.indices``) and one per relabel of a labeled item (``Selection.relabel``, from
+relabel-aware strategies only). Without ``annotators`` one annotation per item is all there is, so
+annotations equal labeled items. A round trains on one label per labeled item
+(:func:`ncal.experiment.annotations.round_labels`: the annotation itself, or the consensus of
+several annotators); items labeled "not in the label set" are not trained on.
+
+Round record fields beyond the training and evaluation ones: ``annotations`` (cumulative,
+initial set included), ``relabels`` (relabel annotations in the batch this round bought),
+``consensus_purity`` (share of in-distribution training items whose label is the true one),
+``noise_rate_batch`` (share of the batch's ANNOTATIONS of in-distribution items that are wrong,
+relabels included), ``query_ood`` (annotations of the batch spent on out-of-distribution items),
+``selected``/``selected_labels`` (new pool items and their answers), ``selected_relabel`` (pool ids
+relabeled), ``batch_annotations`` (the batch's ``item``/``annotator``/``label`` log; the initial
+set's is ``initial_annotations`` in round 0), ``consensus_method`` / ``consensus_fallback`` (method
+used and why ``auto`` fell back to the majority vote; None without annotators) and
+``annotator_reliability``.
 """
 
 from __future__ import annotations
@@ -16,12 +35,24 @@ from typing import Any
 import numpy as np
 
 from .. import __version__
+from .._utils.io import jsonable
 from .._utils.random import derive_seed, rng_for
+from ..consensus import consensus_purity
 from ..errors import NcalError
+from .annotations import (
+    AnnotationLog,
+    RoundLabels,
+    annotator_source,
+    batch_noise_rate,
+    buy,
+    labeled_annotations,
+    log_record,
+    round_labels,
+)
 from .budget import budget_schedule
 from .config import ExperimentConfig
-from .problem import Problem, build_problem, query
-from .step import RoundFit, fit_round, select_batch
+from .problem import Problem, build_problem
+from .step import RELABEL_SIGNALS, RoundFit, fit_round, select_batch, with_relabel_signals
 from .store import RunStore
 
 
@@ -77,6 +108,21 @@ class _Run:
     def signals_needed(self) -> set[str]:
         return set(self.strategy.required_signals())
 
+    @property
+    def consensus_method(self) -> str | None:
+        """The configured consensus method; None without annotators (one annotation per item)."""
+        if self.config.annotators is None:
+            return None
+        return self.config.annotator_setting("consensus")
+
+
+@dataclass
+class _Bought:
+    """What the run has bought: labeled pool items (order of first purchase) and every annotation."""
+
+    labeled: np.ndarray
+    log: AnnotationLog
+
 
 def _prepare(config: ExperimentConfig, out_dir: str) -> tuple[_Run, dict[str, Any]]:
     """Build the problem and resolve every setting; return the run and its ``config.json``
@@ -109,9 +155,18 @@ def _prepare(config: ExperimentConfig, out_dir: str) -> tuple[_Run, dict[str, An
             "train": asdict(train_cfg),
             "strategy": {"name": strategy.name, "params": strategy.params()},
             "problem": problem.info,
+            "annotators": _annotators_record(config, problem),
         },
     }
     return run, record
+
+
+def _annotators_record(config: ExperimentConfig, problem: Problem) -> dict[str, Any] | None:
+    """The annotator pool as resolved (specs, error mode, assignment, seed) and the consensus
+    method; None for a run with the single ``noise`` oracle."""
+    if problem.annotator_pool is None:
+        return None
+    return {**problem.annotator_pool.params(), "consensus": config.annotator_setting("consensus")}
 
 
 def _fit(
@@ -140,25 +195,31 @@ def _fit(
 def _round_row(
     run: _Run,
     r: int,
-    labeled: np.ndarray,
-    given: np.ndarray,
+    bought: _Bought,
+    given: RoundLabels,
     lab_y: np.ndarray,
     fit: RoundFit,
     evaluation: dict[str, Any],
 ) -> dict[str, Any]:
-    """The round's record before selection: test accuracy, label noise, training record and
-    evaluations."""
-    p, out = run.problem, fit.outputs
+    """The round's record before selection: test accuracy, label noise and consensus, training
+    record and evaluations."""
+    p, out, labeled = run.problem, fit.outputs, bought.labeled
     test_logits = out.extra["test"][0]
-    return {
+    purity = consensus_purity(given.labels, p.y_pool[labeled], mask=~p.is_ood[labeled])
+    row = {
         "round": r,
         "strategy": run.config.strategy,
         "seed": run.config.seed,
         "n_labeled": len(labeled),
-        "n_labeled_in_label_set": int((given >= 0).sum()),
+        "n_labeled_in_label_set": int((given.labels >= 0).sum()),
+        "annotations": len(bought.log),
         "budget_fraction": len(labeled) / len(p.y_pool),
         "test_accuracy": float(np.mean(np.argmax(test_logits, axis=1) == p.y_test)),
-        "noise_rate_labeled": _noise_rate(given, p.y_pool[labeled]),
+        "noise_rate_labeled": _noise_rate(given.labels, p.y_pool[labeled]),
+        "consensus_purity": None if np.isnan(purity) else purity,
+        "consensus_method": given.method,
+        "consensus_fallback": given.fallback_reason,
+        "annotator_reliability": None if given.reliability is None else jsonable(given.reliability),
         "class_histogram": np.bincount(lab_y, minlength=p.num_classes).tolist(),
         "train_epochs": out.info.get("epochs"),
         "train_seconds": out.info.get("train_seconds"),
@@ -167,37 +228,67 @@ def _round_row(
         "train_info": out.info,
         **evaluation,
     }
+    if r == 0:
+        n0 = run.schedule[0]
+        log = bought.log
+        row["initial_annotations"] = log_record(
+            log.items[:n0], log.annotators[:n0], log.labels[:n0]
+        )
+    return row
 
 
-def _select_and_query(
-    run: _Run, r: int, fit: RoundFit, unlabeled: np.ndarray
-) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
-    """Select round ``r + 1``'s batch among ``unlabeled`` and ask the oracle.
-
-    Returns the row fields it adds, the new pool indices and the oracle's labels for them.
-    """
+def _select_and_buy(
+    run: _Run,
+    r: int,
+    fit: RoundFit,
+    bought: _Bought,
+    lab_idx: np.ndarray,
+    unlabeled: np.ndarray,
+    source: Any,
+) -> dict[str, Any]:
+    """Select round ``r + 1``'s batch (new items among ``unlabeled``, relabels among the training
+    items ``lab_idx``), have it annotated and add it to ``bought``; return the row fields it adds.
+    ``select_seconds`` includes the relabel signals (out-of-fold probabilities)."""
+    p = run.problem
     k = run.schedule[r + 1] - run.schedule[r]
     t0 = time.perf_counter()
+    signals = fit.signals
+    if run.signals_needed & set(RELABEL_SIGNALS):  # only for strategies that declare them
+        annotations = labeled_annotations(
+            bought.log, lab_idx, n_pool=len(p.y_pool), n_annotators=source.n_annotators
+        )
+        signals = with_relabel_signals(signals, annotations, seed=run.config.seed, round_index=r)
     sel = select_batch(
         run.strategy,
-        fit.signals,
+        signals,
         k,
         seed=run.config.seed,
         round_index=r,
         num_threads=run.train_cfg.num_threads,
     )
     select_seconds = time.perf_counter() - t0
+    if sel.n_annotations != k:
+        raise NcalError(
+            f"round {r}: strategy `{run.strategy.name}` bought {sel.n_annotations} annotations "
+            f"instead of {k}"
+        )
     new = unlabeled[sel.indices]
-    new_given = query(run.problem, new, r + 1)
-    fields = {
+    relabel = lab_idx[np.asarray(sel.relabel, dtype=np.int64)] if sel.relabel is not None else []
+    relabel = np.asarray(relabel, dtype=np.int64)
+    items = np.concatenate([new, relabel])
+    annotators, labels = buy(source, bought.log, items, r + 1)
+    bought.labeled = np.concatenate([bought.labeled, new])
+    return {
         "select_seconds": select_seconds,
         "selected": new.tolist(),
         "selected_scores": None if sel.scores is None else np.asarray(sel.scores).tolist(),
-        "selected_labels": new_given.tolist(),
-        "noise_rate_batch": _noise_rate(new_given, run.problem.y_pool[new]),
-        "query_ood": int(run.problem.is_ood[new].sum()),
+        "selected_labels": labels[: new.size].tolist(),
+        "selected_relabel": relabel.tolist(),
+        "relabels": int(relabel.size),
+        "batch_annotations": log_record(items, annotators, labels),
+        "noise_rate_batch": batch_noise_rate(items, labels, p.y_pool, p.is_ood),
+        "query_ood": int(p.is_ood[items].sum()),
     }
-    return fields, new, new_given
 
 
 def _no_selection() -> dict[str, Any]:
@@ -206,10 +297,32 @@ def _no_selection() -> dict[str, Any]:
         "selected": [],
         "selected_scores": [],
         "selected_labels": [],
+        "selected_relabel": [],
+        "relabels": 0,
+        "batch_annotations": log_record([], [], []),
         "select_seconds": 0.0,
         "noise_rate_batch": None,
         "query_ood": 0,
     }
+
+
+def _restore(run: _Run, source: Any, done: list[dict[str, Any]]) -> _Bought:
+    """The initial set and every batch already bought, annotated again in purchase order (this
+    rebuilds the annotators' request counts) and checked against the stored annotations."""
+    n_pool = len(run.problem.y_pool)
+    labeled = rng_for(run.config.seed, "initial").choice(
+        n_pool, size=run.schedule[0], replace=False
+    )
+    bought = _Bought(labeled, AnnotationLog())
+    buy(source, bought.log, labeled, 0, stored=done[0].get("initial_annotations") if done else None)
+    for r, row in enumerate(done):
+        new = np.asarray(row["selected"], dtype=np.int64)
+        relabel = np.asarray(row.get("selected_relabel", []), dtype=np.int64)
+        items = np.concatenate([new, relabel])
+        if items.size:  # runs written before annotators existed have no stored log: not checked
+            buy(source, bought.log, items, r + 1, stored=row.get("batch_annotations"))
+        bought.labeled = np.concatenate([bought.labeled, new])
+    return bought
 
 
 def _progress_bar(config: ExperimentConfig, total: int, initial: int, quiet: bool):
@@ -268,22 +381,29 @@ def run_experiment(
     store.write_config(record)
 
     n_pool = len(problem.y_pool)
-    labeled = rng_for(config.seed, "initial").choice(n_pool, size=sched[0], replace=False)
-    for row in done:  # resume: the initial set plus every batch already bought
-        labeled = np.concatenate([labeled, np.asarray(row["selected"], dtype=np.int64)])
-    given = query(problem, labeled, 0)
+    source = annotator_source(problem)
+    bought = _restore(run, source, done)
 
     wall0 = time.perf_counter()
     bar = _progress_bar(config, len(sched), len(done), quiet)
     rows = list(done)
     for r in range(len(done), len(sched)):
-        if len(labeled) != sched[r]:
+        if len(bought.log) != sched[r]:
             raise NcalError(
-                f"round {r}: {len(labeled)} labels but the schedule says {sched[r]} (corrupt run?)"
+                f"round {r}: {len(bought.log)} annotations but the schedule says {sched[r]} "
+                "(corrupt run?)"
             )
-        train_mask = given >= 0  # OOD answers ("not in the label set") are not trained on
-        lab_idx, lab_y = labeled[train_mask], given[train_mask]
-        unlabeled = np.setdiff1d(np.arange(n_pool), labeled, assume_unique=False)
+        given = round_labels(
+            bought.log,
+            bought.labeled,
+            n_pool=n_pool,
+            num_classes=problem.num_classes,
+            n_annotators=source.n_annotators,
+            method=run.consensus_method,
+        )
+        train_mask = given.labels >= 0  # "not in the label set" (OOD) items are not trained on
+        lab_idx, lab_y = bought.labeled[train_mask], given.labels[train_mask]
+        unlabeled = np.setdiff1d(np.arange(n_pool), bought.labeled, assume_unique=False)
         fit = _fit(run, r, lab_idx, lab_y, unlabeled, quiet)
         evaluation = round_evaluations(
             config,
@@ -295,18 +415,15 @@ def run_experiment(
             unlabeled,
             seed=derive_seed(config.seed, "eval", r),
         )
-        row = _round_row(run, r, labeled, given, lab_y, fit, evaluation)
+        row = _round_row(run, r, bought, given, lab_y, fit, evaluation)
         if r < len(sched) - 1:
-            fields, new, new_given = _select_and_query(run, r, fit, unlabeled)
-            row.update(fields)
-            labeled = np.concatenate([labeled, new])
-            given = np.concatenate([given, new_given])
+            row.update(_select_and_buy(run, r, fit, bought, lab_idx, unlabeled, source))
         else:
             row.update(_no_selection())
         store.append_round(row)
         rows.append(row)
         if bar is not None:
-            bar.set_postfix(acc=f"{row['test_accuracy']:.3f}", labels=len(labeled))
+            bar.set_postfix(acc=f"{row['test_accuracy']:.3f}", labels=len(bought.labeled))
             bar.update(1)
     if bar is not None:
         bar.close()

@@ -73,9 +73,9 @@ class FFCallback(TrainerCallback):
             raise RuntimeError("the Trainer passed no `model` to on_epoch_end")
         self._model = model
         # `state.epoch` is the float epoch count, e.g. 3.0 at the end of the third epoch
-        epoch = int(round(state.epoch)) - 1
+        epoch = round(state.epoch) - 1
         total = getattr(state, "num_train_epochs", 0) or args.num_train_epochs
-        total_epochs = int(math.ceil(total)) if total and total > 0 else None
+        total_epochs = math.ceil(total) if total and total > 0 else None
         self.tracker.on_epoch_end(model, epoch, total_epochs=total_epochs)
 
     @property

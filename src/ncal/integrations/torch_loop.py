@@ -221,9 +221,7 @@ class FFTracker:
         logits_l, feats_l = self._pass(model, labeled, features=True)
         c = logits_pool.shape[1] if num_classes is None else num_classes
         c = _check_int(c, "num_classes", low=1)
-        y = as_label_vector(
-            labels_labeled, "labels_labeled", num_classes=c, length=len(logits_l)
-        )
+        y = as_label_vector(labels_labeled, "labels_labeled", num_classes=c, length=len(logits_l))
         ff = self.ff_counts
         warn_if_degenerate(ff, self.n_checkpoints)
         if ff is not None and len(ff) != len(logits_pool):
@@ -416,5 +414,7 @@ def _first_tensor(out: Any) -> torch.Tensor:
 def _logits_of(out: Any) -> torch.Tensor:
     logits = _first_tensor(out)
     if logits.ndim != 2:
-        raise ValueError(f"the model must return (batch, classes) logits; got {tuple(logits.shape)}")
+        raise ValueError(
+            f"the model must return (batch, classes) logits; got {tuple(logits.shape)}"
+        )
     return logits

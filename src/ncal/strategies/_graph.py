@@ -1,4 +1,7 @@
-"""Exact δ-ball graphs that are never stored: float32 matrix products as a filter, float64 rechecks.
+"""Low-budget kernels: exact δ-ball graphs that are never stored (ProbCover) and cached
+nearest-neighbour lists (TypiClust). Imports torch: strategies import it inside ``_select``.
+
+δ-ball graphs: float32 matrix products as a filter, float64 rechecks.
 
 ProbCover needs, for points grouped by k-means cluster, (1) each point's squared distance to the
 nearest point of another group (the purity radius) and (2) the δ-ball graph ``i ~ j iff
@@ -28,6 +31,9 @@ from . import _kernels as K
 BLOCK32 = 1 << 22
 # exact rechecks are done this many pairs at a time (bounds the float64 difference buffer)
 RECHECK_PAIRS = 4096
+
+# neighbours kept per member beyond TypiClust's `knn`, so most lists outlive a few picks
+CACHE_SLACK = 16
 
 Index = slice | torch.Tensor  # sorted positions: a contiguous range or an index tensor
 
@@ -179,6 +185,64 @@ def _positions(idx: Index, local: np.ndarray) -> np.ndarray:
     if isinstance(idx, slice):
         return local + (idx.start or 0)
     return K.to_numpy(idx)[local]
+
+
+class NeighbourCache:
+    """Sorted nearest-neighbour lists of one cluster's members, reused across visits.
+
+    TypiClust visits a cluster again after each of its points is picked; the typicality of the
+    remaining points needs the ``nn`` smallest distances to the *remaining* points. The first visit
+    keeps, for every member, its ``length`` nearest members (float64 squared distances, ascending);
+    later visits read the first ``nn`` remaining entries of each list and recompute only the rows
+    whose list ran short. The values are the same matrix entries the full computation yields, so
+    the typicalities (and picks) are unchanged while a visit costs O(n·length) instead of O(n²d).
+    """
+
+    def __init__(self, x: torch.Tensor, length: int) -> None:
+        self.x = K.to64(x)
+        self.norms = K.sqnorms(self.x)
+        n = self.x.shape[0]
+        self.length = min(length, n - 1)
+        self.vals, self.nbrs = self._nearest(np.arange(n), np.ones(n, dtype=bool))
+
+    def _nearest(self, rows: np.ndarray, alive: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(len(rows), length) ascending distances to, and local indices of, the nearest alive
+        members of each row (itself excluded)."""
+        cols = np.flatnonzero(alive)
+        length = min(self.length, len(cols) - 1)
+        vals = np.empty((len(rows), length))
+        nbrs = np.empty((len(rows), length), dtype=np.int64)
+        step = K.rows_per_block(len(cols))
+        ct = torch.as_tensor(cols, device=self.x.device)
+        for s in range(0, len(rows), step):
+            r = torch.as_tensor(rows[s : s + step], device=self.x.device)
+            d = K.pairwise_sqdist(self.x[r], self.x[ct], self.norms[r], self.norms[ct])
+            d[r[:, None] == ct[None, :]] = torch.inf  # a point is not its own neighbour
+            top = torch.topk(d, length, dim=1, largest=False)
+            vals[s : s + step] = K.to_numpy(top.values)
+            nbrs[s : s + step] = cols[K.to_numpy(top.indices)]
+        return vals, nbrs
+
+    def _usable(self, rows: np.ndarray, alive: np.ndarray) -> np.ndarray:
+        """Which list entries of ``rows`` are alive neighbours (refreshed lists are inf-padded)."""
+        return alive[self.nbrs[rows]] & np.isfinite(self.vals[rows])
+
+    def mean_sqdist(self, alive: np.ndarray, nn: int) -> np.ndarray:
+        """Mean squared distance of every alive member to its ``nn`` nearest alive members."""
+        rows = np.flatnonzero(alive)
+        ok = self._usable(rows, alive)
+        kept = np.cumsum(ok, axis=1)
+        short = kept[:, -1] < nn
+        if short.any():  # too many neighbours gone: refresh those lists against the survivors
+            vals, nbrs = self._nearest(rows[short], alive)
+            pad = self.vals.shape[1] - vals.shape[1]
+            self.vals[rows[short]] = np.pad(vals, ((0, 0), (0, pad)), constant_values=np.inf)
+            self.nbrs[rows[short]] = np.pad(nbrs, ((0, 0), (0, pad)), constant_values=rows[0])
+            ok = self._usable(rows, alive)
+            kept = np.cumsum(ok, axis=1)
+        take = ok & (kept <= nn)
+        nearest = torch.from_numpy(self.vals[rows][take].reshape(len(rows), nn))
+        return K.to_numpy(nearest.mean(1))  # the same reduction as over a fresh top-k
 
 
 def sqnorms64(x: np.ndarray) -> np.ndarray:

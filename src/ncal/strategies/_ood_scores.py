@@ -9,7 +9,7 @@ Three "ID-ness" scores (higher = more like the labeled, in-distribution data):
   Distribution Detection with Deep Nearest Neighbors*, ICML 2022, arXiv:2204.06507).
 
 Features are L2-normalised first (as Sun et al. find necessary). The chosen scores are combined by
-rank- or z-averaging and a two-component Gaussian mixture on the combined score gives P(ID): the
+z- (default) or rank-averaging and a two-component Gaussian mixture on the combined score gives P(ID): the
 component with the larger mean ID-ness is the ID one. When the mixture finds no second population
 (components overlapping, or one of negligible weight) a RuntimeWarning gives the numbers and every
 item gets P(ID) = 1, so that a clean pool is never thinned by a spurious split.
@@ -31,9 +31,11 @@ from .._utils.validation import as_label_vector, check_choice
 
 ID_SCORES = ("energy", "class_mean", "knn")
 COMBINE = ("rank", "z")
-# A mixture whose components are closer than this many pooled standard deviations, or whose
-# smaller component holds less than this share of the pool, is treated as one population.
-MIN_SEPARATION = 1.0
+# A mixture whose components are closer than this many pooled standard deviations (Ashman's D;
+# D > 2 is needed for a clean split: Ashman, Bird & Zepf, Astron. J. 108, 1994), or whose smaller
+# component holds less than this share of the pool, is treated as one population. Two Gaussians
+# fitted to one normal sample lie about 1.6 apart.
+MIN_SEPARATION = 2.0
 MIN_WEIGHT = 0.005
 
 
@@ -112,11 +114,13 @@ def knn_idness(
     return -np.sqrt(np.maximum(2.0 - 2.0 * sims[:, -1].astype(np.float64), 0.0))
 
 
-def combine_idness(scores: Sequence[np.ndarray], method: str = "rank") -> np.ndarray:
+def combine_idness(scores: Sequence[np.ndarray], method: str = "z") -> np.ndarray:
     """Average of several ID-ness scores after putting them on one scale.
 
-    ``rank``: each score's average rank divided by N (robust to heavy tails); ``z``: each score's
-    pool z-score (keeps how far the outliers lie).
+    ``z``: each score's pool z-score (keeps how far the outliers lie, so a separate OOD population
+    stays a separate mode for the mixture); ``rank``: each score's average rank divided by N
+    (robust to heavy tails, but ranks are uniform, so the mixture sees a gap between ID and OOD
+    only where the averaged scores disagree: it orders well, its P(ID) is less sharp).
     """
     from scipy.stats import rankdata
 
@@ -200,7 +204,7 @@ def id_probability(
     logits_pool: np.ndarray | None = None,
     *,
     scores: Sequence[str] = ("energy", "class_mean", "knn"),
-    combine: str = "rank",
+    combine: str = "z",
     n_neighbors: int = 10,
     random_state: int = 0,
 ) -> IdEstimate:

@@ -98,6 +98,13 @@ _CATALOG: dict[str, StrategyInfo] = {
             "Top-m of a base strategy, reduced to k by k-center greedy or k-means++ on the features.",
         ),
         StrategyInfo(
+            "eaoa",
+            "eaoa:EAOA",
+            ("logits_pool", "features_pool", "features_labeled", "labels_labeled"),
+            "EAOA: low epistemic (energy + kNN-vote energy, via P(ID)), then high aleatoric "
+            "uncertainty.",
+        ),
+        StrategyInfo(
             "entropy",
             "uncertainty:EntropySampling",
             ("probs_pool",),
@@ -139,6 +146,18 @@ _CATALOG: dict[str, StrategyInfo] = {
             (*_CMAP_NEEDS, "ff_counts"),
             "NCAL-R: average of the z-scored class-mean alignment perturbation and feature "
             "fluctuation.",
+        ),
+        StrategyInfo(
+            "ncal_plus",
+            "ncal_plus:NCALPlus",
+            (*_CMAP_NEEDS, "ff_counts", "logits_pool", "annotations_labeled", "probs_labeled_oof"),
+            "NCAL-R+: NCAL-R with an OOD gate, an annotator-reliability discount and relabel-or-new.",
+        ),
+        StrategyInfo(
+            "ood_gate",
+            "ood_gate:OODGate",
+            ("features_pool", "features_labeled", "labels_labeled", "logits_pool"),
+            "A base strategy restricted to (or weighted by) the pool items likely in distribution.",
         ),
         StrategyInfo(
             "probcover",

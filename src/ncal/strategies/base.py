@@ -114,6 +114,8 @@ class Strategy:
             as_label_vector(
                 signals.labels_labeled, "labels_labeled", num_classes=signals.num_classes
             )
+        # rows, classes, probabilities and counts of the signals this strategy uses agree
+        signals.validate(names=self.required_signals())
         if n == 0 or k == 0:
             return Selection(np.zeros(0, dtype=np.int64), np.zeros(0))
         k = min(k, n)

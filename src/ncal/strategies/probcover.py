@@ -30,8 +30,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import _kernels as K
-from ._graph import BallSpace, purity_sqradius
+from ._checks import check_device, check_float, check_int
 from .base import Selection, Signals, Strategy
 from .coreset import check_feature_pair
 from .typiclust import kmeans_labels
@@ -64,10 +63,10 @@ class ProbCover(Strategy):
         max_edges: int = 200_000_000,
         device: str = "cpu",
     ) -> None:
-        self.delta = K.check_float(delta, "delta", low=0.0, low_open=True, allow_none=True)
-        self.purity = K.check_float(purity, "purity", low=0.0, high=1.0, low_open=True)
-        self.max_edges = K.check_int(max_edges, "max_edges")
-        self.device = K.check_device(device)
+        self.delta = check_float(delta, "delta", low=0.0, low_open=True, allow_none=True)
+        self.purity = check_float(purity, "purity", low=0.0, high=1.0, low_open=True)
+        self.max_edges = check_int(max_edges, "max_edges")
+        self.device = check_device(device)
 
     def required_signals(self) -> tuple[str, ...]:
         extra = ("num_classes",) if self.delta is None else ()
@@ -77,7 +76,10 @@ class ProbCover(Strategy):
         fp, fl = check_feature_pair(signals)
         n, n_lab = fp.shape[0], fl.shape[0]
         x = np.concatenate([fl, fp])
-        dev = K.resolve_device(self.device)
+        from .._utils.torch import resolve_device
+        from ._graph import BallSpace, purity_sqradius  # torch, only when selecting
+
+        dev = resolve_device(self.device)
         delta, space, open_set = self.delta, None, None
         if delta is None:
             c = min(int(signals.num_classes), x.shape[0])

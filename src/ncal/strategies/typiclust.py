@@ -19,15 +19,9 @@ budgets", ICML 2022 (reference code: avihu111/TypiClust ``deep-al/pycls/al/typic
 from __future__ import annotations
 
 import numpy as np
-import torch
-
-from . import _kernels as K
+from ._checks import check_device, check_int
 from .base import Selection, Signals, Strategy
 from .coreset import check_feature_pair
-
-# neighbours kept per member beyond `knn`, so that most lists outlive a few picks in the cluster
-CACHE_SLACK = 16
-
 
 def kmeans_labels(x: np.ndarray, num_clusters: int, seed: int) -> np.ndarray:
     """Cluster labels of the rows of ``x`` (the reference's KMeans / MiniBatchKMeans switch)."""
@@ -40,64 +34,6 @@ def kmeans_labels(x: np.ndarray, num_clusters: int, seed: int) -> np.ndarray:
             n_clusters=num_clusters, batch_size=5000, random_state=seed, n_init="auto"
         )
     return km.fit_predict(x).astype(np.int64)
-
-
-class NeighbourCache:
-    """Sorted nearest-neighbour lists of one cluster's members, reused across visits.
-
-    TypiClust visits a cluster again after each of its points is picked; the typicality of the
-    remaining points needs the ``nn`` smallest distances to the *remaining* points. The first visit
-    keeps, for every member, its ``length`` nearest members (float64 squared distances, ascending);
-    later visits read the first ``nn`` remaining entries of each list and recompute only the rows
-    whose list ran short. The values are the same matrix entries the full computation yields, so
-    the typicalities (and picks) are unchanged while a visit costs O(n·length) instead of O(n²d).
-    """
-
-    def __init__(self, x: torch.Tensor, length: int) -> None:
-        self.x = K.to64(x)
-        self.norms = K.sqnorms(self.x)
-        n = self.x.shape[0]
-        self.length = min(length, n - 1)
-        self.vals, self.nbrs = self._nearest(np.arange(n), np.ones(n, dtype=bool))
-
-    def _nearest(self, rows: np.ndarray, alive: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(len(rows), length) ascending distances to, and local indices of, the nearest alive
-        members of each row (itself excluded)."""
-        cols = np.flatnonzero(alive)
-        length = min(self.length, len(cols) - 1)
-        vals = np.empty((len(rows), length))
-        nbrs = np.empty((len(rows), length), dtype=np.int64)
-        step = K.rows_per_block(len(cols))
-        ct = torch.as_tensor(cols, device=self.x.device)
-        for s in range(0, len(rows), step):
-            r = torch.as_tensor(rows[s : s + step], device=self.x.device)
-            d = K.pairwise_sqdist(self.x[r], self.x[ct], self.norms[r], self.norms[ct])
-            d[r[:, None] == ct[None, :]] = torch.inf  # a point is not its own neighbour
-            top = torch.topk(d, length, dim=1, largest=False)
-            vals[s : s + step] = K.to_numpy(top.values)
-            nbrs[s : s + step] = cols[K.to_numpy(top.indices)]
-        return vals, nbrs
-
-    def _usable(self, rows: np.ndarray, alive: np.ndarray) -> np.ndarray:
-        """Which list entries of ``rows`` are alive neighbours (refreshed lists are inf-padded)."""
-        return alive[self.nbrs[rows]] & np.isfinite(self.vals[rows])
-
-    def mean_sqdist(self, alive: np.ndarray, nn: int) -> np.ndarray:
-        """Mean squared distance of every alive member to its ``nn`` nearest alive members."""
-        rows = np.flatnonzero(alive)
-        ok = self._usable(rows, alive)
-        kept = np.cumsum(ok, axis=1)
-        short = kept[:, -1] < nn
-        if short.any():  # too many neighbours gone: refresh those lists against the survivors
-            vals, nbrs = self._nearest(rows[short], alive)
-            pad = self.vals.shape[1] - vals.shape[1]
-            self.vals[rows[short]] = np.pad(vals, ((0, 0), (0, pad)), constant_values=np.inf)
-            self.nbrs[rows[short]] = np.pad(nbrs, ((0, 0), (0, pad)), constant_values=rows[0])
-            ok = self._usable(rows, alive)
-            kept = np.cumsum(ok, axis=1)
-        take = ok & (kept <= nn)
-        nearest = torch.from_numpy(self.vals[rows][take].reshape(len(rows), nn))
-        return K.to_numpy(nearest.mean(1))  # the same reduction as over a fresh top-k
 
 
 class TypiClust(Strategy):
@@ -126,10 +62,10 @@ class TypiClust(Strategy):
         knn: int = 20,
         device: str = "cpu",
     ) -> None:
-        self.max_clusters = K.check_int(max_clusters, "max_clusters")
-        self.min_cluster_size = K.check_int(min_cluster_size, "min_cluster_size", minimum=0)
-        self.knn = K.check_int(knn, "knn")
-        self.device = K.check_device(device)
+        self.max_clusters = check_int(max_clusters, "max_clusters")
+        self.min_cluster_size = check_int(min_cluster_size, "min_cluster_size", minimum=0)
+        self.knn = check_int(knn, "knn")
+        self.device = check_device(device)
 
     def _select(self, signals: Signals, k: int, rng: np.random.Generator) -> Selection:
         fp, fl = check_feature_pair(signals)
@@ -144,7 +80,11 @@ class TypiClust(Strategy):
 
         pool_labels = labels[n_lab:].copy()  # -1 marks chosen points
         members = {int(c): np.flatnonzero(pool_labels == c) for c in order}
-        dev = K.resolve_device(self.device)
+        from .._utils.torch import resolve_device
+        from . import _kernels as K  # torch, only when selecting
+        from ._graph import CACHE_SLACK, NeighbourCache
+
+        dev = resolve_device(self.device)
         caches: dict[int, NeighbourCache] = {}
         picks: list[int] = []
         scores: list[float] = []
