@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -85,7 +86,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _bench(args: argparse.Namespace) -> int:
     from .executors import run_grid
     from .report import write_report
+    from .validate import check_grid
 
+    check_grid(args.config, out=args.out)  # every problem of the grid, before any cell runs
     result = run_grid(
         args.config,
         executor=args.executor,
@@ -97,14 +100,43 @@ def _bench(args: argparse.Namespace) -> int:
     if args.report:
         paths = write_report(result.out_dir)
         print(f"report: {paths['markdown']}\n        {paths['html']}")
-    failed = result.count("failed") + result.count("incomplete")
+    return _explain_unfinished(result, quiet=args.quiet)
+
+
+def _explain_unfinished(result: Any, *, quiet: bool) -> int:
+    """Say why cells did not finish and what to do; 1 when some did not, else 0.
+
+    Without ``--quiet`` the grid's own summary already listed each failure; with it, the reason
+    (the last line of the error) is printed here, so a failure is never silent.
+    """
+    failed = [o for o in result.outcomes if o.status == "failed"]
+    incomplete = [o for o in result.outcomes if o.status == "incomplete"]
+    if quiet:
+        for o in failed:
+            print(f"failed: {o.relpath}: {last_line(o.error)}", file=sys.stderr)
     if failed:
         print(
-            f"{failed} cell(s) did not finish; rerun the same command to retry them",
+            f"{len(failed)} cell(s) failed. Their error is the same on every rerun unless its "
+            "cause is fixed: correct the grid (or the data) it names, then run the same command "
+            "again; finished cells are skipped and half-finished ones resume. To see a full "
+            "traceback, run one failing cell alone with `ncal run` and its settings from "
+            "<cell>/cell.json.",
             file=sys.stderr,
         )
-        return 1
-    return 0
+    if incomplete:
+        print(
+            f"{len(incomplete)} cell(s) stopped before their last round without an error "
+            "(interrupted, or a cell runner that returned early): run the same command again "
+            "to resume them.",
+            file=sys.stderr,
+        )
+    return 1 if failed or incomplete else 0
+
+
+def last_line(error: str | None) -> str:
+    """The last non-empty line of an error text (the exception's own message)."""
+    lines = [line for line in (error or "").splitlines() if line.strip()]
+    return lines[-1].strip() if lines else "unknown error"
 
 
 def _report(args: argparse.Namespace) -> int:

@@ -15,14 +15,18 @@ runner again, which resumes it (``run_experiment`` continues after its last fini
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import json
 import os
 import platform
+import signal
 import sys
 import tempfile
+import threading
 import time
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -38,6 +42,9 @@ CellRunner = Callable[[dict[str, Any], Path], Any]
 EXECUTORS = ("local", "ray")
 _THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 _IN_POOL_WORKER = False
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+_RAY_CLUSTER_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+LOOPBACK = "127.0.0.1"
 GRID_FILE = "grid.json"  # the resolved grid, read by the report
 BENCH_RUNS_FILE = "bench_runs.jsonl"  # one line per `run_grid` call, read by the report
 
@@ -326,14 +333,42 @@ def _execute_cell(cell: dict[str, Any], cell_dir: str, runner: CellRunner | None
     return outcome
 
 
-def _pool_initializer() -> None:
-    """Pool workers: one BLAS / torch thread each, so N workers use N cores, not N²."""
+def _pool_initializer(parent_pid: int | None = None) -> None:
+    """Pool workers: one BLAS / torch thread each, so N workers use N cores, not N²; and they
+    die with the process that started them (:func:`die_with_parent`)."""
     global _IN_POOL_WORKER
     _IN_POOL_WORKER = True
     for var in _THREAD_ENV:
         os.environ[var] = "1"
     if "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(1)
+    if parent_pid is not None:
+        die_with_parent(parent_pid)
+
+
+def die_with_parent(parent_pid: int, *, poll_seconds: float = 0.5) -> None:
+    """End this process as soon as ``parent_pid`` is gone (even after a SIGKILL of the parent).
+
+    A worker left running after its parent was killed keeps writing cells and races the rerun
+    (two writers in one run directory). On Linux the kernel sends SIGKILL on the parent's death
+    (``prctl(PR_SET_PDEATHSIG)``); everywhere, a daemon thread checks every ``poll_seconds``
+    that the parent is still this process's parent and exits otherwise.
+    """
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):  # no prctl: the watchdog below still works
+            pass
+    if os.getppid() != parent_pid:  # the parent died before the signal was armed
+        os._exit(1)
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(poll_seconds)
+        os._exit(1)  # no cleanup: a cell's files are written atomically, its lock is the kernel's
+
+    threading.Thread(target=watch, name="ncal-parent-watch", daemon=True).start()
 
 
 def _run_pool(
@@ -349,7 +384,9 @@ def _run_pool(
     n = min(workers or os.cpu_count() or 1, len(todo))
     # spawn, not fork: a forked copy of a process that already started torch/OpenMP threads can hang
     ctx = mp.get_context("spawn")
-    pool = ProcessPoolExecutor(max_workers=n, mp_context=ctx, initializer=_pool_initializer)
+    pool = ProcessPoolExecutor(
+        max_workers=n, mp_context=ctx, initializer=_pool_initializer, initargs=(os.getpid(),)
+    )
     try:
         pending = {
             pool.submit(_execute_cell, c.to_dict(), str((out_dir / c.relpath).resolve()), runner): c
@@ -386,12 +423,60 @@ def _run_ray(
     outcomes: dict[str, CellOutcome],
 ) -> None:
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    with _ray_loopback(address is None):
+        try:
+            import ray
+        except ImportError:
+            raise NcalError(
+                "executor='ray' needs Ray: pip install 'ncal[ray]' (or pip install ray)"
+            ) from None
+        _run_ray_tasks(ray, todo, out_dir, runner, workers, address, quiet, progress, outcomes)
+
+
+@contextlib.contextmanager
+def _ray_loopback(enabled: bool) -> Iterator[None]:
+    """While active (and ``enabled``), a Ray instance started here binds every server (GCS,
+    raylet, object manager, workers, agents) to 127.0.0.1 only.
+
+    Ray's ports are not authenticated in every version, so a local instance must not listen on
+    the network; with a cluster ``address`` the user chose the network and nothing changes. Ray
+    picks its node address through ``ray._private.ray_constants.ENABLE_RAY_CLUSTER`` (read from
+    ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER`` at import): off, the node address is the loopback one.
+    Both are restored afterwards.
+    """
+    if not enabled:
+        yield
+        return
+    old_env = os.environ.get(_RAY_CLUSTER_ENV)
+    os.environ[_RAY_CLUSTER_ENV] = "0"
+    constants = sys.modules.get("ray._private.ray_constants")
+    old_flag = getattr(constants, "ENABLE_RAY_CLUSTER", None)
+    if constants is not None:  # Ray imported earlier: the constant was already read
+        constants.ENABLE_RAY_CLUSTER = False
     try:
-        import ray
-    except ImportError:
-        raise NcalError(
-            "executor='ray' needs Ray: pip install 'ncal[ray]' (or pip install ray)"
-        ) from None
+        yield
+    finally:
+        if old_env is None:
+            os.environ.pop(_RAY_CLUSTER_ENV, None)
+        else:
+            os.environ[_RAY_CLUSTER_ENV] = old_env
+        constants = sys.modules.get("ray._private.ray_constants")
+        if constants is not None:
+            constants.ENABLE_RAY_CLUSTER = True if old_flag is None else old_flag
+
+
+def _run_ray_tasks(
+    ray: Any,
+    todo: list[Cell],
+    out_dir: Path,
+    runner: CellRunner | None,
+    workers: int | None,
+    address: str | None,
+    quiet: bool,
+    progress: _Progress,
+    outcomes: dict[str, CellOutcome],
+) -> None:
+    """Start (or join) Ray, run one task per cell and record the outcomes."""
     started_here = False
     if not ray.is_initialized():
         kwargs: dict[str, Any] = {
@@ -411,7 +496,12 @@ def _run_ray(
         else:
             # keep Ray's session files (sockets, logs) in the temp dir, never in the repository
             temp = os.environ.get("RAY_TMPDIR") or str(Path(tempfile.gettempdir()) / "ray_ncal")
-            ray.init(num_cpus=workers or os.cpu_count() or 1, _temp_dir=temp, **kwargs)
+            ray.init(
+                num_cpus=workers or os.cpu_count() or 1,
+                _temp_dir=temp,
+                _node_ip_address=LOOPBACK,  # with _ray_loopback: every server on 127.0.0.1
+                **kwargs,
+            )
         started_here = True
     try:
         task = ray.remote(num_cpus=1, max_retries=0)(_execute_cell)

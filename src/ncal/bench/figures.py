@@ -19,6 +19,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from .stats import setting_cols
+from .titles import metric_title
 
 DPI = 110
 _REFERENCE_COLOR = "#555555"
@@ -40,9 +41,9 @@ def strategy_colors(strategies: Sequence[str], reference: str = "random") -> dic
 
 
 def setting_title(setting: dict[str, Any], varying: Sequence[str] | None = None) -> str:
-    """``"digits · sym:0.3"`` plus model / budget when those vary in the grid."""
+    """``"digits · sym:0.3"`` plus model / budget / annotators when those vary in the grid."""
     parts = [str(setting.get("dataset", "")), f"noise {setting.get('noise', '')}"]
-    for k in ("model", "budget"):
+    for k in ("model", "budget", "annotators"):
         if k in setting and (varying is None or k in varying):
             parts.append(f"{k} {setting[k]}")
     return " · ".join(p for p in parts if p)
@@ -113,10 +114,13 @@ def plot_learning_curves(
     colors: dict[str, Any],
     ylabel: str = "test accuracy (%)",
     scale: float = 100.0,
+    x: str = "n_labeled",
+    xlabel: str = "labeled samples",
 ) -> Path | None:
-    """Mean ± std (ddof=1, shaded) over seeds vs labeled-set size; one panel per setting.
+    """Mean ± std (ddof=1, shaded) over seeds vs the budget column ``x``; one panel per setting.
 
-    ``curves`` is :func:`ncal.bench.stats.curve_table` output.
+    ``curves`` is :func:`ncal.bench.stats.curve_table` output (or any table with ``x``, ``mean``,
+    ``std`` per strategy).
     """
     if curves.empty:
         return None
@@ -125,14 +129,14 @@ def plot_learning_curves(
     fig, axes = _grid(len(groups))
     for ax, (setting, g) in zip(axes, groups):
         for strategy in [s for s in colors if s in set(g["strategy"])]:
-            c = g[g["strategy"] == strategy].sort_values("n_labeled")
-            x = c["n_labeled"].to_numpy(float)
+            c = g[g["strategy"] == strategy].sort_values(x)
+            xs = c[x].to_numpy(float)
             m = c["mean"].to_numpy(float) * scale
             sd = np.nan_to_num(c["std"].to_numpy(float) * scale)
-            ax.plot(x, m, marker="o", ms=3, lw=1.6, color=colors[strategy], label=strategy)
-            ax.fill_between(x, m - sd, m + sd, color=colors[strategy], alpha=0.15, lw=0)
+            ax.plot(xs, m, marker="o", ms=3, lw=1.6, color=colors[strategy], label=strategy)
+            ax.fill_between(xs, m - sd, m + sd, color=colors[strategy], alpha=0.15, lw=0)
         ax.set_title(setting_title(setting, varying), fontsize=10)
-        ax.set_xlabel("labeled samples")
+        ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
     _legend(fig, axes)
@@ -251,8 +255,14 @@ def plot_metric_panels(
     colors: dict[str, Any],
     title: str,
     strip_prefix: str = "",
+    x: str = "n_labeled",
+    xlabel: str = "labeled samples",
 ) -> Path | None:
-    """One panel per metric column: mean ± std over seeds vs labels, a line per strategy."""
+    """One panel per metric column: mean ± std over seeds vs ``x``, a line per strategy.
+
+    Panels are titled by :func:`ncal.bench.titles.metric_title` (``nc2_equinorm_M`` → "NC2:
+    equinorm of class means").
+    """
     columns = list(columns)
     if df.empty or not columns:
         return None
@@ -260,20 +270,20 @@ def plot_metric_panels(
     w = 3.9 if len(columns) > 1 else 6.0
     fig, axes = _grid(len(columns), ncols_max=4, w=w, h=3.0, dpi=80)
     for ax, col in zip(axes, columns):
-        sub = df[["strategy", "n_labeled", col]].copy()
+        sub = df[["strategy", x, col]].copy()
         sub[col] = pd.to_numeric(sub[col], errors="coerce")
         sub = sub.dropna()
-        g = sub.groupby(["strategy", "n_labeled"])[col].agg(["mean", "std"]).reset_index()
+        g = sub.groupby(["strategy", x])[col].agg(["mean", "std"]).reset_index()
         for strategy in [s for s in colors if s in set(g["strategy"])]:
-            c = g[g["strategy"] == strategy].sort_values("n_labeled")
-            x = c["n_labeled"].to_numpy(float)
+            c = g[g["strategy"] == strategy].sort_values(x)
+            xs = c[x].to_numpy(float)
             m = c["mean"].to_numpy(float)
             sd = np.nan_to_num(c["std"].to_numpy(float))
-            ax.plot(x, m, marker="o", ms=2.5, lw=1.3, color=colors[strategy], label=strategy)
-            ax.fill_between(x, m - sd, m + sd, color=colors[strategy], alpha=0.12, lw=0)
+            ax.plot(xs, m, marker="o", ms=2.5, lw=1.3, color=colors[strategy], label=strategy)
+            ax.fill_between(xs, m - sd, m + sd, color=colors[strategy], alpha=0.12, lw=0)
         name = col[len(strip_prefix) :] if strip_prefix and col.startswith(strip_prefix) else col
-        ax.set_title(name, fontsize=9)
-        ax.set_xlabel("labeled samples", fontsize=8)
+        ax.set_title(metric_title(name), fontsize=9)
+        ax.set_xlabel(xlabel, fontsize=8)
         ax.tick_params(labelsize=7)
         ax.grid(alpha=0.3)
     _legend(fig, axes, title)

@@ -51,6 +51,7 @@ from typing import Any
 import yaml
 
 from ..errors import NcalError
+from ..strategies.params import did_you_mean
 
 GRID_KEYS = (
     "datasets",
@@ -285,7 +286,7 @@ def budget_label(budget: Mapping[str, Any]) -> str:
 
 
 def load_grid(source: str | Path | Mapping[str, Any], *, out: str | Path | None = None) -> Grid:
-    """Parse and validate a grid from a YAML file path or a mapping.
+    """Parse a grid from a YAML file path or a mapping, checking its structure.
 
     Parameters
     ----------
@@ -302,50 +303,121 @@ def load_grid(source: str | Path | Mapping[str, Any], *, out: str | Path | None 
     Raises
     ------
     NcalError
-        Unknown keys, missing or malformed values (the message names the key).
+        Every problem found (unknown keys, missing or malformed values, unknown strategy or
+        training names), each line naming the file and the key. The values themselves (dataset
+        files, noise specs, strategy parameters) are checked by :func:`ncal.bench.validate.check_grid`.
     """
-    stem = "grid"
-    if isinstance(source, Mapping):
-        raw = dict(source)
-    else:
-        path = Path(source)
-        if not path.is_file():
-            raise NcalError(f"grid file {str(path)!r} does not exist")
-        try:
-            raw = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as exc:
-            raise NcalError(f"grid file {str(path)!r} is not valid YAML: {exc}") from None
-        if not isinstance(raw, Mapping):
-            raise NcalError(f"grid file {str(path)!r} must hold a mapping of grid keys")
-        raw = dict(raw)
-        stem = path.stem
-    unknown = sorted(set(raw) - set(GRID_KEYS))
-    if unknown:
-        raise NcalError(f"unknown grid key(s) {unknown}; known keys: {list(GRID_KEYS)}")
+    raw, stem, where = read_grid_source(source)
+    problems = GridProblems(where)
+    grid = parse_grid(raw, problems, stem=stem, out=out)
+    problems.raise_if_any()
+    return grid
 
-    datasets = _str_list(raw.get("datasets"), "datasets", required=True)
-    noise = _str_list(raw.get("noise", ["none"]), "noise", required=True)
-    strategies = _strategies(raw.get("strategies"))
-    seeds = _seeds(raw.get("seeds", 3))
-    budgets = _budgets(raw.get("budget", DEFAULT_BUDGET))
-    models = _str_list(raw.get("model", "auto"), "model", required=True)
-    train = _mapping(raw.get("train"), "train")
-    _check_fields(train, "train", "ncal.training", "TrainConfig")
-    experiment = _mapping(raw.get("experiment"), "experiment")
-    reserved = {"dataset", "noise", "strategy", "strategy_params", "seed", "model", "train"}
-    reserved |= set(BUDGET_KEYS) | {"evals", "pool_size"}
-    clash = sorted(reserved & set(experiment))
-    if clash:
-        raise NcalError(f"grid key `experiment` must not set {clash}; use the top-level grid keys")
-    _check_fields(experiment, "experiment", "ncal.experiment", "ExperimentConfig")
+
+def read_grid_source(source: str | Path | Mapping[str, Any]) -> tuple[dict[str, Any], str, str]:
+    """The raw mapping of a grid, its stem (default name) and how messages name it.
+
+    Raises
+    ------
+    NcalError
+        Missing file, invalid YAML, or a file that does not hold a mapping.
+    """
+    if isinstance(source, Mapping):
+        return dict(source), "grid", "grid"
+    path = Path(source)
+    if not path.is_file():
+        raise NcalError(f"grid file {str(path)!r} does not exist")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise NcalError(f"grid file {str(path)!r} is not valid YAML: {exc}") from None
+    if not isinstance(raw, Mapping):
+        raise NcalError(f"grid file {str(path)!r} must hold a mapping of grid keys")
+    return dict(raw), path.stem, path.name
+
+
+class GridProblems:
+    """Problems found in one grid, collected so that all of them are reported at once.
+
+    Parameters
+    ----------
+    where : str
+        How messages name the grid (its file name, or ``"grid"`` for a mapping).
+    """
+
+    def __init__(self, where: str) -> None:
+        self.where = where
+        self.items: list[str] = []
+
+    def add(self, key: str, message: str) -> None:
+        """Record ``message`` about grid key ``key`` (e.g. ``strategies[2].params.directon``)."""
+        self.items.append(f"{self.where}: {key}: {message}")
+
+    def check(self, key: str, func: Any, *args: Any, default: Any = None) -> Any:
+        """``func(*args)``, or ``default`` after recording its NcalError under ``key``."""
+        try:
+            return func(*args)
+        except NcalError as exc:
+            self.add(key, str(exc))
+            return default
+
+    def __bool__(self) -> bool:
+        return bool(self.items)
+
+    def raise_if_any(self) -> None:
+        """Raise one NcalError listing every problem (nothing when there is none)."""
+        if self.items:
+            lines = "\n".join(f"  - {p}" for p in self.items)
+            raise NcalError(f"{self.where}: {len(self.items)} problem(s) in the grid:\n{lines}")
+
+
+def parse_grid(
+    raw: Mapping[str, Any],
+    problems: GridProblems,
+    *,
+    stem: str = "grid",
+    out: str | Path | None = None,
+) -> Grid:
+    """The :class:`Grid` of ``raw``; every structural problem goes to ``problems``.
+
+    A key with a problem takes a neutral value (an empty list, no overrides), so the rest of the
+    grid is still checked; the Grid returned is only meaningful when ``problems`` stays empty.
+    """
+    unknown = sorted(set(raw) - set(GRID_KEYS))
+    for key in unknown:
+        problems.add(
+            key, f"unknown grid key{did_you_mean(key, GRID_KEYS)}; known keys: {list(GRID_KEYS)}"
+        )
+    check = problems.check
+    datasets = check("datasets", _str_list, raw.get("datasets"), "datasets", True, default=[])
+    noise = check("noise", _str_list, raw.get("noise", ["none"]), "noise", True, default=[])
+    strategies = _strategies(raw.get("strategies"), problems)
+    seeds = check("seeds", _seeds, raw.get("seeds", 3), default=[])
+    budgets = check("budget", _budgets, raw.get("budget", DEFAULT_BUDGET), default=[])
+    models = check("model", _str_list, raw.get("model", "auto"), "model", True, default=[])
+    train = check("train", _mapping, raw.get("train"), "train", default={})
+    for key in train:
+        check(f"train.{key}", _check_train_key, key)
+    experiment = check("experiment", _experiment, raw.get("experiment"), default={})
     evals = raw.get("evals") or []
     if not isinstance(evals, list):
-        raise NcalError(f"grid key `evals` must be a list; got {type(evals).__name__}")
+        problems.add("evals", f"grid key `evals` must be a list; got {type(evals).__name__}")
+        evals = []
     pool_size = raw.get("pool_size")
     if pool_size is not None and (
         isinstance(pool_size, bool) or not isinstance(pool_size, (int, float))
     ):
-        raise NcalError(f"grid key `pool_size` must be a number or null; got {pool_size!r}")
+        problems.add(
+            "pool_size", f"grid key `pool_size` must be a number or null; got {pool_size!r}"
+        )
+    annotators = check("annotators", _annotator_axis, raw.get("annotators"), default=[None])
+    errors = check(
+        "annotator_errors",
+        _str_axis,
+        raw.get("annotator_errors"),
+        "annotator_errors",
+        default=[None],
+    )
     out_dir = Path(out if out is not None else raw.get("out") or Path("runs") / stem)
     return Grid(
         datasets=datasets,
@@ -361,6 +433,8 @@ def load_grid(source: str | Path | Mapping[str, Any], *, out: str | Path | None 
         out=out_dir,
         name=str(raw.get("name") or stem),
         description=str(raw.get("description") or ""),
+        annotators=annotators,
+        annotator_errors=errors,
     )
 
 
@@ -379,7 +453,7 @@ def _short(value: Any) -> str:
     return str(value)
 
 
-def _str_list(value: Any, key: str, *, required: bool) -> list[str]:
+def _str_list(value: Any, key: str, required: bool) -> list[str]:
     if value is None:
         if required:
             raise NcalError(f"grid key `{key}` is required (a name or a list of names)")
@@ -403,74 +477,119 @@ def _mapping(value: Any, key: str) -> dict[str, Any]:
     return dict(value)
 
 
-def _check_fields(values: Mapping[str, Any], key: str, module: str, cls_name: str) -> None:
-    """Check override names against the dataclass when it can be imported (best effort)."""
-    if not values:
-        return
-    try:
-        import importlib
+def _experiment(value: Any) -> dict[str, Any]:
+    """The ``experiment`` mapping: other ExperimentConfig fields, none that a grid key sets."""
+    experiment = _mapping(value, "experiment")
+    reserved = {"dataset", "noise", "strategy", "strategy_params", "seed", "model", "train"}
+    reserved |= set(BUDGET_KEYS) | {"evals", "pool_size", "annotators", "annotator_errors"}
+    clash = sorted(reserved & set(experiment))
+    if clash:
+        raise NcalError(f"grid key `experiment` must not set {clash}; use the top-level grid keys")
+    from ..experiment import ExperimentConfig
 
-        cls = getattr(importlib.import_module(module), cls_name)
-        names = {f.name for f in dataclasses.fields(cls)}
-    except Exception:  # module not importable here: run_experiment will validate
-        return
-    unknown = sorted(set(values) - names)
+    names = [f.name for f in dataclasses.fields(ExperimentConfig)]
+    unknown = [k for k in experiment if k not in names]
     if unknown:
         raise NcalError(
-            f"grid key `{key}` has unknown {cls_name} field(s) {unknown}; known: {sorted(names)}"
+            f"grid key `experiment` has unknown ExperimentConfig field(s) {unknown}"
+            f"{did_you_mean(unknown[0], names)}; known: {sorted(names)}"
         )
+    return experiment
 
 
-def _strategies(value: Any) -> list[StrategyEntry]:
-    if not value:
+def _check_train_key(key: str) -> None:
+    from ..training.validate import train_keys, unknown_train_key_message
+
+    if key not in train_keys():
+        raise NcalError(unknown_train_key_message(str(key)))
+
+
+def _annotator_axis(value: Any) -> list[list[str] | None]:
+    """``annotators``: a list of annotator sets, each a non-empty list of noise-spec strings."""
+    if value is None:
+        return [None]
+    if not isinstance(value, list) or not value:
         raise NcalError(
-            "grid key `strategies` is required (a list of names or {name, params, label})"
+            "grid key `annotators` must be a non-empty list of annotator lists, e.g. "
+            f"[[oracle:0.15, oracle:0.3, oracle:0.45]]; got {value!r}"
         )
-    if not isinstance(value, list):
-        value = [value]
+    if all(isinstance(v, str) for v in value):
+        raise NcalError(
+            "grid key `annotators` is an axis: a list of annotator LISTS; wrap the specs in "
+            f"another list ([{value!r}]) for one set of annotators"
+        )
+    out: list[list[str] | None] = []
+    for i, item in enumerate(value):
+        if (
+            not isinstance(item, list)
+            or not item
+            or not all(isinstance(s, str) and s for s in item)
+        ):
+            raise NcalError(f"entry {i} must be a non-empty list of noise specs; got {item!r}")
+        out.append(list(item))
+    labels = [annotators_label(a) for a in out]
+    if len(set(labels)) != len(labels):
+        raise NcalError(f"grid key `annotators` lists a set twice: {labels}")
+    return out
+
+
+def _str_axis(value: Any, key: str) -> list[str | None]:
+    """An optional axis of strings (``[None]`` when the key is absent)."""
+    if value is None:
+        return [None]
+    return list(_str_list(value, key, True))
+
+
+def _strategies(value: Any, problems: GridProblems) -> list[StrategyEntry]:
+    if not value:
+        problems.add(
+            "strategies",
+            "grid key `strategies` is required (a list of names or {name, params, label})",
+        )
+        return []
+    items = value if isinstance(value, list) else [value]
     entries = []
-    for item in value:
-        if isinstance(item, str):
-            entries.append(StrategyEntry(item))
-        elif isinstance(item, Mapping):
-            bad = sorted(set(item) - {"name", "params", "label"})
-            if bad or not isinstance(item.get("name"), str):
-                raise NcalError(
-                    f"each entry of `strategies` must be a name or a mapping with keys name "
-                    f"(required), params, label; got {dict(item)!r}"
-                )
-            params = _mapping(item.get("params"), "strategies[].params")
-            label = item.get("label")
-            if label is not None and (not isinstance(label, str) or not label):
-                raise NcalError(f"strategy label must be a non-empty string; got {label!r}")
-            entries.append(StrategyEntry(item["name"], params, label))
-        else:
-            raise NcalError(f"each entry of `strategies` must be a name or a mapping; got {item!r}")
+    for i, item in enumerate(items):
+        entry = problems.check(f"strategies[{i}]", _strategy_entry, item)
+        if entry is not None:
+            entries.append(entry)
     keys = [e.key for e in entries]
     dup = sorted({k for k in keys if keys.count(k) > 1})
     if dup:
-        raise NcalError(
-            f"strategy labels must be unique within a grid; repeated: {dup} (add `label:`)"
+        problems.add(
+            "strategies",
+            f"strategy labels must be unique within a grid; repeated: {dup} (add `label:`)",
         )
     dirs = [e.dirname for e in entries]
-    if len(set(dirs)) != len(dirs):
-        raise NcalError(
-            f"strategy labels map to the same directory name: {dirs}; choose other labels"
+    if not dup and len(set(dirs)) != len(dirs):
+        problems.add(
+            "strategies",
+            f"strategy labels map to the same directory name: {dirs}; choose other labels",
         )
-    _check_strategy_names([e.name for e in entries])
     return entries
 
 
-def _check_strategy_names(names: list[str]) -> None:
-    try:
-        from ..strategies import available
+def _strategy_entry(item: Any) -> StrategyEntry:
+    """One entry of ``strategies``: a registry name or ``{name, params, label}``."""
+    from ..strategies.params import strategy_parameter_names
 
-        known = available()
-    except Exception:  # registry not importable here: run_experiment will validate
-        return
-    unknown = sorted(set(names) - set(known))
-    if unknown:
-        raise NcalError(f"unknown strategy name(s) {unknown}; available: {known}")
+    if isinstance(item, str):
+        strategy_parameter_names(item)  # raises for an unknown name, listing the known ones
+        return StrategyEntry(item)
+    if not isinstance(item, Mapping):
+        raise NcalError(f"each entry of `strategies` must be a name or a mapping; got {item!r}")
+    bad = sorted(set(item) - {"name", "params", "label"})
+    if bad or not isinstance(item.get("name"), str):
+        raise NcalError(
+            f"each entry of `strategies` must be a name or a mapping with keys name "
+            f"(required), params, label; got {dict(item)!r}"
+        )
+    params = _mapping(item.get("params"), "strategies[].params")
+    label = item.get("label")
+    if label is not None and (not isinstance(label, str) or not label):
+        raise NcalError(f"strategy label must be a non-empty string; got {label!r}")
+    strategy_parameter_names(item["name"])
+    return StrategyEntry(item["name"], params, label)
 
 
 def _seeds(value: Any) -> list[int]:

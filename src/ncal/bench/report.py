@@ -25,7 +25,9 @@ from .._utils.io import read_json, read_jsonl
 from ..experiment.store import RunStore
 from . import figures as F
 from . import stats as S
+from .caveats import report_warnings
 from .executors import BENCH_RUNS_FILE, GRID_FILE
+from .summary import SUMMARY_FILE, results_summary, write_results_summary
 
 NC_GROUPS = (
     ("nc", "Collapse metrics of the labeled set (given, possibly noisy, labels)"),
@@ -53,13 +55,17 @@ HOW_TO_READ = (
     "strategy and a seed. A seed fixes the initial labeled set, the network initialisation and "
     "the noisy oracle's draws identically for every strategy, so strategies are compared on "
     "matched seeds (paired design). **Learning curves** show test accuracy against the number of "
-    "labels bought, mean ± one standard deviation (ddof = 1) over seeds. **AUBC** (area under the "
+    "annotations bought (the initial set included; without several annotators one annotation per "
+    "labeled item), mean ± one standard deviation (ddof = 1) over seeds. **AUBC** (area under the "
     "budget curve) summarises a curve in one number: the trapezoidal area over the budget axis "
     "rescaled to [0, 1], using the actual budget spacing; higher is better, computed per seed "
     "then averaged, with a 95 % Student-t interval. **Δ vs {ref}** is the paired AUBC difference "
     "per seed; p-values come from a one-sample t-test and a Wilcoxon signed-rank test of those "
     "differences (small p = the difference is unlikely to be seed noise; with few seeds the "
-    "Wilcoxon test cannot go below 2/2^n). The **pairwise-penalty matrix** counts, for every "
+    "Wilcoxon test cannot go below 2/2^n). The **pooled** comparison averages each seed's "
+    "accuracy differences over all settings and budgets first and then tests over seeds: the "
+    "seed, not the (setting, budget) point, is the unit of replication. The "
+    "**pairwise-penalty matrix** counts, for every "
     "budget after the initial one, whether the row strategy beat the column strategy "
     "significantly (paired t-test, p < 0.05) and adds 1/(number of budgets) per win, summed over "
     "settings; a low column mean means a strategy is rarely beaten. **Query purity** is the "
@@ -228,7 +234,13 @@ class _Context:
     colors: dict[str, Any]
     varying: list[str]  # setting columns that vary across the grid
     shown: list[str]  # setting columns shown in tables
+    axis: str = S.LABELS  # budget column: annotations bought when recorded, else labels
     figs: list[Path] = field(default_factory=list)
+
+    @property
+    def axis_name(self) -> str:
+        """How the budget axis is named in tables and figures."""
+        return "annotations" if self.axis == S.ANNOTATIONS else "labels"
 
     def add_figure(self, doc: _Doc, path: Path | None, caption: str) -> None:
         self.figs += _add(doc, path, caption)
@@ -264,7 +276,9 @@ def write_report(
     Returns
     -------
     dict
-        ``{"markdown": Path, "html": Path, "figures": [Path, ...]}``.
+        ``{"markdown": Path, "html": Path, "figures": [Path, ...]}``, plus ``"summary"``: the
+        machine-readable ``results_summary.json`` (:mod:`ncal.bench.summary`) when there are
+        finished rounds.
     """
     root = Path(path)
     out_dir = Path(out) if out is not None else root
@@ -282,18 +296,23 @@ def write_report(
         doc.p("No finished rounds yet: nothing to summarise.")
         return _finish(doc, out_dir, title, ctx.figs)
 
+    _warnings_section(doc, ctx)
     _learning_curves_section(doc, ctx)
-    per_seed = S.aubc_per_seed(ctx.df)
+    per_seed = S.aubc_per_seed(ctx.df, x=ctx.axis)
     _aubc_section(doc, ctx, per_seed, confidence)
     _paired_section(doc, ctx, per_seed)
     _penalty_section(doc, ctx)
     _reach_section(doc, ctx, reach, full_accuracy)
     _purity_section(doc, ctx)
+    summary = results_summary(ctx.df, ctx.cells, reference)
+    _label_quality_section(doc, ctx, summary)
     _training_section(doc, ctx.df, ctx.shown)
     # collapse and evaluation metrics, generically: any numeric leaf
-    ctx.figs += _metric_sections(doc, ctx.df, ctx.fig_dir, ctx.colors, ctx.varying)
+    ctx.figs += _metric_sections(doc, ctx)
     _cells_section(doc, ctx.cells)
-    return _finish(doc, out_dir, title, ctx.figs)
+    result = _finish(doc, out_dir, title, ctx.figs)
+    result["summary"] = write_results_summary(ctx.df, ctx.cells, out_dir, reference)
+    return result
 
 
 def _context(root: Path, out_dir: Path, reference: str) -> _Context:
@@ -316,22 +335,37 @@ def _context(root: Path, out_dir: Path, reference: str) -> _Context:
         colors=F.strategy_colors(S.strategy_order(df, reference), reference),
         varying=varying,
         shown=[c for c in ("dataset", "noise") if c in df.columns]
-        + [c for c in ("model", "budget") if c in varying],
+        + [c for c in ("model", "budget", "annotators") if c in varying],
+        axis=S.budget_axis(df),
     )
 
 
 def _learning_curves_section(doc: _Doc, ctx: _Context) -> None:
     doc.h(2, "Learning curves")
-    curves = S.curve_table(ctx.df)
+    curves = S.curve_table(ctx.df, x=ctx.axis)
     p = F.plot_learning_curves(
         curves,
         ctx.fig_dir / "learning_curves.png",
         colors=ctx.colors,
         ylabel=f"test accuracy ({ctx.unit or 'raw'})",
         scale=ctx.scale,
+        x=ctx.axis,
+        xlabel=_xlabel(ctx),
     )
-    ctx.add_figure(doc, p, "Test accuracy vs labels (mean ± std over seeds)")
-    _curve_tables(doc, curves, ctx.shown, ctx.scale)
+    ctx.add_figure(doc, p, f"Test accuracy vs {ctx.axis_name} (mean ± std over seeds)")
+    _curve_tables(doc, curves, ctx)
+
+
+def _xlabel(ctx: _Context) -> str:
+    return "annotations bought" if ctx.axis == S.ANNOTATIONS else "labeled samples"
+
+
+def _warnings_section(doc: _Doc, ctx: _Context) -> None:
+    items = report_warnings(ctx.df, ctx.reference)
+    if items:
+        doc.h(2, "Warnings")
+        doc.p("Read the results below with these in mind:")
+        doc.ul(items)
 
 
 def _aubc_section(doc: _Doc, ctx: _Context, per_seed: pd.DataFrame, confidence: float) -> None:
@@ -341,6 +375,7 @@ def _aubc_section(doc: _Doc, ctx: _Context, per_seed: pd.DataFrame, confidence: 
     if aubc_tab.empty:
         doc.p("AUBC needs at least two finished rounds per run; none yet.")
         return
+    doc.p(f"Areas over the {ctx.axis_name} axis ({_xlabel(ctx)}), per seed, then averaged.")
     doc.table(
         [
             *shown,
@@ -398,16 +433,29 @@ def _paired_section(doc: _Doc, ctx: _Context, per_seed: pd.DataFrame) -> None:
             for _, r in paired.iterrows()
         ],
     )
-    pooled = S.pooled_vs_reference(ctx.df, reference)
+    pooled = S.pooled_vs_reference(ctx.df, reference, x=ctx.axis)
     if pooled.empty:
         return
-    doc.p("Pooled over every (setting, budget after the initial one, seed): Δ accuracy in points.")
+    doc.p(
+        "Pooled over settings and budgets, tested over seeds: for each seed, Δ accuracy (points) "
+        f"is averaged over every (setting, budget after the initial one) that the strategy and "
+        f"{reference} share; the tests compare those per-seed means, so n = seeds (the budgets of "
+        "one seed are not independent pairs)."
+    )
     doc.table(
-        ["strategy", "pairs", "Δ accuracy mean ± std", "p (t-test)", "p (Wilcoxon)"],
+        [
+            "strategy",
+            "seeds",
+            "points averaged",
+            "Δ accuracy mean ± std",
+            "p (t-test)",
+            "p (Wilcoxon)",
+        ],
         [
             [
                 r["strategy"],
                 int(r["n"]),
+                int(r["points"]),
                 fmt_pm(r["mean"] * scale, r["std"] * scale),
                 fmt_p(r["p_t"]),
                 fmt_p(r["p_w"]),
@@ -445,11 +493,11 @@ def _reach_section(
     reach_tab = S.labels_to_reach_table(ctx.df, reach, full_accuracy)
     if reach_tab.empty:
         return
-    doc.h(2, f"Labels to reach {reach:.0%} of full-data accuracy")
+    doc.h(2, f"{ctx.axis_name.capitalize()} to reach {reach:.0%} of full-data accuracy")
     if "grid max" in set(reach_tab["source"]):
         doc.p(
             "Full-data accuracy was not given; it is replaced by the best seed-mean accuracy "
-            "any strategy reached in the setting (so this is the labels needed for "
+            f"any strategy reached in the setting (so this is the {ctx.axis_name} needed for "
             f"{reach:.0%} of the best accuracy in the grid). Linear interpolation between "
             "budgets; — = never reached."
         )
@@ -458,7 +506,7 @@ def _reach_section(
             *ctx.shown,
             "strategy",
             f"target ({ctx.unit or 'raw'})",
-            "labels (seed-mean curve)",
+            f"{ctx.axis_name} (seed-mean curve)",
             "seeds reaching",
         ],
         [
@@ -494,6 +542,52 @@ def _purity_section(doc: _Doc, ctx: _Context) -> None:
     )
     p = F.plot_query_purity(purity, ctx.fig_dir / "query_purity.png", colors=ctx.colors)
     ctx.add_figure(doc, p, "Share of correct labels in each queried batch (mean ± std over seeds)")
+
+
+def _label_quality_section(doc: _Doc, ctx: _Context, summary: dict[str, Any]) -> None:
+    """Consensus purity and wrong annotations per strategy, and the annotations each strategy
+    needs to reach the reference's final accuracy (from ``results_summary.json``)."""
+    cols = [c for c in ("consensus_purity", "noise_rate_batch") if c in ctx.df.columns]
+    cols = [c for c in cols if pd.to_numeric(ctx.df[c], errors="coerce").notna().any()]
+    doc.h(2, "Label quality and spending")
+    doc.p(
+        f"Per strategy (seed means): **final purity** = share of training labels that are right "
+        f"at the last round (consensus of an item's annotations); **wrong rate** = wrong "
+        f"annotations / all annotations bought after the initial set; **OOD share** = annotations "
+        f"spent on out-of-distribution items / the same; **to reach {ctx.reference}'s final** = "
+        f"{ctx.axis_name} the seed-mean curve needs to reach {ctx.reference}'s final seed-mean "
+        f"accuracy (— = never). Also in `{SUMMARY_FILE}`."
+    )
+    rows = []
+    for setting in summary["settings"]:
+        for strategy, v in setting["strategies"].items():
+            rows.append(
+                [
+                    setting["name"],
+                    strategy,
+                    _pct(v["final_purity"]),
+                    _pct(v["wrong_rate"]),
+                    _pct(v["ood_share"]),
+                    fmt_num(v["annotations_to_random_final"], 0),
+                ]
+            )
+    doc.table(
+        [
+            "setting",
+            "strategy",
+            "final purity (%)",
+            "wrong rate (%)",
+            "OOD share (%)",
+            f"to reach {ctx.reference}'s final",
+        ],
+        rows,
+    )
+    if cols:
+        ctx.figs += _panels(doc, ctx, cols, "quality", "label quality")
+
+
+def _pct(v: float | None) -> str:
+    return fmt_num(None if v is None else 100.0 * v, 1)
 
 
 # ----------------------------------------------------------------------------------- sections
@@ -620,28 +714,25 @@ def _versions(root: Path, cells: pd.DataFrame) -> list[str]:
     return out
 
 
-def _curve_tables(doc: _Doc, curves: pd.DataFrame, shown: list[str], scale: float) -> None:
+def _curve_tables(doc: _Doc, curves: pd.DataFrame, ctx: _Context) -> None:
     """Accuracy at every budget, one column per budget (compact for few budgets)."""
-    budgets = sorted(curves["n_labeled"].unique())
+    x, shown, scale = ctx.axis, ctx.shown, ctx.scale
+    budgets = sorted(curves[x].unique())
     if len(budgets) > 12:
         return
     rows = []
     keys = [*S.setting_cols(curves), "strategy"]
     for key, g in curves.groupby(keys, sort=False, dropna=False):
         rec = dict(zip(keys, key))
-        by_b = {
-            int(r["n_labeled"]): fmt_pm(r["mean"] * scale, r["std"] * scale)
-            for _, r in g.iterrows()
-        }
+        by_b = {int(r[x]): fmt_pm(r["mean"] * scale, r["std"] * scale) for _, r in g.iterrows()}
         rows.append(
             [*(rec[c] for c in shown), rec["strategy"], *(by_b.get(int(b), "—") for b in budgets)]
         )
-    doc.table([*shown, "strategy", *(f"{int(b)} labels" for b in budgets)], rows)
+    doc.table([*shown, "strategy", *(f"{int(b)} {ctx.axis_name}" for b in budgets)], rows)
 
 
-def _metric_sections(
-    doc: _Doc, df: pd.DataFrame, fig_dir: Path, colors: dict[str, Any], varying: list[str]
-) -> list[Path]:
+def _metric_sections(doc: _Doc, ctx: _Context) -> list[Path]:
+    df = ctx.df
     figs: list[Path] = []
 
     def nc_cols(prefix: str) -> list[str]:
@@ -652,12 +743,13 @@ def _metric_sections(
     if groups:
         doc.h(2, "Neural-collapse metrics per round")
         doc.p(
-            "Mean ± std over seeds against the number of labels (NC1: within-class variability "
+            f"Mean ± std over seeds against the number of {ctx.axis_name} (NC1: within-class variability "
             "relative to between-class; ETF / equinorm terms: distance to a simplex ETF; lower = "
-            "more collapsed). Names as recorded in `rounds.jsonl`."
+            "more collapsed). Panel titles say what each metric measures; the names recorded in "
+            "`rounds.jsonl` are in the table of `ncal.bench.titles`."
         )
         for prefix, title in groups:
-            figs += _panels(doc, df, nc_cols(prefix), prefix, title, fig_dir, colors, varying)
+            figs += _panels(doc, ctx, nc_cols(prefix), prefix, title)
     if eval_cols:
         doc.h(2, "Evaluation metrics per round")
         doc.p(
@@ -668,22 +760,12 @@ def _metric_sections(
         for c in eval_cols:
             by_kind.setdefault(c.split(".")[1], []).append(c)
         for kind, cols in by_kind.items():
-            figs += _panels(
-                doc, df, cols, f"eval.{kind}", f"eval: {kind}", fig_dir, colors, varying
-            )
+            figs += _panels(doc, ctx, cols, f"eval.{kind}", f"eval: {kind}")
     return figs
 
 
-def _panels(
-    doc: _Doc,
-    df: pd.DataFrame,
-    cols: list[str],
-    prefix: str,
-    title: str,
-    fig_dir: Path,
-    colors: dict[str, Any],
-    varying: list[str],
-) -> list[Path]:
+def _panels(doc: _Doc, ctx: _Context, cols: list[str], prefix: str, title: str) -> list[Path]:
+    df, fig_dir, colors, varying = ctx.df, ctx.fig_dir, ctx.colors, ctx.varying
     figs: list[Path] = []
     scols = S.setting_cols(df)
     omitted = max(0, len(cols) - MAX_PANELS)
@@ -699,6 +781,8 @@ def _panels(
             colors=colors,
             title=f"{title} — {stitle}",
             strip_prefix=prefix + ".",
+            x=ctx.axis,
+            xlabel=_xlabel(ctx),
         )
         figs += _add(doc, p, f"{title} — {stitle}")
     if omitted:

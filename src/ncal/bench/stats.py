@@ -27,19 +27,24 @@ from scipy import stats as sps
 
 from ..experiment.store import StoredRun, find_runs, load_run
 
-SETTING = ["dataset", "noise", "model", "budget"]
+SETTING = ["dataset", "noise", "model", "budget", "annotators"]
 META = [
     "cell",
     "dataset",
     "noise",
     "model",
     "budget",
+    "annotators",
     "strategy",
     "strategy_name",
     "seed",
     "status",
 ]
 METRIC = "test_accuracy"
+# the budget axis: annotations bought (initial set included) when the runs record them, else labels;
+# without several annotators the two are equal
+ANNOTATIONS = "annotations"
+LABELS = "n_labeled"
 _LIST_KEYS_KEPT: tuple[str, ...] = ()
 # per-sample payloads of a round record: never part of the summary table
 _PAYLOAD_KEYS = ("selected", "selected_scores", "selected_labels", "class_histogram")
@@ -172,8 +177,19 @@ def t_interval(values: Any, confidence: float = 0.95) -> tuple[float, float]:
 
 
 def setting_cols(df: pd.DataFrame) -> list[str]:
-    """Setting columns present in ``df`` (dataset, noise, model, budget)."""
+    """Setting columns present in ``df`` (dataset, noise, model, budget, annotators)."""
     return [c for c in SETTING if c in df.columns]
+
+
+def budget_axis(df: pd.DataFrame) -> str:
+    """The column that measures what was spent: ``annotations`` when recorded, else ``n_labeled``.
+
+    Runs written before annotations were counted have no ``annotations`` column;
+    :func:`load_results` fills it from ``n_labeled`` for such runs in a mixed tree.
+    """
+    if ANNOTATIONS in df.columns and df[ANNOTATIONS].notna().any():
+        return ANNOTATIONS
+    return LABELS
 
 
 def strategy_order(df: pd.DataFrame, reference: str | None = "random") -> list[str]:
@@ -185,27 +201,31 @@ def strategy_order(df: pd.DataFrame, reference: str | None = "random") -> list[s
     return names
 
 
-def curve_table(df: pd.DataFrame, metric: str = METRIC) -> pd.DataFrame:
+def curve_table(df: pd.DataFrame, metric: str = METRIC, x: str | None = None) -> pd.DataFrame:
     """Mean, sample std (ddof=1) and count over seeds at every budget of every (setting, strategy).
 
-    Returns columns ``setting…, strategy, n_labeled, mean, std, n``.
+    ``x`` is the budget column (default :func:`budget_axis`). Returns columns ``setting…,
+    strategy, <x>, mean, std, n``.
     """
-    keys = [*setting_cols(df), "strategy", "n_labeled"]
+    x = x or budget_axis(df)
+    keys = [*setting_cols(df), "strategy", x]
     sub = df.dropna(subset=[metric]) if metric in df.columns else df.iloc[0:0]
     if sub.empty:
         return pd.DataFrame(columns=[*keys, "mean", "std", "n"])
     g = sub.groupby(keys, sort=False, dropna=False)[metric]
     out = g.agg(mean="mean", std=lambda s: s.std(ddof=1), n="count").reset_index()
-    return out.sort_values([*keys[:-1], "n_labeled"], kind="stable").reset_index(drop=True)
+    return out.sort_values(keys, kind="stable").reset_index(drop=True)
 
 
-def aubc_per_seed(df: pd.DataFrame, metric: str = METRIC) -> pd.DataFrame:
+def aubc_per_seed(df: pd.DataFrame, metric: str = METRIC, x: str | None = None) -> pd.DataFrame:
     """AUBC of every cell whose curve covers its setting's full budget schedule.
 
+    The area is taken over ``x`` (default :func:`budget_axis`: annotations bought when recorded).
     A cell with fewer rounds than the longest curve of its setting (an unfinished run) is left out,
     so AUBCs are compared over the same budget range. Returns columns ``setting…, strategy, seed,
     aubc, n_points``.
     """
+    x = x or budget_axis(df)
     scols = setting_cols(df)
     cols = [*scols, "strategy", "seed", "aubc", "n_points"]
     if df.empty or metric not in df.columns:
@@ -214,8 +234,7 @@ def aubc_per_seed(df: pd.DataFrame, metric: str = METRIC) -> pd.DataFrame:
     records = []
     for _, sdf in sub.groupby(scols, sort=False, dropna=False):
         curves = {
-            k: c.sort_values("n_labeled")
-            for k, c in sdf.groupby(["strategy", "seed", "cell"], sort=False)
+            k: c.sort_values(x) for k, c in sdf.groupby(["strategy", "seed", "cell"], sort=False)
         }
         full = max(len(c) for c in curves.values())
         for (strategy, seed, _cell), c in curves.items():
@@ -225,7 +244,7 @@ def aubc_per_seed(df: pd.DataFrame, metric: str = METRIC) -> pd.DataFrame:
             row.update(
                 strategy=strategy,
                 seed=seed,
-                aubc=aubc(c["n_labeled"].to_numpy(float), c[metric].to_numpy(float)),
+                aubc=aubc(c[x].to_numpy(float), c[metric].to_numpy(float)),
                 n_points=len(c),
             )
             records.append(row)
@@ -281,23 +300,38 @@ def paired_vs_reference(per_seed: pd.DataFrame, reference: str = "random") -> pd
 
 
 def pooled_vs_reference(
-    df: pd.DataFrame, reference: str = "random", metric: str = METRIC, *, skip_initial: bool = True
+    df: pd.DataFrame,
+    reference: str = "random",
+    metric: str = METRIC,
+    *,
+    skip_initial: bool = True,
+    x: str | None = None,
 ) -> pd.DataFrame:
-    """Paired accuracy differences pooled over all (setting, budget, seed) cells, per strategy.
+    """Accuracy differences to the reference pooled over settings and budgets, tested over SEEDS.
 
-    ``Δ = a(strategy) − a(reference)`` at matched (setting, budget, seed); the tests are those of
-    :func:`paired_test` (the Wilcoxon variant of docs/algorithms.md §5.2). ``skip_initial`` drops the first
-    budget of each setting, where every strategy trained on the same initial set.
+    The seed is the unit of replication (it fixes the initial set, the initialisation and the
+    oracle for every strategy and setting), so the (setting, budget) points of one seed are not
+    independent pairs. For each seed, the accuracy of the strategy and of the reference are
+    averaged over the (setting, budget) points both have; the paired test (:func:`paired_test`)
+    then compares those per-seed means, so ``n`` is the number of seeds. ``skip_initial`` drops
+    the first budget of each setting, where every strategy trained on the same initial set.
+
+    Returns
+    -------
+    DataFrame
+        ``strategy, points`` (matched (setting, budget) points averaged per seed, summed over
+        seeds), then the fields of :class:`PairedTest` over the per-seed mean differences.
     """
-    cols = ["strategy", *PairedTest.__dataclass_fields__]
+    cols = ["strategy", "points", *PairedTest.__dataclass_fields__]
     if df.empty or metric not in df.columns:
         return pd.DataFrame(columns=cols)
+    x = x or budget_axis(df)
     scols = setting_cols(df)
     sub = df.dropna(subset=[metric])
     if skip_initial:
-        first = sub.groupby(scols, dropna=False)["n_labeled"].transform("min")
-        sub = sub[sub["n_labeled"] > first]
-    keys = [*scols, "n_labeled", "seed"]
+        first = sub.groupby(scols, dropna=False)[x].transform("min")
+        sub = sub[sub[x] > first]
+    keys = [*scols, x, "seed"]
     ref = sub[sub["strategy"] == reference].groupby(keys, dropna=False)[metric].mean()
     if ref.empty:
         return pd.DataFrame(columns=cols)
@@ -307,8 +341,9 @@ def pooled_vs_reference(
             continue
         mine = sub[sub["strategy"] == strategy].groupby(keys, dropna=False)[metric].mean()
         joined = pd.concat([mine.rename("a"), ref.rename("b")], axis=1, join="inner")
-        test = paired_test((joined["a"] - joined["b"]).to_numpy(float))
-        records.append({"strategy": strategy, **test.to_dict()})
+        per_seed = joined.groupby(level="seed")[["a", "b"]].mean()
+        test = paired_test((per_seed["a"] - per_seed["b"]).to_numpy(float))
+        records.append({"strategy": strategy, "points": len(joined), **test.to_dict()})
     return pd.DataFrame.from_records(records, columns=cols)
 
 
@@ -355,9 +390,10 @@ def penalty_matrix(
         return mat, mat.mean(axis=0)
     sub = df.dropna(subset=[metric])
     scols = setting_cols(sub)
+    x = budget_axis(sub)
     for _, sdf in sub.groupby(scols, sort=False, dropna=False):
         table = sdf.pivot_table(
-            index=["n_labeled", "seed"], columns="strategy", values=metric, aggfunc="mean"
+            index=[x, "seed"], columns="strategy", values=metric, aggfunc="mean"
         )
         checkpoints = sorted(table.index.get_level_values(0).unique())
         if skip_initial:
@@ -434,7 +470,8 @@ def labels_to_reach_table(
     """
     if not 0 < fraction <= 1:
         raise ValueError(f"`fraction` must lie in (0, 1]; got {fraction!r}")
-    curves = curve_table(df, metric)
+    x = budget_axis(df)
+    curves = curve_table(df, metric, x)
     scols = setting_cols(curves)
     cols = [
         *scols,
@@ -464,15 +501,13 @@ def labels_to_reach_table(
         for k, v in setting.items():
             raw = raw[raw[k] == v]
         for strategy in strategy_order(sdf):
-            c = sdf[sdf["strategy"] == strategy].sort_values("n_labeled")
-            labels = labels_to_reach(
-                c["n_labeled"].to_numpy(float), c["mean"].to_numpy(float), target
-            )
+            c = sdf[sdf["strategy"] == strategy].sort_values(x)
+            labels = labels_to_reach(c[x].to_numpy(float), c["mean"].to_numpy(float), target)
             per_seed = [
-                labels_to_reach(g["n_labeled"].to_numpy(float), g[metric].to_numpy(float), target)
+                labels_to_reach(g[x].to_numpy(float), g[metric].to_numpy(float), target)
                 for _, g in raw[raw["strategy"] == strategy]
                 .dropna(subset=[metric])
-                .sort_values("n_labeled")
+                .sort_values(x)
                 .groupby("cell")
             ]
             records.append(
@@ -582,6 +617,15 @@ def _budget_label(settings: Mapping[str, Any]) -> str:
     return "?"
 
 
+def _annotators_label(settings: Mapping[str, Any]) -> str:
+    """``"oracle:0.1+oracle:0.3"`` (plus the error mode when set); ``"single oracle"`` without."""
+    from .grid import annotators_label
+
+    label = annotators_label(settings.get("annotators"))
+    errors = settings.get("annotator_errors")
+    return f"{label} ({errors})" if errors and settings.get("annotators") else label
+
+
 def _cell_meta(root: Path, run: StoredRun) -> dict[str, Any]:
     cell = run.cell or {}
     config = run.config or {}
@@ -604,6 +648,7 @@ def _cell_meta(root: Path, run: StoredRun) -> dict[str, Any]:
         "noise": settings.get("noise", "?"),
         "model": settings.get("model", "?"),
         "budget": cell.get("budget") or _budget_label(settings),
+        "annotators": _annotators_label(settings),
         "strategy": label,
         "strategy_name": name,
         "seed": settings.get("seed", 0),
@@ -700,5 +745,7 @@ def load_results(path: str | Path) -> pd.DataFrame:
     if not records:
         return pd.DataFrame(columns=[*META, "round", "n_labeled", METRIC])
     df = pd.DataFrame.from_records(records)
+    if ANNOTATIONS in df.columns and LABELS in df.columns:  # runs from before annotations counted
+        df[ANNOTATIONS] = df[ANNOTATIONS].fillna(df[LABELS])
     first = [c for c in META if c in df.columns]
     return df[first + [c for c in df.columns if c not in first]]

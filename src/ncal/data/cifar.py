@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+import pickle
 import tarfile
 import urllib.request
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +26,7 @@ from typing import BinaryIO
 import numpy as np
 
 from .._utils.io import atomic_write
+from ..errors import NcalError
 from ._errors import DataNotFoundError
 from ._pickle import as_str, safe_load, str_keys
 
@@ -101,8 +104,13 @@ def _reader(src: Path) -> tuple[Callable[[str], bytes], Callable[[], None]]:
             return f.read_bytes()
 
         return read_dir, lambda: None
-    tar = tarfile.open(src, "r:*")
-    members = {os.path.basename(m.name): m for m in tar.getmembers() if m.isfile()}
+    try:
+        tar = tarfile.open(src, "r:*")
+        members = {os.path.basename(m.name): m for m in tar.getmembers() if m.isfile()}
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
+        raise NcalError(
+            f"{src} is not a readable tar archive (truncated or corrupt?): {exc}"
+        ) from None
 
     def read_tar(name: str) -> bytes:
         if name not in members:
@@ -123,11 +131,29 @@ def _images(data: np.ndarray, name: str) -> np.ndarray:
     )
 
 
-def _batch(read: Callable[[str], bytes], name: str) -> dict:
-    obj = safe_load(read(name))
+def _batch(read: Callable[[str], bytes], name: str, keys: tuple[str, ...], src: Path) -> dict:
+    """Member ``name`` of the CIFAR source ``src`` as a dict holding ``keys``.
+
+    Raises
+    ------
+    NcalError
+        The member cannot be read or unpickled (truncated, or a pickle naming anything but NumPy
+        arrays and plain containers: refused, never run), or lacks one of ``keys``.
+    """
+    where = f"CIFAR file {name!r} in {src}"
+    try:
+        obj = safe_load(read(name))
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError) as exc:
+        raise NcalError(f"{where} is not a CIFAR data pickle: {exc}") from None
+    except (OSError, tarfile.TarError, zlib.error) as exc:
+        raise NcalError(f"{where} cannot be read (truncated or corrupt?): {exc}") from None
     if not isinstance(obj, dict):
-        raise ValueError(f"CIFAR file {name!r} does not hold a dict")
-    return str_keys(obj)
+        raise NcalError(f"{where} does not hold a dict")
+    obj = str_keys(obj)
+    missing = [k for k in keys if k not in obj]
+    if missing:
+        raise NcalError(f"{where} lacks {missing}; it has {sorted(map(str, obj))[:10]}")
+    return obj
 
 
 def read_cifar10(path: str | os.PathLike) -> CifarArrays:
@@ -141,11 +167,11 @@ def read_cifar10(path: str | os.PathLike) -> CifarArrays:
     try:
         xs, ys = [], []
         for name in CIFAR10_TRAIN_FILES:
-            b = _batch(read, name)
+            b = _batch(read, name, ("data", "labels"), src)
             xs.append(_images(b["data"], name))
             ys.append(np.asarray(b["labels"], dtype=np.int64))
-        t = _batch(read, "test_batch")
-        meta = _batch(read, "batches.meta")
+        t = _batch(read, "test_batch", ("data", "labels"), src)
+        meta = _batch(read, "batches.meta", ("label_names",), src)
     finally:
         close()
     names = [as_str(s) for s in meta["label_names"]]
@@ -168,7 +194,9 @@ def read_cifar100(path: str | os.PathLike) -> CifarArrays:
         )
     read, close = _reader(src)
     try:
-        tr, te, meta = _batch(read, "train"), _batch(read, "test"), _batch(read, "meta")
+        keys = ("data", "fine_labels", "coarse_labels")
+        tr, te = _batch(read, "train", keys, src), _batch(read, "test", keys, src)
+        meta = _batch(read, "meta", ("fine_label_names", "coarse_label_names"), src)
     finally:
         close()
     return CifarArrays(

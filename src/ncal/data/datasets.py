@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import zipfile
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from .._utils.io import atomic_save_npy
+from ..errors import NcalError
 from ._errors import DataNotFoundError
 from .builders import stratified_split
 from .cifar import (
@@ -297,16 +300,48 @@ def _read_npz(arg: str | None, data_dir: str | None, kind_name: str) -> dict[str
         path = Path(data_dir).expanduser() / path
     if not path.is_file():
         raise DataNotFoundError(f"{kind_name} file not found: {path}")
-    with np.load(path, allow_pickle=False) as z:
-        missing = [k for k in ("x_train", "y_train", "x_test", "y_test") if k not in z.files]
-        if missing:
-            raise ValueError(
-                f"{path} lacks keys {missing}; needs x_train, y_train, x_test, y_test "
-                f"(optional class_names); it has {sorted(z.files)}"
-            )
-        out = {k: z[k] for k in z.files}
+    out = read_npz_arrays(path)
+    missing = [k for k in ("x_train", "y_train", "x_test", "y_test") if k not in out]
+    if missing:
+        raise ValueError(
+            f"{path} lacks keys {missing}; needs x_train, y_train, x_test, y_test "
+            f"(optional class_names); it has {sorted(out)}"
+        )
     out["_path"] = str(path)
     return out
+
+
+def read_npz_arrays(path: Path) -> dict[str, Any]:
+    """Every array of the ``.npz`` at ``path``, read without pickles.
+
+    Raises
+    ------
+    NcalError
+        The file is not a zip archive (e.g. a text file), is truncated or corrupt, or holds
+        Python objects (those would need unpickling, which is refused).
+    """
+    with open(path, "rb") as fh:
+        magic = fh.read(4)
+    if magic not in _ZIP_MAGIC:
+        raise NcalError(
+            f"{path} is not an .npz archive (a .npz is a zip file of arrays, written by "
+            "numpy.savez); check the path"
+        )
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except ValueError as exc:
+        if "pickle" in str(exc):
+            raise NcalError(
+                f"{path} holds Python objects, not plain arrays; save numeric / string arrays "
+                "with numpy.savez (object arrays are refused: loading them could run code)"
+            ) from None
+        raise NcalError(f"{path} is not a readable .npz: {exc}") from None
+    except (zipfile.BadZipFile, EOFError, OSError, zlib.error) as exc:
+        raise NcalError(f"{path} is truncated or corrupt ({exc}); write it again") from None
+
+
+_ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # a zip with members, an empty zip
 
 
 def _labels(v: np.ndarray, name: str, n: int, path: str) -> np.ndarray:
@@ -342,6 +377,13 @@ def _from_arrays(z: dict[str, Any], name: str, want_features: bool) -> Dataset:
     else:
         what = "(N, D) features" if want_features else "(N, D) features or uint8 (N,H,W[,C]) images"
         raise ValueError(f"{path}: x_train must be {what}; got shape {xtr.shape}")
+    unseen = sorted(set(np.unique(yte).tolist()) - set(np.unique(ytr).tolist()))
+    if unseen:
+        raise ValueError(
+            f"{path}: y_test holds classes {unseen[:20]} that y_train never has (train classes "
+            f"{np.unique(ytr).tolist()[:20]}); a model cannot learn them, so train and test "
+            "labels must use the same class indices"
+        )
     n_cls = int(max(ytr.max(initial=-1), yte.max(initial=-1))) + 1
     if "class_names" in z:
         names = [str(s) for s in np.asarray(z["class_names"]).tolist()]

@@ -15,7 +15,8 @@ from typing import Any
 from ..errors import NcalError
 from .coldstart import COLD_START
 from .core import AGGREGATIONS, Session, parse_classes
-from .exporters import write_review_csv
+from .exporters import check_output_path, write_review_csv
+from .store import session_files
 
 # The library's errors name arguments; on the command line the same settings are flags.
 _FLAGS = {
@@ -148,6 +149,8 @@ def cmd_import(args: argparse.Namespace) -> int:
 @_speaks_flags
 def cmd_review(args: argparse.Namespace) -> int:
     with Session(args.dir) as s:
+        if args.out:  # before the work: never replace the store or an input with a CSV
+            check_output_path(args.out, protected=session_files(s.dir, s.store))
         rows = s.review(args.top, folds=args.folds, seed=args.seed)
     if args.out:
         write_review_csv(args.out, rows)
@@ -208,6 +211,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 @_speaks_flags
 def cmd_export(args: argparse.Namespace) -> int:
     with Session(args.dir) as s:
+        if args.out:  # never replace the store or an input with a CSV
+            check_output_path(args.out, protected=session_files(s.dir, s.store))
         path, n = s.export_labels(args.out, method=args.method)
     print(f"wrote {n} labels to {path}")
     return 0

@@ -16,21 +16,88 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import quoteattr
 
 from .._utils.io import atomic_write_text
+from ..errors import NcalError
 
 BATCH_COLUMNS = ("id", "kind", "round", "label", "annotator")
+# A spreadsheet runs a cell whose text starts with one of these as a formula (CSV injection);
+# such text cells are written with a leading apostrophe, which spreadsheets show as plain text.
+# :func:`ncal.session.importers.validate` maps an escaped id or label back to the original.
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+ESCAPE = "'"
+
+
+def escape_cell(value: Any) -> Any:
+    """``value`` with a leading apostrophe when it is text a spreadsheet would run as a formula;
+    numbers and other text are returned unchanged."""
+    if isinstance(value, str) and value.startswith(FORMULA_PREFIXES):
+        return ESCAPE + value
+    return value
+
+
+def unescape_cell(text: str) -> str | None:
+    """The original of a cell escaped by :func:`escape_cell`, or None when ``text`` is not one."""
+    if text.startswith(ESCAPE) and text[1:].startswith(FORMULA_PREFIXES):
+        return text[1:]
+    return None
+
+
+def check_output_path(path: str | Path, *, protected: Iterable[str | Path] = ()) -> Path:
+    """``path`` as a Path, if writing a CSV there destroys nothing; else raise.
+
+    Refused: an existing directory; a path equal to (or inside a folder) of ``protected`` (the
+    session store, its features, the pool, imported files); an existing file that is not text
+    (a SQLite store, an ``.npy`` / ``.npz``, an image), whatever its name.
+
+    Raises
+    ------
+    NcalError
+        Naming ``path`` and why it is refused.
+    """
+    out = Path(path)
+    if out.is_dir():
+        raise NcalError(f"output file {str(path)!r} is an existing directory; give a file name")
+    real = out.resolve()
+    for p in protected:
+        q = Path(p).resolve()
+        if real == q or (q.is_dir() and q in real.parents):
+            raise NcalError(
+                f"output file {str(path)!r} would overwrite {str(p)!r}, an input of the session; "
+                "choose another file"
+            )
+    if out.is_file() and not _is_text_file(out):
+        raise NcalError(
+            f"output file {str(path)!r} is an existing non-text file (a store, array or image?); "
+            "refusing to overwrite it with a CSV"
+        )
+    return out
+
+
+def _is_text_file(path: Path, probe: int = 8192) -> bool:
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(probe)
+    except OSError:
+        return False
+    if b"\0" in head:
+        return False
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as exc:  # a multi-byte character cut by the probe is still text
+        return exc.start >= len(head) - 3
+    return True
 
 
 def _csv_text(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(header)
-    w.writerows(rows)
+    w.writerow([escape_cell(h) for h in header])
+    w.writerows([escape_cell(v) for v in row] for row in rows)
     return buf.getvalue()
 
 
@@ -142,11 +209,15 @@ def labelstudio_config(classes: Sequence[str], *, images: bool) -> str:
 
 
 def write_labels_csv(path: str | Path, rows: Sequence[Sequence[Any]]) -> Path:
-    """Final labels: ``id,label,label_name,n_annotations,confidence``."""
+    """Final labels: ``id,label,label_name,n_annotations,confidence`` (formula-like text escaped;
+    ``path`` checked by :func:`check_output_path`)."""
     header = ("id", "label", "label_name", "n_annotations", "confidence")
-    return atomic_write_text(path, _csv_text(header, rows))
+    return atomic_write_text(check_output_path(path), _csv_text(header, rows))
 
 
 def write_review_csv(path: str | Path, rows: Sequence[dict[str, Any]]) -> Path:
+    """The review queue, one row per item (formula-like text escaped; ``path`` checked by
+    :func:`check_output_path`)."""
     header = list(rows[0]) if rows else ["id"]
-    return atomic_write_text(path, _csv_text(header, [[r[h] for h in header] for r in rows]))
+    table = [[r[h] for h in header] for r in rows]
+    return atomic_write_text(check_output_path(path), _csv_text(header, table))

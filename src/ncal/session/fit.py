@@ -1,6 +1,6 @@
 """Fitting the session's model on the currently labeled items and turning it into selection signals.
 
-The model is an MLP head on the session's features, fitted by the round step that ``ncal run``
+The model is an MLP head (or, with no hidden layer, a logistic regression) on the session's features, fitted by the round step that ``ncal run``
 uses too (:func:`ncal.experiment.step.fit_round`: into the terminal phase, then an FF window at a
 held learning rate whose predictions give the feature-fluctuation counts), with the run's seeding.
 Nothing here trains by itself; this module only arranges the arrays and collects what a round
@@ -9,13 +9,14 @@ records.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
 from .._utils.io import jsonable
 from ..signals import Signals
+from .progress import SILENT, Progress, count
 
 #: TrainConfig fields a session uses unless its settings override them (features: no augmentation).
 DEFAULT_TRAIN: dict[str, Any] = {"epochs_max": 60, "ff_window": 8, "augment": False}
@@ -66,6 +67,34 @@ def train_config(settings: dict[str, Any] | None = None):
         raise ValueError(f"bad training settings {cfg}: {exc}") from exc
 
 
+def keep_rows(arr: np.ndarray, rows: np.ndarray, block: int = 65536) -> np.ndarray:
+    """``arr[rows]`` for sorted unique ``rows``, computed in place in row blocks (no second copy).
+
+    Row ``rows[i] >= i`` always, so writing row ``i`` never overwrites a row still to be read; the
+    result is a view of ``arr``'s first ``len(rows)`` rows. Large pools keep one copy of their
+    per-candidate outputs instead of two.
+    """
+    rows = np.asarray(rows, dtype=np.int64)
+    if rows.size == arr.shape[0]:
+        return arr  # sorted unique rows covering every row: the identity
+    for s in range(0, rows.size, block):
+        chunk = rows[s : s + block]
+        arr[s : s + chunk.size] = arr[chunk]
+    return arr[: rows.size]
+
+
+def _pool_input(features: np.ndarray, candidate_rows: np.ndarray) -> tuple[np.ndarray, bool]:
+    """The pool the round step scores: every row (no copy) when candidates are most of them.
+
+    A memory-mapped pool copied to candidate rows would be a second full float32 copy of the pool
+    (2 GB at 1M x 512); scoring the few labeled and held-out rows as well costs less than that.
+    Returns the pool and whether it holds every row.
+    """
+    if candidate_rows.size >= 0.5 * features.shape[0]:
+        return np.asarray(features), True
+    return np.asarray(features[candidate_rows], dtype=np.float32), False
+
+
 def fit_session_round(
     features: np.ndarray,
     labeled_rows: np.ndarray,
@@ -81,15 +110,17 @@ def fit_session_round(
     need_mc: bool = False,
     hidden: tuple[int, ...] = (256,),
     dropout: float = 0.0,
+    progress: Progress = SILENT,
 ) -> FitResult:
     """Train a fresh MLP on ``features[labeled_rows]`` and extract signals for
     ``features[candidate_rows]`` (the shared round step, :func:`ncal.experiment.step.fit_round`).
 
     Parameters
     ----------
-    features : (N, D) the session's feature matrix (memory-mapped is fine).
+    features : (N, D) the session's feature matrix (memory-mapped is fine: it is read in row
+        blocks, never copied whole).
     labeled_rows, labels : rows of the labeled items and their aggregated labels.
-    candidate_rows : rows of the unlabeled pool items a strategy chooses from.
+    candidate_rows : sorted rows of the unlabeled pool items a strategy chooses from.
     num_classes : int
     seed, round_index : int
         The session's seed and the round the fit belongs to: initialisation and training draw from
@@ -99,7 +130,10 @@ def fit_session_round(
     heldout_rows, heldout_labels : optional held-out evaluation items (learning curve).
     need_mc : bool
         MC-dropout passes (for strategies that need ``mc_probs_pool``); builds the MLP with dropout.
-    hidden, dropout : MLP width(s) and dropout.
+    hidden, dropout : MLP width(s) (``()``: a linear classifier, i.e. logistic regression) and
+        dropout.
+    progress : Progress
+        Phase lines (silent by default).
 
     Returns
     -------
@@ -107,42 +141,61 @@ def fit_session_round(
     """
     from ..experiment.step import fit_round
 
+    cand = np.asarray(candidate_rows, dtype=np.int64)
     x_l = np.asarray(features[np.asarray(labeled_rows)], dtype=np.float32)
-    x_c = np.asarray(features[np.asarray(candidate_rows)], dtype=np.float32)
+    x_pool, whole = _pool_input(features, cand)
     extra = {}
     if heldout_rows is not None and len(heldout_rows):
         extra["heldout"] = np.asarray(features[np.asarray(heldout_rows)], dtype=np.float32)
     if need_mc and dropout <= 0:
         dropout = 0.3
     y = np.asarray(labels, dtype=np.int64)
-    fit = fit_round(
-        x_l,
-        y,
-        x_c,
-        model="mlp",
-        num_classes=int(num_classes),
-        train_config=train_config(train),
-        seed=int(seed),
-        round_index=int(round_index),
-        dropout=dropout,
-        model_options={"hidden": tuple(hidden)},
-        extra_sets=extra or None,
-        need_mc=need_mc,
-        need_ff=True,  # the round's FF counts are kept in rounds/round_XXX.npz
-    )
+    kind = "logistic regression" if not hidden else f"MLP {tuple(hidden)}"
+    cfg = train_config(train)
+    with progress.phase(
+        f"training {kind} on {count(len(y))} labels, scoring {count(cand.size)} candidates "
+        f"(up to {cfg.epochs_max + cfg.ff_window} epochs)"
+    ):
+        fit = fit_round(
+            x_l,
+            y,
+            x_pool,
+            model="mlp",
+            num_classes=int(num_classes),
+            train_config=cfg,
+            seed=int(seed),
+            round_index=int(round_index),
+            dropout=dropout,
+            model_options={"hidden": tuple(hidden)},
+            extra_sets=extra or None,
+            need_mc=need_mc,
+            need_ff=True,  # the round's FF counts are kept in rounds/round_XXX.npz
+            progress=progress.bars,
+        )
     out = fit.outputs
-    probs = fit.signals.probabilities()
+    signals = fit.signals
+    if whole:  # drop the labeled and held-out rows the pool pass scored along
+        signals = replace(
+            signals,
+            probs_pool=keep_rows(signals.probs_pool, cand),
+            logits_pool=keep_rows(signals.logits_pool, cand),
+            features_pool=keep_rows(signals.features_pool, cand),
+            ff_counts=None if signals.ff_counts is None else keep_rows(signals.ff_counts, cand),
+            mc_probs_pool=None if signals.mc_probs_pool is None else signals.mc_probs_pool[:, cand],
+        )
+    probs = signals.probs_pool
     acc = None
     if "heldout" in out.extra and heldout_labels is not None:
         pred_h = np.asarray(out.extra["heldout"][0]).argmax(axis=1)
         acc = float(np.mean(pred_h == np.asarray(heldout_labels)))
     info = {k: jsonable(out.info[k]) for k in _INFO_KEYS if k in out.info}
-    if out.ff_counts is not None and len(out.ff_counts):
-        ff = np.asarray(out.ff_counts)
+    info["model"] = {"hidden": list(hidden)}
+    if signals.ff_counts is not None and len(signals.ff_counts):
+        ff = np.asarray(signals.ff_counts)
         info["ff_mean"] = float(ff.mean())
         info["ff_nonzero_fraction"] = float((ff > 0).mean())
     return FitResult(
-        signals=fit.signals,
+        signals=signals,
         pred_candidates=probs.argmax(axis=1).astype(np.int64),
         conf_candidates=probs.max(axis=1),
         heldout_accuracy=acc,

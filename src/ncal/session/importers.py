@@ -4,6 +4,11 @@ Validation is all-or-nothing: every row is checked first, and a file with any un
 label or contradiction is rejected as a whole with the first ~20 problems listed; nothing is
 imported from it.
 
+Ids are kept exactly as written (no whitespace is stripped: an id with a leading space is its own
+id); an id or label that the CSV exporters escaped against spreadsheet formulas (a leading
+apostrophe before ``=``, ``+``, ``-``, ``@``) is mapped back to the original when the escaped text
+is not itself a known id or label.
+
 CSV: header with ``id`` and ``label`` (+ optional ``annotator``; other columns, e.g. those of an
 exported batch, are ignored). ``label`` is a class name or a class index; a class name wins when a
 name is itself a number. Rows with an empty ``label`` are skipped (a partially filled batch file can
@@ -19,12 +24,13 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..errors import NcalError
+from .exporters import unescape_cell
 
 MAX_LISTED = 20
 
@@ -75,7 +81,7 @@ def read_csv(path: Path, *, default_annotator: str = "default") -> tuple[list[Ra
             skipped = 0
             for line, row in enumerate(reader, start=2):
                 label = (row.get("label") or "").strip()
-                item_id = (row.get("id") or "").strip()
+                item_id = row.get("id") or ""  # exactly as given: ids may hold spaces
                 if not label:
                     skipped += 1
                     continue
@@ -101,6 +107,10 @@ def read_labelstudio(path: Path) -> tuple[list[RawAnnotation], int]:
         tasks = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise NcalError(f"`{path.name}` is not valid JSON: {exc}") from exc
+    except RecursionError:
+        raise NcalError(
+            f"`{path.name}` nests JSON too deeply to be a Label Studio export (a list of tasks)"
+        ) from None
     if isinstance(tasks, dict):
         tasks = [tasks]
     if not isinstance(tasks, list):
@@ -163,6 +173,14 @@ def resolve_label(raw: str, classes: Sequence[str], name_to_index: dict[str, int
     return idx if 0 <= idx < len(classes) and str(idx) == raw.lstrip("+") else None
 
 
+def _lookup(text: str, find: Callable[[str], int | None]) -> int | None:
+    """``find(text)``, else ``find`` of the original of a formula-escaped ``text``."""
+    found = find(text)
+    if found is None and (original := unescape_cell(text)) is not None:
+        found = find(original)
+    return found
+
+
 def validate(
     name: str,
     annotations: Sequence[RawAnnotation],
@@ -183,8 +201,8 @@ def validate(
     seen: dict[tuple[int, str], tuple[int, str]] = {}
     out: list[tuple[int, int, str]] = []
     for a in annotations:
-        row = id_to_row.get(a.item_id)
-        label = resolve_label(a.label, classes, name_to_index)
+        row = _lookup(a.item_id, id_to_row.get)
+        label = _lookup(a.label, lambda t: resolve_label(t, classes, name_to_index))
         if row is None:
             unknown_ids.append(a.item_id)
             problems.append(f"{a.where}: unknown id {a.item_id!r}")

@@ -117,9 +117,18 @@ def load_pool(path: str | Path, *, id_column: str = "id") -> Pool:
 
 
 def _check_ids(ids: list[str]) -> None:
+    """Ids are kept exactly as given (spaces included); refused are empty or blank ids, ids with
+    control characters (a line break or NUL does not survive the CSV / Label Studio round trip
+    through spreadsheets and editors) and duplicates."""
     empty = [i for i, s in enumerate(ids) if not s.strip()]
     if empty:
         raise NcalError(f"pool item ids must be non-empty; rows {empty[:20]} are empty")
+    control = [i for i, s in enumerate(ids) if any(ord(c) < 32 or ord(c) == 127 for c in s)]
+    if control:
+        raise NcalError(
+            "pool item ids must not hold control characters (tab, line break, NUL, ...); rows "
+            f"{control[:20]} do, e.g. {ids[control[0]]!r}"
+        )
     seen: set[str] = set()
     dup = [s for s in ids if s in seen or seen.add(s)]
     if dup:
@@ -164,11 +173,13 @@ def _as_x(x: np.ndarray, where: str) -> tuple[str, np.ndarray]:
 
 
 def _load_npz(p: Path) -> Pool:
+    from ..data.datasets import read_npz_arrays
+
     try:
-        z = np.load(p, allow_pickle=False)
-        keys = set(z.files)
-    except Exception as exc:
-        raise NcalError(f"`--pool` {str(p)!r} is not a readable npz: {exc}") from exc
+        z = read_npz_arrays(p)  # all at once: a truncated member fails here, not halfway
+    except NcalError as exc:
+        raise NcalError(f"`--pool`: {exc}") from None
+    keys = set(z)
     src = {"path": str(p), "format": "npz", "hash": file_sha256(p)}
     names = [str(s) for s in z["class_names"]] if "class_names" in keys else None
     if "x" in keys:
@@ -217,8 +228,18 @@ def _held_labels(y: np.ndarray, n: int, where: str) -> np.ndarray:
 
 
 def _load_npy(p: Path) -> Pool:
+    with open(p, "rb") as fh:
+        if fh.read(6) != b"\x93NUMPY":
+            raise NcalError(
+                f"`--pool` {str(p)!r} is not a .npy array file (written by numpy.save); "
+                "check the path"
+            )
     try:
         x = np.load(p, allow_pickle=False, mmap_mode="r")
+    except ValueError as exc:
+        why = "holds Python objects (refused: loading them could run code)"
+        why = why if "pickle" in str(exc) else f"is not a .npy array file ({exc})"
+        raise NcalError(f"`--pool` {str(p)!r} {why}") from None
     except Exception as exc:
         raise NcalError(f"`--pool` {str(p)!r} is not a readable npy: {exc}") from exc
     if x.ndim != 2 or not np.issubdtype(x.dtype, np.number):

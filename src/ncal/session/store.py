@@ -18,6 +18,11 @@ Tables
 
 A crash or Ctrl-C inside a transaction rolls it back (SQLite's journal), so a killed command leaves
 the session as it was before the command.
+
+One process at a time: opening a store takes an exclusive lock on ``.session.lock`` beside it
+(:class:`ncal._utils.locks.ExclusiveLock`) until :meth:`SessionStore.close`, so a second command on
+the same session fails at once with a message naming the first (a lock left by a killed process is
+taken over). The store file is created user-only (0o600; SQLite gives its journal the same mode).
 """
 
 from __future__ import annotations
@@ -34,10 +39,13 @@ from typing import Any
 
 import numpy as np
 
+from .._utils.locks import ExclusiveLock
 from ..errors import CorruptRunError, NcalError
 
 SCHEMA_VERSION = 1
 DB_NAME = "session.sqlite"
+LOCK_NAME = ".session.lock"
+STORE_MODE = 0o600  # the store holds every annotator's name and label: user-only
 
 _SCHEMA = """
 CREATE TABLE meta (
@@ -111,40 +119,68 @@ class SessionStore:
     path : str or Path
         The ``session.sqlite`` file.
     create : bool
-        Create the file and its schema (the file must not exist yet).
+        Create the file (mode 0o600) and its schema (the file must not exist yet).
+    lock : bool
+        Hold the session's exclusive lock (:data:`LOCK_NAME` beside ``path``) until
+        :meth:`close`; off only for a store that nobody else can see yet (a temporary file).
+
+    Raises
+    ------
+    ncal._utils.locks.LockedError
+        Another process has the session open.
     """
 
-    def __init__(self, path: str | Path, *, create: bool = False) -> None:
+    def __init__(self, path: str | Path, *, create: bool = False, lock: bool = True) -> None:
         self.path = Path(path)
+        self._lock: ExclusiveLock | None = None
         if create:
-            if self.path.exists():
+            if self.path.exists() or self.path.is_symlink():
                 raise NcalError(
                     f"`{self.path}` already exists; refusing to overwrite a session store"
                 )
         elif not self.path.is_file():
             raise NcalError(f"no session store at `{self.path}` (run `ncal session init` first)")
-        self._conn = sqlite3.connect(str(self.path), isolation_level=None, timeout=30.0)
+        if lock:
+            self._lock = session_lock(self.path.parent, self.path.name).acquire()
+        if create:  # SQLite creates a missing file with the umask's mode (often world-readable)
+            os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, STORE_MODE))
+        try:
+            self._conn = sqlite3.connect(str(self.path), isolation_level=None, timeout=30.0)
+        except sqlite3.Error as exc:
+            self._release_lock()
+            raise CorruptRunError(f"`{self.path}` cannot be opened: {exc}") from exc
         try:
             self._conn.execute("PRAGMA foreign_keys = ON")
             self._conn.execute("PRAGMA synchronous = FULL")
         except sqlite3.DatabaseError as exc:
-            self._conn.close()
+            self.close()
             raise CorruptRunError(f"`{self.path}` is not a readable session store: {exc}") from exc
-        if create:
-            with self.transaction() as cur:
-                for stmt in _SCHEMA.strip().split(";"):
-                    if stmt.strip():
-                        cur.execute(stmt)
-                cur.execute(
-                    "INSERT INTO meta(key, value) VALUES ('schema_version', ?)",
-                    (json.dumps(SCHEMA_VERSION),),
-                )
-        else:
-            self._check_schema()
+        try:
+            if create:
+                with self.transaction() as cur:
+                    for stmt in _SCHEMA.strip().split(";"):
+                        if stmt.strip():
+                            cur.execute(stmt)
+                    cur.execute(
+                        "INSERT INTO meta(key, value) VALUES ('schema_version', ?)",
+                        (json.dumps(SCHEMA_VERSION),),
+                    )
+            else:
+                self._check_schema()
+        except BaseException:
+            self.close()
+            raise
 
     # ------------------------------------------------------------------ plumbing
     def close(self) -> None:
+        """Close the connection and release the session lock (idempotent)."""
         self._conn.close()
+        self._release_lock()
+
+    def _release_lock(self) -> None:
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
     def __enter__(self) -> SessionStore:
         return self
@@ -401,31 +437,70 @@ class SessionStore:
             )
 
 
+def session_lock(directory: str | Path, db_name: str = DB_NAME) -> ExclusiveLock:
+    """The (not yet acquired) exclusive lock of the session whose store is ``directory/db_name``."""
+    name = LOCK_NAME if db_name == DB_NAME else f".{db_name}.lock"
+    return ExclusiveLock(Path(directory) / name, what=f"session {directory}")
+
+
+def session_files(directory: str | Path, store: SessionStore) -> list[Path]:
+    """Files an output path must never replace: the store, its lock and journal, the features and
+    Label Studio config (named in meta), the batches folder, the pool and every imported file."""
+    d = Path(directory)
+    out = [store.path, d / LOCK_NAME, Path(f"{store.path}-journal"), d / "batches", d / "rounds"]
+    out.append(d / "labelstudio_config.xml")
+    features = store.get_meta("features") or {}
+    if isinstance(features, dict) and features.get("file"):
+        out.append(d / str(features["file"]))
+    pool = store.get_meta("pool") or {}
+    if isinstance(pool, dict) and pool.get("path"):
+        out.append(Path(str(pool["path"])))
+    out += [Path(i["source_file"]) for i in store.imports()]
+    return out
+
+
 def create_store(
     path: str | Path, *, ids: Sequence[str], heldout_labels: np.ndarray, meta: dict[str, Any]
 ) -> None:
     """Create the store ``path`` holding the items and ``meta`` entries, all or nothing.
 
-    The file is built under a temporary name beside ``path`` and renamed last, so a killed
-    ``init`` leaves no half-built session behind.
+    The file is built under a temporary name beside ``path`` (mode 0o600) and linked into place
+    last, under the session lock and never over an existing file, so a killed ``init`` leaves no
+    half-built session behind and two concurrent ``init`` calls cannot replace each other's store.
+
+    Raises
+    ------
+    NcalError
+        ``path`` exists already; ``LockedError`` when another process holds the session.
     """
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=".session.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     os.unlink(tmp)  # SessionStore(create=True) refuses an existing file
     try:
-        store = SessionStore(tmp, create=True)
-        try:
-            with store.transaction() as cur:
-                store.insert_items(cur, ids, heldout_labels)
-                for key, value in meta.items():
-                    store.put_meta(cur, key, value)
-        finally:
-            store.close()
-        os.replace(tmp, path)
-    except BaseException:
+        with session_lock(path.parent, path.name):
+            store = SessionStore(tmp, create=True, lock=False)
+            try:
+                with store.transaction() as cur:
+                    store.insert_items(cur, ids, heldout_labels)
+                    for key, value in meta.items():
+                        store.put_meta(cur, key, value)
+            finally:
+                store.close()
+            try:
+                os.link(tmp, path)  # unlike a rename, fails when `path` exists
+            except FileExistsError:
+                raise NcalError(
+                    f"`{path}` already exists; refusing to overwrite a session store"
+                ) from None
+            except OSError:  # no hard links on this file system: the lock still excludes
+                if path.exists():  # other writers, so check-then-rename is safe here
+                    raise NcalError(
+                        f"`{path}` already exists; refusing to overwrite a session store"
+                    ) from None
+                os.replace(tmp, path)
+    finally:
         Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _opt_float(v: Any) -> float | None:

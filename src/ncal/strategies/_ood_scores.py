@@ -229,7 +229,9 @@ def id_probability(
     for name in chosen:
         if name == "energy":
             if logits_pool is None:
-                raise ValueError("the `energy` ID score needs `logits_pool` (probabilities lose it)")
+                raise ValueError(
+                    "the `energy` ID score needs `logits_pool` (probabilities lose it)"
+                )
             parts.append(energy_idness(logits_pool))
         elif name == "class_mean":
             parts.append(class_mean_idness(features_pool, features_labeled, labels_labeled))

@@ -121,7 +121,13 @@ class EAOA(Strategy):
         probs = signals.probabilities()[cand]
         top2 = np.sort(probs, axis=1)[:, -2:] if probs.shape[1] > 1 else np.c_[probs, probs]
         margin = top2[:, 1] - top2[:, 0]
-        q = within_class_margin_rank(margin, probs.argmax(axis=1))
+        pred = probs.argmax(axis=1)
+        q = within_class_margin_rank(margin, pred)
         local = np.lexsort((cand, margin, q))[:k]
-        info = {"n_candidates": int(m), "n_eligible": int(eligible.sum()), "id_mixture": est.info}
+        info = {
+            "n_candidates": int(m),
+            "n_eligible": int(eligible.sum()),
+            "candidates_per_class": np.bincount(pred, minlength=probs.shape[1]).tolist(),
+            "id_mixture": est.info,
+        }
         return Selection(cand[local], 1.0 - q[local], info)

@@ -115,7 +115,10 @@ class OODGate(Strategy):
                 raise ValueError("`base` cannot itself be 'ood_gate'")
             if base not in available():
                 raise ValueError(f"`base` must be a strategy name {available()}; got {base!r}")
-            self._base = get(base, **(base_params or {}))
+            try:
+                self._base = get(base, **(base_params or {}))
+            except TypeError as e:
+                raise TypeError(f"`base_params` do not fit the base {base!r}: {e}") from e
         else:
             raise TypeError(
                 f"`base` must be a strategy name or Strategy; got {type(base).__name__}"

@@ -28,12 +28,17 @@ Yehuda, Dekel, Hacohen & Weinshall, "Active learning through a covering lens", N
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from ._checks import check_device, check_float, check_int
 from .base import Selection, Signals, Strategy
 from .coreset import check_feature_pair
 from .typiclust import kmeans_labels
+
+if TYPE_CHECKING:
+    from ._graph import BallSpace
 
 
 class ProbCover(Strategy):

@@ -19,9 +19,11 @@ budgets", ICML 2022 (reference code: avihu111/TypiClust ``deep-al/pycls/al/typic
 from __future__ import annotations
 
 import numpy as np
+
 from ._checks import check_device, check_int
 from .base import Selection, Signals, Strategy
 from .coreset import check_feature_pair
+
 
 def kmeans_labels(x: np.ndarray, num_clusters: int, seed: int) -> np.ndarray:
     """Cluster labels of the rows of ``x`` (the reference's KMeans / MiniBatchKMeans switch)."""
