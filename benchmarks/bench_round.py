@@ -59,6 +59,9 @@ def run_round(args: argparse.Namespace) -> dict:
         num_threads=args.threads,
     )
     strategy = get_strategy("ncal_r")  # imports the strategy's modules outside the timed round
+    # torch's first use_deterministic_algorithms call imports torch._dynamo (seconds, once per
+    # process): pay it here so that the round's figures do not carry it
+    torch.use_deterministic_algorithms(torch.are_deterministic_algorithms_enabled())
     t_start = time.perf_counter()
     model = build_model(
         "resnet18",

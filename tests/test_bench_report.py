@@ -139,3 +139,154 @@ def test_cli_report_and_bench_on_a_finished_grid(grid_dir, tmp_path, capsys) -> 
     assert not (grid_dir / "report.md").exists()
     assert main(["report", str(tmp_path / "nowhere")]) == 2
     assert "error:" in capsys.readouterr().err
+
+
+# ------------------------------------------------------- hand-made run trees (annotations, warnings)
+
+
+def _write_run(root, name, strategy, seed, rows, **settings) -> None:
+    """One finished run directory written through the run store (no training)."""
+    from ncal.experiment.store import RunStore
+
+    store = RunStore(root / name)
+    base = {"dataset": "digits", "noise": "sym:0.2", "strategy": strategy, "seed": seed}
+    store.write_config({"settings": {**base, "initial": 10, "query": 10, "rounds": 2, **settings}})
+    for r, row in enumerate(rows):
+        store.append_round({"round": r, "strategy": strategy, "seed": seed, **row})
+    store.write_summary({"status": "complete"})
+
+
+def _annotation_tree(root, *, ff_zero=0.1, terminal=True, dirty=0.0):
+    """random and relabel on 3 seeds; relabel buys relabels, so labels lag behind annotations."""
+    for seed in range(3):
+        rand = [
+            {
+                "annotations": 10,
+                "n_labeled": 10,
+                "test_accuracy": 0.5,
+                "noise_rate_batch": 0.2,
+                "query_ood": 0,
+                "consensus_purity": 0.8,
+            },
+            {
+                "annotations": 20,
+                "n_labeled": 20,
+                "test_accuracy": 0.6 + 0.01 * seed,
+                "noise_rate_batch": 0.2,
+                "query_ood": 2,
+                "consensus_purity": 0.8,
+            },
+            {
+                "annotations": 40,
+                "n_labeled": 40,
+                "test_accuracy": 0.7,
+                "noise_rate_batch": None,
+                "query_ood": 0,
+                "consensus_purity": 0.8,
+            },
+        ]
+        rel = [
+            {
+                "annotations": 10,
+                "n_labeled": 10,
+                "test_accuracy": 0.5,
+                "noise_rate_batch": 0.2 + dirty + 0.01 * seed,
+                "query_ood": 0,
+                "consensus_purity": 0.8,
+                "train_info": {"ff_zero_fraction": ff_zero},
+                "reached_terminal": terminal,
+            },
+            {
+                "annotations": 20,
+                "n_labeled": 15,
+                "test_accuracy": 0.68,
+                "noise_rate_batch": 0.1,
+                "query_ood": 0,
+                "consensus_purity": 0.9,
+                "train_info": {"ff_zero_fraction": ff_zero},
+                "reached_terminal": True,
+            },
+            {
+                "annotations": 40,
+                "n_labeled": 25,
+                "test_accuracy": 0.72 + 0.01 * seed,
+                "noise_rate_batch": None,
+                "query_ood": 0,
+                "consensus_purity": 0.95,
+                "train_info": {"ff_zero_fraction": ff_zero},
+                "reached_terminal": True,
+            },
+        ]
+        extra = {"annotators": ["oracle:0.1", "oracle:0.3"]}
+        _write_run(root, f"random/s{seed}", "random", seed, rand, **extra)
+        _write_run(root, f"relabel/s{seed}", "relabel", seed, rel, **extra)
+
+
+def test_annotation_axis_aubc_summary_and_label_quality(tmp_path) -> None:
+    from ncal.bench.stats import aubc
+
+    _annotation_tree(tmp_path / "t")
+    df = load_results(tmp_path / "t")
+    per_seed = aubc_per_seed(df).set_index(["strategy", "seed"])["aubc"]
+    # the area is over annotations (10, 20, 40), not over labels (10, 15, 25)
+    assert per_seed[("relabel", 1)] == pytest.approx(aubc([10, 20, 40], [0.5, 0.68, 0.73]))
+    assert per_seed[("random", 0)] == pytest.approx((10 * 0.55 + 20 * 0.65) / 30)
+    paths = write_report(tmp_path / "t", tmp_path / "rep")
+    summary = json.loads(paths["summary"].read_text())
+    assert paths["summary"].name == "results_summary.json" and summary["axis"] == "annotations"
+    (setting,) = summary["settings"]
+    assert setting["dataset"] == "digits" and setting["noisy"] is True
+    assert setting["ood_fraction"] == 0.0
+    rel, rand = setting["strategies"]["relabel"], setting["strategies"]["random"]
+    assert rel["seeds"] == [0, 1, 2]
+    assert rel["aubc"] == pytest.approx([per_seed[("relabel", s)] for s in range(3)])
+    assert rel["final_purity"] == pytest.approx(0.95)
+    assert rand["final_purity"] == pytest.approx(0.8)
+    # wrong: (rate_0 * 10 + 0.1 * 20) / 30 per seed, then the seed mean
+    assert rel["wrong_rate"] == pytest.approx(
+        np.mean([(0.2 + 0.01 * s) * 10 + 2 for s in range(3)]) / 30
+    )
+    # random: wrong among in-distribution annotations (20 - 2 OOD), over all 30 bought
+    assert rand["wrong_rate"] == pytest.approx((0.2 * 10 + 0.2 * 18) / 30)
+    assert rand["ood_share"] == pytest.approx(2 / 30) and rel["ood_share"] == 0.0
+    # random ends at 0.7 (seed mean); relabel's mean curve 0.5, 0.68, 0.73 crosses it at 20 + 20 * 2/5
+    assert rel["annotations_to_random_final"] == pytest.approx(28.0)
+    assert rand["annotations_to_random_final"] == pytest.approx(40.0)
+    md = paths["markdown"].read_text()
+    assert "## Label quality and spending" in md and "| 10 annotations | 20 annotations |" in md
+    assert "Annotations to reach 90%" in md
+    assert "## Warnings" not in md
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "present", "absent"),
+    [
+        ({"ff_zero": 0.9}, "feature fluctuation (FF) is degenerate", "terminal phase"),
+        ({"ff_zero": 0.8}, None, "degenerate"),  # at the threshold: not above it
+        (
+            {"terminal": False},
+            "did not reach the terminal phase (training accuracy >= tau) in 3 of 9 rounds",
+            "degenerate",
+        ),
+        ({"dirty": 0.3}, "relabel: bought dirtier labels than random", "terminal phase"),
+        ({"dirty": -0.1}, None, "dirtier"),
+    ],
+)
+def test_warnings_appear_exactly_when_their_condition_holds(tmp_path, kwargs, present, absent):
+    from ncal.bench.caveats import report_warnings
+
+    _annotation_tree(tmp_path / "t", **kwargs)
+    text = "\n".join(report_warnings(load_results(tmp_path / "t")))
+    if present:
+        assert present in text
+    else:
+        assert text == ""
+    assert absent not in text
+
+
+def test_metric_panel_titles_are_readable() -> None:
+    from ncal.bench.titles import metric_title
+
+    assert metric_title("nc2_equinorm_M") == "NC2: equinorm of class means"
+    assert metric_title("ood.msp.auroc") == "ood.msp: AUROC"
+    assert metric_title("something_new") == "something_new"

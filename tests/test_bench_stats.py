@@ -185,15 +185,26 @@ def test_aubc_per_seed_table_and_paired_vs_reference() -> None:
     assert S.paired_vs_reference(per_seed, "missing").empty
 
 
-def test_pooled_vs_reference_skips_the_shared_initial_budget() -> None:
+def test_pooled_vs_reference_tests_per_seed_means_over_settings_and_budgets() -> None:
     budgets = [10, 20, 30]
-    curves = {("random", s): [0.5, 0.6 + 0.01 * s, 0.7] for s in range(3)}
-    curves |= {("entropy", s): [0.5, 0.62 + 0.02 * s, 0.71 - 0.01 * s] for s in range(3)}
-    res = S.pooled_vs_reference(long_df(curves, budgets)).set_index("strategy")
-    d = np.array([0.02 + 0.01 * s for s in range(3)] + [0.01 - 0.01 * s for s in range(3)])
-    assert res.loc["entropy", "n"] == 6
-    assert res.loc["entropy", "mean"] == pytest.approx(d.mean())
-    assert res.loc["entropy", "p_w"] == pytest.approx(sps.wilcoxon(d).pvalue)
+    frames = []
+    for noise, shift in (("none", 0.0), ("sym:0.3", -0.1)):
+        curves = {("random", s): [0.5, 0.6 + 0.01 * s + shift, 0.7 + shift] for s in range(4)}
+        curves |= {
+            ("entropy", s): [0.5, 0.62 + 0.017 * s + shift, 0.71 - 0.01 * s * s + shift]
+            for s in range(4)
+        }
+        frames.append(long_df(curves, budgets, noise=noise))
+    df = pd.concat(frames, ignore_index=True)
+    res = S.pooled_vs_reference(df).set_index("strategy")
+    # per seed: mean over both settings and the two budgets after the initial one
+    ent = {s: np.mean([0.62 + 0.017 * s, 0.71 - 0.01 * s * s]) for s in range(4)}
+    ran = {s: np.mean([0.6 + 0.01 * s, 0.7]) for s in range(4)}
+    a, b = np.array(list(ent.values())), np.array(list(ran.values()))
+    assert res.loc["entropy", "n"] == 4 and res.loc["entropy", "points"] == 16
+    assert res.loc["entropy", "mean"] == pytest.approx((a - b).mean())
+    assert res.loc["entropy", "p_t"] == pytest.approx(sps.ttest_rel(a, b).pvalue)
+    assert res.loc["entropy", "p_w"] == pytest.approx(sps.wilcoxon(a - b).pvalue)
 
 
 # ----------------------------------------------------------------------- pairwise-penalty matrix

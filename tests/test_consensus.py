@@ -148,3 +148,40 @@ def test_annotation_matrix_last_answer_wins_and_missing_is_minus_one():
         n_items=3, n_annotators=2,
     )  # fmt: skip
     np.testing.assert_array_equal(m, [[3, 0], [1, -1], [-1, -1]])
+
+
+# ------------------------------------------------ selection-biased overlap (the active-learning case)
+def _hard_item_overlap(seed: int):
+    """900 items answered once, in turn, by annotators with difficulty-dependent error rates
+    15 / 30 / 45%; the 120 hardest are answered by all three (relabel requests go to hard items).
+    A wrong answer is the item's plausible wrong class, so the two weaker annotators tend to agree."""
+    rng = np.random.default_rng(seed)
+    n, c = 900, 10
+    y = rng.integers(0, c, n)
+    d = rng.random(n) ** 2
+    confuse = (y + 1 + rng.integers(0, 2, n)) % c
+    rates = np.array([0.15, 0.30, 0.45])
+    hard = set(np.argsort(-d)[:120].tolist())
+    items, anns, labels = [], [], []
+    for i in range(n):
+        for a in [i % 3] + ([(i + 1) % 3, (i + 2) % 3] if i in hard else []):
+            p = min(0.95, rates[a] * d[i] / d.mean())
+            labels.append(confuse[i] if rng.random() < p else y[i])
+            items.append(i)
+            anns.append(a)
+    return np.array(items), np.array(anns), np.array(labels), y, n, c
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_auto_consensus_survives_overlap_on_hard_items_only(seed):
+    it, an, lab, y, n, c = _hard_item_overlap(seed)
+    maj = consensus_purity(consensus_labels(it, an, lab, n, c, method="majority"), y)
+    ds = consensus_labels(it, an, lab, n, c, method="ds")
+    auto = consensus_labels(it, an, lab, n, c, method="auto")
+    # plain Dawid-Skene ranks the best annotator last and re-guesses its single answers
+    assert np.argmin(ds.reliability) == 0
+    assert consensus_purity(ds, y) <= maj
+    # auto keeps single answers and refuses implausible fits: never more than a point below majority
+    assert consensus_purity(auto, y) >= maj - 0.01
+    if auto.method_used == "majority":
+        assert "implausible" in auto.fallback_reason

@@ -243,9 +243,9 @@ def test_review_finds_injected_errors_and_relabel_fixes_them(tmp_path, capsys):
     # the relabel share of the next batch is the top of the review queue
     assert cli("next", sdir, "--k", 40, "--relabel-fraction", 0.5, "--strategy", "entropy",
                "--prefill") == 0  # fmt: skip
-    csv_path = sdir / "batches" / "round_002.csv"
+    csv_path = sdir / "batches" / "round_002.prefill.csv"
     relabel = batch_ids(csv_path, "relabel")
-    query = batch_ids(csv_path, "query")
+    query = batch_ids(csv_path, "new")
     with open(csv_path) as fh:
         rows = list(csv.DictReader(fh))
     assert all(
@@ -254,7 +254,7 @@ def test_review_finds_injected_errors_and_relabel_fixes_them(tmp_path, capsys):
     # relabel rows carry the out-of-fold suggestion, which mostly is the true class
     sugg = {r["id"]: NAMES.index(r["prediction"]) for r in rows if r["kind"] == "relabel"}
     assert np.mean([sugg[i] == truth[i] for i in relabel]) > 0.7
-    tasks = json.loads((sdir / "batches" / "round_002.labelstudio.json").read_text())
+    tasks = json.loads((sdir / "batches" / "round_002.prefill.labelstudio.json").read_text())
     assert all(t["predictions"][0]["result"][0]["value"]["choices"][0] in NAMES for t in tasks)
     # the round's candidate signals are kept (terminal-phase FF counts, predictions)
     sig = np.load(sdir / "rounds" / "round_002.npz")
@@ -282,14 +282,16 @@ def test_review_finds_injected_errors_and_relabel_fixes_them(tmp_path, capsys):
     assert errors_before == n_wrong
     assert errors_after == n_wrong - sum(i in wrong for i in relabel)
 
-    # relabeled items are not sent again
-    assert cli("next", sdir, "--k", 10, "--relabel-fraction", 1.0, "--strategy", "entropy") == 0
+    # relabeled items are not sent again (the 20 new items of round 2 are still unlabeled, so
+    # round 3 needs --replace)
+    assert cli("next", sdir, "--k", 10, "--relabel-fraction", 1.0, "--strategy", "entropy",
+               "--replace") == 0  # fmt: skip
     again = batch_ids(sdir / "batches" / "round_003.csv", "relabel")
     assert len(again) == 10 and not set(again) & set(relabel)
 
 
-def test_cold_start_kcenter_and_changed_settings_replace_pending_round(tmp_path):
-    pool, _ = digits_pool(tmp_path, n_heldout=0)
+def test_cold_start_kcenter_and_unfinished_batch_kept_until_replace(tmp_path, capsys):
+    pool, truth = digits_pool(tmp_path, n_heldout=0)
     sdir = tmp_path / "s"
     assert cli("init", sdir, "--pool", pool, "--cold-start", "kcenter") == 0
     assert cli("next", sdir, "--k", 10) == 0
@@ -297,12 +299,39 @@ def test_cold_start_kcenter_and_changed_settings_replace_pending_round(tmp_path)
         r1 = s.store.round(1)
         assert r1["fallback"] == "kcenter" and r1["selector"] == "kcenter"
         first = [b["id"] for b in s.store.batch(1)]
-    # same labels, other settings: round 1 is recomputed in place (no labels came back for it)
+    first_csv = (sdir / "batches" / "round_001.csv").read_text()
+    capsys.readouterr()
+    # other settings, no labels back: the unfinished batch is handed out again, with a note
     assert cli("next", sdir, "--k", 12, "--cold-start", "random") == 0
+    out = capsys.readouterr().out
+    assert "round 1 is unfinished: 10 of 10 item(s) have no label yet" in out
+    assert "`--replace`" in out and "['cold_start', 'k']" in out
     with Session(sdir) as s:
-        assert [r["round"] for r in s.store.rounds()] == [1]
-        assert s.store.round(1)["fallback"] == "random"
-        assert len(s.store.batch(1)) == 12 and [b["id"] for b in s.store.batch(1)] != first
+        assert [b["id"] for b in s.store.batch(1)] == first
+    # a partly labeled batch is still unfinished: the rest is asked for again
+    f = write_csv(tmp_path / "part.csv", [(i, NAMES[truth[i]], "a") for i in first[:4]])
+    assert cli("import", sdir, f) == 0
+    with Session(sdir) as s:
+        res = s.next_batch(10)
+        assert res.reused and res.round == 1 and res.pending == 6
+        assert [b["kind"] for b in res.items] == ["new"] * 10
+    # --replace with labels back: a new round from the current labels
+    assert cli("next", sdir, "--k", 12, "--cold-start", "random", "--replace") == 0
+    with Session(sdir) as s:
+        assert [r["round"] for r in s.store.rounds()] == [1, 2]
+        assert len(s.store.batch(2)) == 12 and not {b["id"] for b in s.store.batch(2)} & set(
+            first[:4]
+        )
+    # --replace with nothing back: the round is recomputed as a new issue in new files
+    assert cli("next", sdir, "--k", 5, "--replace") == 0
+    with Session(sdir) as s:
+        assert [r["round"] for r in s.store.rounds()] == [1, 2]
+        assert len(s.store.batch(2)) == 5 and s.store.round(2)["info"]["issue"] == 1
+    assert batch_ids(sdir / "batches" / "round_002.csv") != batch_ids(
+        sdir / "batches" / "round_002b.csv"
+    )
+    assert len(batch_ids(sdir / "batches" / "round_002b.csv")) == 5
+    assert (sdir / "batches" / "round_001.csv").read_text() == first_csv  # never rewritten
 
 
 def test_crash_mid_fit_leaves_session_usable_and_text_output(tmp_path, monkeypatch, capsys):

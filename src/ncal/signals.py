@@ -166,18 +166,15 @@ class Signals:
             The first inconsistency found, naming the signal and what was expected.
         """
         if names is not None:
+            # the pool size (`n_pool`) is read from any pool array: those must agree in any case
+            _check_pool_rows_of(self)
             keep = set(names) | ({"logits_pool"} if "probs_pool" in names else set())
             view = Signals(
                 **{f.name: getattr(self, f.name) for f in fields(self) if f.name in keep}
             )
             return view.validate(num_classes=num_classes or self.num_classes)
         n_cls = _agreed_num_classes(num_classes, self.num_classes)
-        _check_rows(self, _POOL_ROWS, "pool")
-        if self.mc_probs_pool is not None:
-            mc = self.mc_probs_pool
-            if np.ndim(mc) != 3:
-                raise ValueError(f"`mc_probs_pool` must be (T, N, C); got shape {np.shape(mc)}")
-            _check_rows(self, _POOL_ROWS, "pool", extra=("mc_probs_pool (axis 1)", mc.shape[1]))
+        _check_pool_rows_of(self)
         _check_rows(self, _LABELED_ROWS, "labeled-set")
         for name in (*_PROBS, "logits_pool", "mc_probs_pool"):
             arr = getattr(self, name)
@@ -265,6 +262,17 @@ def _check_range(values: np.ndarray, name: str, low: int, num_classes: int) -> N
             f"`{name}` must lie in [{low}, {num_classes - 1}] for {num_classes} classes; got "
             f"values from {v.min()} to {v.max()}"
         )
+
+
+def _check_pool_rows_of(signals: Signals) -> None:
+    """Every pool-aligned array present (``mc_probs_pool`` by its axis 1) has one row count."""
+    mc = signals.mc_probs_pool
+    if mc is None:
+        _check_rows(signals, _POOL_ROWS, "pool")
+        return
+    if np.ndim(mc) != 3:
+        raise ValueError(f"`mc_probs_pool` must be (T, N, C); got shape {np.shape(mc)}")
+    _check_rows(signals, _POOL_ROWS, "pool", extra=("mc_probs_pool (axis 1)", np.shape(mc)[1]))
 
 
 @dataclass(frozen=True)

@@ -142,11 +142,15 @@ def _batch(read: Callable[[str], bytes], name: str, keys: tuple[str, ...], src: 
     """
     where = f"CIFAR file {name!r} in {src}"
     try:
-        obj = safe_load(read(name))
+        data = read(name)
+    except DataNotFoundError:
+        raise
+    except (OSError, EOFError, tarfile.TarError, zlib.error) as exc:
+        raise NcalError(f"{where} cannot be read (truncated or corrupt?): {exc}") from None
+    try:
+        obj = safe_load(data)
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError) as exc:
         raise NcalError(f"{where} is not a CIFAR data pickle: {exc}") from None
-    except (OSError, tarfile.TarError, zlib.error) as exc:
-        raise NcalError(f"{where} cannot be read (truncated or corrupt?): {exc}") from None
     if not isinstance(obj, dict):
         raise NcalError(f"{where} does not hold a dict")
     obj = str_keys(obj)

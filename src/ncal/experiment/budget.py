@@ -28,7 +28,8 @@ def budget_schedule(
     rounds: int = 5,
     budgets: Sequence[float | int] | None = None,
 ) -> list[int]:
-    """Cumulative labeled-set sizes per round, validated against the pool size.
+    """Cumulative annotations per round (labeled-set sizes without several annotators),
+    validated against the pool size.
 
     Either ``budgets`` (explicit counts or pool fractions, strictly increasing) or ``initial`` +
     ``rounds`` × ``query``. Fractions in (0, 1) are read as shares of the pool.

@@ -22,6 +22,7 @@ from .._utils.io import atomic_save_npz
 from ..errors import NcalError
 from ..signals import Signals
 from .coldstart import kcenter_greedy
+from .progress import SILENT, Progress
 
 
 @dataclass
@@ -31,7 +32,7 @@ class BatchPlan:
     Attributes
     ----------
     items : list of dict
-        ``item_row``, ``kind`` (``query`` | ``relabel``) and, where known, ``score``,
+        ``item_row``, ``kind`` (``query``: a new item | ``relabel``) and, where known, ``score``,
         ``prediction``, ``confidence``; new items first, then relabel requests.
     selector : str
         The strategy that chose the new items (the cold-start rule when it did).
@@ -111,9 +112,29 @@ def cold_start_items(
     return [{"item_row": int(candidate_rows[i]), "kind": "query"} for i in picks]
 
 
+def annotations_of(annotations: Any, rows: np.ndarray) -> np.ndarray:
+    """(len(rows), M) labels of each annotator for the items ``rows`` (sorted), -1 where none.
+
+    ``annotations`` holds the latest label per (item, annotator): ``items``, ``annotator_idx``,
+    ``given`` and the ``annotators`` names (:class:`ncal.session.core.Aggregate`).
+    """
+    from ..consensus import annotation_matrix
+
+    items = np.asarray(annotations.items, dtype=np.int64)
+    pos = np.searchsorted(rows, items)
+    inside = (pos < rows.size) & (rows[np.minimum(pos, rows.size - 1)] == items)
+    return annotation_matrix(
+        pos[inside],
+        np.asarray(annotations.annotator_idx)[inside],
+        np.asarray(annotations.given)[inside],
+        n_items=rows.size,
+        n_annotators=max(len(annotations.annotators), 1),
+    )
+
+
 def model_items(
     strategy: Any,
-    features: np.ndarray,
+    feature_sets: dict[str, np.ndarray],
     labeled_rows: np.ndarray,
     labels: np.ndarray,
     candidate_rows: np.ndarray,
@@ -126,22 +147,36 @@ def model_items(
     heldout_rows: np.ndarray,
     heldout_labels: np.ndarray,
     signals_path: Path,
+    model: str = "auto",
+    annotations: Any = None,
+    progress: Progress = SILENT,
 ) -> tuple[list[dict[str, Any]], float | None, dict[str, Any]]:
-    """``k`` new items chosen by ``strategy`` from a model fitted on ``labels`` (the round step).
+    """``k`` annotations chosen by ``strategy`` from a model fitted on ``labels`` (the round step).
 
-    The round's per-candidate signals (rows, FF counts, predictions, selection) are saved to
-    ``signals_path`` before the round is stored, so a crash after this only leaves a stale file.
+    The model and features are chosen by cross-validation (:mod:`ncal.session.model_choice`).
+    For a relabel-aware strategy (e.g. ``activelab``) the labeled items' annotations
+    (``annotations``, see :func:`annotations_of`) and their out-of-fold probabilities are added
+    (:func:`ncal.experiment.step.with_relabel_signals`); its ``Selection.relabel`` rows become
+    relabel requests. The round's per-candidate signals (rows, FF counts, predictions, selection)
+    are saved to ``signals_path`` before the round is stored, so a crash after this only leaves a
+    stale file.
 
     Returns
     -------
     items, heldout_accuracy, info
     """
-    from ..experiment.step import select_batch
+    from ..experiment.step import RELABEL_SIGNALS, select_batch, with_relabel_signals
     from . import fit as session_fit
+    from .model_choice import choose_model
 
     has_heldout = heldout_rows.size > 0
+    cfg = session_fit.train_config(train)
+    choice = choose_model(
+        feature_sets, labeled_rows, labels, num_classes=num_classes, seed=seed,
+        round_index=round_index(number), train_config=cfg, model=model, progress=progress,
+    )  # fmt: skip
     fit = session_fit.fit_session_round(
-        features,
+        feature_sets[choice.features],
         labeled_rows,
         labels,
         candidate_rows,
@@ -152,16 +187,24 @@ def model_items(
         heldout_rows=heldout_rows if has_heldout else None,
         heldout_labels=heldout_labels if has_heldout else None,
         need_mc="mc_probs_pool" in strategy.required_signals(),
+        hidden=choice.hidden,
+        progress=progress,
     )
-    sel = select_batch(
-        strategy,
-        fit.signals,
-        k,
-        seed=seed,
-        round_index=round_index(number),
-        num_threads=session_fit.train_config(train).num_threads,
-    )
-    ff = fit.signals.ff_counts
+    signals = fit.signals
+    relabel_aware = any(s in strategy.required_signals() for s in RELABEL_SIGNALS)
+    if relabel_aware:
+        if annotations is None:
+            raise NcalError(f"strategy `{strategy.name}` needs the labeled items' annotations")
+        signals = with_relabel_signals(
+            signals, annotations_of(annotations, labeled_rows), seed=seed,
+            round_index=round_index(number),
+        )  # fmt: skip
+    with progress.phase(f"selecting {k} with `{strategy.name}`"):
+        sel = select_batch(
+            strategy, signals, k, seed=seed, round_index=round_index(number),
+            num_threads=cfg.num_threads,
+        )  # fmt: skip
+    ff = signals.ff_counts
     atomic_save_npz(
         signals_path,
         rows=candidate_rows,
@@ -180,7 +223,20 @@ def model_items(
         }
         for j, i in enumerate(sel.indices)
     ]
-    return items, fit.heldout_accuracy, {"train": fit.info}
+    if sel.relabel is not None and len(sel.relabel):
+        oof = signals.probs_labeled_oof
+        items += [
+            {
+                "item_row": int(labeled_rows[i]),
+                "kind": "relabel",
+                "score": None,
+                "prediction": None if oof is None else int(oof[i].argmax()),
+                "confidence": None if oof is None else float(oof[i].max()),
+            }
+            for i in np.asarray(sel.relabel, dtype=np.int64)
+        ]
+    info = {"train": fit.info, "model_choice": choice.record(), "selection": sel.info}
+    return items, fit.heldout_accuracy, info
 
 
 def plan_batch(
@@ -191,11 +247,13 @@ def plan_batch(
     labels: np.ndarray,
     heldout: np.ndarray,
     heldout_labels: np.ndarray,
-    features: np.ndarray,
+    feature_sets: dict[str, np.ndarray],
     classes: list[str],
     review: Callable[[], list[dict[str, Any]]],
     relabeled: set[int],
     session_dir: Path,
+    annotations: Any = None,
+    progress: Progress = SILENT,
 ) -> BatchPlan:
     """Round ``number``'s batch: relabel requests, then new items (cold start or the round step).
 
@@ -211,7 +269,8 @@ def plan_batch(
         The label of every item the round trains on (the aggregate; -1 = none).
     heldout, heldout_labels : (N,) bool and (N,) int
         Held-out evaluation items (never in a batch) and their known labels.
-    features : (N, D) the session's features.
+    feature_sets : dict
+        Name -> (N, D) features, the session's primary set first (cold start and review use it).
     classes : class names.
     review : callable
         The review queue (most suspicious first), asked for only when relabel requests are due.
@@ -219,6 +278,9 @@ def plan_batch(
         Rows already sent for relabeling (never sent twice).
     session_dir : Path
         Where ``rounds/round_XXX.npz`` (the fit's signals) goes.
+    annotations : Aggregate, optional
+        The latest label per (item, annotator); needed by relabel-aware strategies.
+    progress : Progress
 
     Returns
     -------
@@ -243,6 +305,7 @@ def plan_batch(
     if k_query <= 0:
         return BatchPlan(relabel, settings["strategy"], None, n_labeled, None, info)
     signals_file = f"rounds/round_{number:03d}.npz"
+    features = next(iter(feature_sets.values()))
     if n_classes_labeled < 2:
         cold = settings["cold_start"]
         query = cold_start_items(
@@ -255,7 +318,7 @@ def plan_batch(
     held_rows = np.flatnonzero(heldout)
     query, heldout_acc, fit_info = model_items(
         strategy,
-        features,
+        feature_sets,
         lab_rows,
         labels[lab_rows],
         cand_rows,
@@ -267,6 +330,11 @@ def plan_batch(
         heldout_rows=held_rows,
         heldout_labels=heldout_labels[held_rows],
         signals_path=session_dir / signals_file,
+        model=settings.get("model", "auto"),
+        annotations=annotations,
+        progress=progress,
     )
+    asked = {b["item_row"] for b in relabel}  # a review relabel is not asked for twice
+    query = [b for b in query if b["kind"] == "query" or b["item_row"] not in asked]
     info.update(fit_info, signals_file=signals_file)
     return BatchPlan(query + relabel, settings["strategy"], None, n_labeled, heldout_acc, info)

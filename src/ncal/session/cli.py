@@ -14,8 +14,9 @@ from typing import Any
 
 from ..errors import NcalError
 from .coldstart import COLD_START
-from .core import AGGREGATIONS, Session, parse_classes
+from .core import AGGREGATIONS, MODEL_CHOICES, Session, parse_classes
 from .exporters import check_output_path, write_review_csv
+from .progress import Progress
 from .store import session_files
 
 # The library's errors name arguments; on the command line the same settings are flags.
@@ -32,6 +33,9 @@ _FLAGS = {
     "pca_dim": "--pca-dim",
     "image_size": "--image-size",
     "image_url_prefix": "--image-url-prefix",
+    "annotator_map": "--annotator-map",
+    "model": "--model",
+    "replace": "--replace",
 }
 
 
@@ -70,6 +74,11 @@ def _parse_params(text: str | None) -> dict[str, Any]:
     return params
 
 
+def _progress(args: argparse.Namespace) -> Progress:
+    """Phase lines on stderr unless ``--quiet``."""
+    return Progress(enabled=not getattr(args, "quiet", False))
+
+
 def _num(v: float | None) -> str:
     return "n/a" if v is None or v != v else f"{v:.3f}"
 
@@ -91,6 +100,7 @@ def cmd_init(args: argparse.Namespace) -> int:
         train=train,
         aggregation=args.aggregation,
         cold_start=args.cold_start,
+        progress=_progress(args),
     ) as s:
         pool, feats = s.meta["pool"], s.meta["features"]
         print(
@@ -107,7 +117,7 @@ def cmd_init(args: argparse.Namespace) -> int:
 @_speaks_flags
 def cmd_next(args: argparse.Namespace) -> int:
     train = {"epochs_max": args.epochs} if args.epochs is not None else None
-    with Session(args.dir) as s:
+    with Session(args.dir, progress=_progress(args)) as s:
         res = s.next_batch(
             args.k,
             strategy=args.strategy,
@@ -117,14 +127,25 @@ def cmd_next(args: argparse.Namespace) -> int:
             cold_start=args.cold_start,
             train=train,
             prefill=args.prefill,
+            model=args.model,
+            replace=args.replace,
         )
+    if res.note:
+        print(f"note: {flag_message(res.note)}")
     n_rel = sum(1 for b in res.items if b["kind"] == "relabel")
-    state = "unchanged labels: same batch as before" if res.reused else "new batch"
+    state = f"same batch as before, {res.pending} still unlabeled" if res.reused else "new batch"
     how = f"{res.selector} (cold start)" if res.fallback else res.selector
     print(
         f"round {res.round}: {len(res.items) - n_rel} to label + {n_rel} to relabel "
         f"via {how} [{state}]"
     )
+    choice = res.info.get("model_choice")
+    if choice and not res.reused:
+        cv = ", ".join(f"{k} {v:.3f}" for k, v in choice["cv_accuracy"].items())
+        print(
+            f"model: {choice['model']} on {choice['features']} features ({choice['reason']}"
+            + (f"; CV accuracy: {cv})" if cv else ")")
+        )
     if res.heldout_accuracy is not None:
         print(f"held-out accuracy of this round's model: {res.heldout_accuracy:.4f}")
     print(f"  {res.csv_path}\n  {res.labelstudio_path}")
@@ -133,8 +154,10 @@ def cmd_next(args: argparse.Namespace) -> int:
 
 @_speaks_flags
 def cmd_import(args: argparse.Namespace) -> int:
-    with Session(args.dir) as s:
-        rep = s.import_labels(args.file, annotator=args.annotator)
+    with Session(args.dir, progress=_progress(args)) as s:
+        rep = s.import_labels(args.file, annotator=args.annotator, annotator_map=args.annotator_map)
+    if rep.unmapped:
+        print(f"note: annotators not in --annotator-map keep their ids: {rep.unmapped[:20]}")
     if rep.already_imported:
         print(f"{rep.source_file} was already imported (same content); nothing changed")
     else:
@@ -148,7 +171,7 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 @_speaks_flags
 def cmd_review(args: argparse.Namespace) -> int:
-    with Session(args.dir) as s:
+    with Session(args.dir, progress=_progress(args)) as s:
         if args.out:  # before the work: never replace the store or an input with a CSV
             check_output_path(args.out, protected=session_files(s.dir, s.store))
         rows = s.review(args.top, folds=args.folds, seed=args.seed)
@@ -174,7 +197,7 @@ def cmd_review(args: argparse.Namespace) -> int:
 
 @_speaks_flags
 def cmd_status(args: argparse.Namespace) -> int:
-    with Session(args.dir) as s:
+    with Session(args.dir, progress=_progress(args)) as s:
         st = s.status(plot=not args.no_plot)
     if args.json:
         print(json.dumps(st, indent=1, default=str))
@@ -210,7 +233,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 @_speaks_flags
 def cmd_export(args: argparse.Namespace) -> int:
-    with Session(args.dir) as s:
+    with Session(args.dir, progress=_progress(args)) as s:
         if args.out:  # never replace the store or an input with a CSV
             check_output_path(args.out, protected=session_files(s.dir, s.store))
         path, n = s.export_labels(args.out, method=args.method)
@@ -226,8 +249,10 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         description="A resumable labeling loop for a pool and imperfect annotators.",
     )
     sub = p.add_subparsers(dest="session_command", metavar="SUBCOMMAND")
+    quiet = argparse.ArgumentParser(add_help=False)
+    quiet.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
 
-    q = sub.add_parser("init", help="create a session for a pool")
+    q = sub.add_parser("init", help="create a session for a pool", parents=[quiet])
     q.add_argument("dir", help="session directory (created)")
     q.add_argument("--pool", required=True, help="image folder, .npz, .npy or .parquet")
     q.add_argument("--classes", help="comma-separated class names")
@@ -245,7 +270,11 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     q.add_argument("--seed", type=int, default=0)
     q.set_defaults(func=cmd_init)
 
-    q = sub.add_parser("next", help="the next batch to label (same batch until new labels come in)")
+    q = sub.add_parser(
+        "next",
+        help="the next batch to label (the same batch until all of it is labeled)",
+        parents=[quiet],
+    )
     q.add_argument("dir")
     q.add_argument("--k", type=int, default=100, help="batch size")
     q.add_argument("--strategy", default="ncal_r", help="acquisition strategy (`ncal strategies`)")
@@ -260,17 +289,34 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     q.add_argument("--epochs", type=int, help="override epochs_max for this fit")
     q.add_argument("--prefill", action="store_true", help="include model predictions in the files")
     q.add_argument("--seed", type=int, default=0, help="selection / training seed")
+    q.add_argument(
+        "--model",
+        default="auto",
+        choices=MODEL_CHOICES,
+        help="auto: logistic regression or MLP, and the feature set, chosen by cross-validation",
+    )
+    q.add_argument(
+        "--replace",
+        action="store_true",
+        help="supersede an unfinished last batch instead of handing it out again",
+    )
     q.set_defaults(func=cmd_next)
 
     q = sub.add_parser(
-        "import", help="import labels (CSV id,label[,annotator] or Label Studio JSON)"
+        "import",
+        help="import labels (CSV id,label[,annotator] or Label Studio JSON)",
+        parents=[quiet],
     )
     q.add_argument("dir")
     q.add_argument("file")
     q.add_argument("--annotator", help="annotator name for CSV files without an annotator column")
+    q.add_argument(
+        "--annotator-map",
+        help="JSON object or CSV (id,name) mapping Label Studio user ids/emails to names",
+    )
     q.set_defaults(func=cmd_import)
 
-    q = sub.add_parser("review", help="labeled items most likely mislabeled")
+    q = sub.add_parser("review", help="labeled items most likely mislabeled", parents=[quiet])
     q.add_argument("dir")
     q.add_argument("--top", type=int, default=50)
     q.add_argument("--folds", type=int, default=5)
@@ -279,13 +325,15 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     q.add_argument("--json", action="store_true")
     q.set_defaults(func=cmd_review)
 
-    q = sub.add_parser("status", help="counts, agreement, annotator reliability, learning curve")
+    q = sub.add_parser(
+        "status", help="counts, agreement, annotator reliability, learning curve", parents=[quiet]
+    )
     q.add_argument("dir")
     q.add_argument("--json", action="store_true")
     q.add_argument("--no-plot", action="store_true")
     q.set_defaults(func=cmd_status)
 
-    q = sub.add_parser("export", help="write the final labels CSV")
+    q = sub.add_parser("export", help="write the final labels CSV", parents=[quiet])
     q.add_argument("dir")
     q.add_argument("--method", default="ds", choices=("ds", "majority"))
     q.add_argument("--out", help="output CSV (default DIR/labels.csv)")

@@ -44,14 +44,19 @@ from .exporters import (
     write_labels_csv,
     write_labelstudio_tasks,
 )
+from .images import IMAGE_DIR, write_pool_images
 from .importers import read_annotations, validate
-from .pool import file_sha256, load_pool, pool_features
+from .pool import file_sha256, load_pool, pixel_pca_features, pool_features
+from .progress import SILENT, Progress, count
 from .review import review_queue
 from .status import session_status
 from .store import DB_NAME, SessionStore, create_store, utc_now
 
 AGGREGATIONS = ("auto", "ds", "majority")
 FEATURES_FILE = "features.npy"
+PIXEL_FEATURES_FILE = "features_pixels.npy"
+MODEL_CHOICES = ("auto", "logreg", "mlp")
+NEW_KIND = "new"  # what a new item is called in batch files (the store calls it "query")
 
 
 def parse_classes(
@@ -94,11 +99,42 @@ def _class_names(classes: list[str] | None, pool: Any) -> list[str]:
     return names
 
 
-def _save_features(directory: Path, feats: np.ndarray, info: dict[str, Any]) -> dict[str, Any]:
-    """Write ``features.npy`` atomically; return its meta entry (extractor info, file, hash)."""
-    path = directory / FEATURES_FILE
+def _save_features(
+    directory: Path, feats: np.ndarray, info: dict[str, Any], name: str = FEATURES_FILE
+) -> dict[str, Any]:
+    """Write ``name`` atomically; return its meta entry (extractor info, file, hash)."""
+    path = directory / name
     atomic_save_npy(path, np.ascontiguousarray(feats, dtype=np.float32))
-    return {**info, "file": FEATURES_FILE, "sha256": file_sha256(path), "dim": int(feats.shape[1])}
+    return {**info, "file": name, "sha256": file_sha256(path), "dim": int(feats.shape[1])}
+
+
+def load_annotator_map(path: str | Path | dict[str, str] | None) -> dict[str, str]:
+    """Annotator names by the id a file gives (e.g. Label Studio user ids): a JSON object
+    ``{"17": "alice"}`` or a CSV with two columns (id, name; a header row is optional)."""
+    import csv
+
+    if path is None:
+        return {}
+    if isinstance(path, dict):
+        return {str(k): str(v) for k, v in path.items()}
+    p = Path(path)
+    if not p.is_file():
+        raise NcalError(f"`annotator_map` {str(path)!r} does not exist")
+    text = p.read_text(encoding="utf-8-sig")
+    if p.suffix.lower() == ".json":
+        try:
+            obj = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise NcalError(f"`annotator_map` {p.name} is not valid JSON: {exc}") from exc
+        if not isinstance(obj, dict):
+            raise NcalError(f"`annotator_map` {p.name} must be a JSON object id -> name")
+        return {str(k): str(v) for k, v in obj.items()}
+    rows = [r for r in csv.reader(text.splitlines()) if r and any(c.strip() for c in r)]
+    if any(len(r) != 2 for r in rows):
+        raise NcalError(f"`annotator_map` {p.name}: every CSV row must be `id,name`")
+    if rows and [c.strip().lower() for c in rows[0]] in (["id", "name"], ["id", "annotator"]):
+        rows = rows[1:]
+    return {r[0].strip(): r[1].strip() for r in rows}
 
 
 @dataclass
@@ -120,12 +156,17 @@ class Aggregate:
     annotator_idx: np.ndarray
     given: np.ndarray
     ds: agg.DawidSkeneResult | None = None
+    fallback_reason: str | None = None
 
 
 @dataclass
 class BatchResult:
-    """The batch of one round: ``items`` (dicts: id, item_row, kind, score, prediction,
-    confidence)."""
+    """The batch of one round: ``items`` (dicts: id, item_row, kind (``new`` | ``relabel``), score,
+    prediction, confidence).
+
+    ``reused``: the stored batch was handed out again (no new batch was made); ``pending``: how
+    many of its items still have no label since it was issued; ``note``: why it was re-issued.
+    """
 
     round: int
     items: list[dict[str, Any]]
@@ -136,6 +177,8 @@ class BatchResult:
     labelstudio_path: Path
     heldout_accuracy: float | None = None
     info: dict[str, Any] = field(default_factory=dict)
+    pending: int = 0
+    note: str | None = None
 
 
 @dataclass
@@ -149,6 +192,7 @@ class ImportReport:
     n_new: int
     n_skipped: int
     already_imported: bool
+    unmapped: list[str] = field(default_factory=list)
 
 
 class Session:
@@ -157,7 +201,8 @@ class Session:
     Use :meth:`create` to start one and ``Session(DIR)`` to reopen it.
     """
 
-    def __init__(self, directory: str | Path) -> None:
+    def __init__(self, directory: str | Path, *, progress: Progress | None = None) -> None:
+        self.progress = progress if progress is not None else SILENT
         self.dir = Path(directory)
         self.store = SessionStore(self.dir / DB_NAME)
         self.meta = self.store.all_meta()
@@ -195,6 +240,7 @@ class Session:
         train: dict[str, Any] | None = None,
         aggregation: str = "auto",
         cold_start: str = "random",
+        progress: Progress | None = None,
     ) -> Session:
         """Create a session in ``directory`` for the pool at ``pool``.
 
@@ -213,7 +259,16 @@ class Session:
         train : TrainConfig overrides for every round's fit.
         aggregation : ``auto`` | ``ds`` | ``majority``.
         cold_start : ``random`` | ``kcenter`` — selection while fewer than 2 classes are labeled.
+        progress : phase lines on stderr (default: silent).
+
+        Notes
+        -----
+        An image pool stored in an ``.npz`` gets its images written as PNGs under ``DIR/images``
+        for the Label Studio tasks. When the pretrained extractor made the features, the pixel
+        features are kept too (``features_pixels.npy``): each round chooses between them by
+        cross-validation (:mod:`ncal.session.model_choice`).
         """
+        progress = progress if progress is not None else SILENT
         if aggregation not in AGGREGATIONS:
             raise NcalError(
                 f"`aggregation` must be one of {list(AGGREGATIONS)}; got {aggregation!r}"
@@ -226,19 +281,33 @@ class Session:
         from .fit import train_config
 
         train_config(train)  # fail early on bad training settings
-        p = load_pool(pool, id_column=id_column)
+        with progress.phase(f"reading pool {pool}"):
+            p = load_pool(pool, id_column=id_column)
         names = _class_names(classes, p)
-        feats, feat_info = pool_features(
-            p, extractor=extractor, pca_dim=pca_dim, image_size=image_size, seed=seed
-        )
+        with progress.phase(f"features of {count(len(p))} items (extractor {extractor})"):
+            feats, feat_info = pool_features(
+                p, extractor=extractor, pca_dim=pca_dim, image_size=image_size, seed=seed
+            )
         d.mkdir(parents=True, exist_ok=True)
-        feat_info = _save_features(d, feats, feat_info)
+        with progress.phase(f"writing {feats.shape[0]:,} x {feats.shape[1]} features"):
+            feat_info = _save_features(d, feats, feat_info)
+        del feats
+        alt_features = []
+        if p.kind == "images" and feat_info["name"] == "pretrained":
+            with progress.phase("pixel features too (each round picks the better set by CV)"):
+                px, px_info = pixel_pca_features(p, size=image_size, dim=pca_dim, seed=seed)
+                alt_features.append(_save_features(d, px, px_info, PIXEL_FEATURES_FILE))
+        image_dir = None
+        if p.kind == "images" and p.images is not None:
+            write_pool_images(p, d, progress=progress)
+            image_dir = IMAGE_DIR
         pool_meta = {
             **p.source,
             "kind": p.kind,
             "n_items": len(p),
             "n_heldout": int((p.heldout_labels >= 0).sum()),
             "image_url_prefix": image_url_prefix,
+            "image_dir": image_dir,
         }
         settings = {
             "train": dict(train or {}),
@@ -250,18 +319,16 @@ class Session:
             "classes": names,
             "pool": pool_meta,
             "features": feat_info,
+            "alt_features": alt_features,
             "settings": settings,
             "created_at": utc_now(),
             "ncal_version": __version__,
         }
         create_store(d / DB_NAME, ids=p.ids, heldout_labels=p.heldout_labels, meta=meta)
-        with_images = p.kind == "images" and (
-            p.image_paths is not None or image_url_prefix is not None
-        )
         atomic_write_text(
-            d / "labelstudio_config.xml", labelstudio_config(names, images=with_images)
+            d / "labelstudio_config.xml", labelstudio_config(names, images=p.kind == "images")
         )
-        return cls(d)
+        return cls(d, progress=progress)
 
     # ------------------------------------------------------------------------------------ data
     @property
@@ -271,13 +338,23 @@ class Session:
             path = self.dir / self.meta["features"]["file"]
             if not path.is_file():
                 raise CorruptRunError(f"session features `{path}` are missing")
-            self._features = np.load(path, mmap_mode="r")
+            self._features = np.load(path, mmap_mode="c")
             if self._features.shape[0] != self.store.n_items():
                 raise CorruptRunError(
                     f"`{path}` has {self._features.shape[0]} rows but the store has "
                     f"{self.store.n_items()} items"
                 )
         return self._features
+
+    def feature_sets(self) -> dict[str, np.ndarray]:
+        """Feature-set name -> (N, D) memory-mapped features, the primary set first."""
+        sets = {self.meta["features"]["name"]: self.features}
+        for entry in self.meta.get("alt_features", []):
+            path = self.dir / entry["file"]
+            if not path.is_file():
+                raise CorruptRunError(f"session features `{path}` are missing")
+            sets[entry["name"]] = np.load(path, mmap_mode="c")
+        return sets
 
     @property
     def num_classes(self) -> int:
@@ -299,8 +376,10 @@ class Session:
         items, ann, labels, names = self._annotation_arrays()
         n = self.store.n_items()
         n_labels = np.bincount(items, minlength=n).astype(np.int64)
-        if method == "auto":
-            method = "ds" if len(names) >= 2 and (n_labels >= 2).any() else "majority"
+        reason = None
+        if method == "auto":  # the rule of ncal.consensus.consensus_labels, so runs agree
+            ok, reason = agg.ds_identifiable(items, ann)
+            method = "ds" if ok else "majority"
         if method == "ds" and len(names) >= 1:
             ds = agg.dawid_skene(
                 items, ann, labels, n_items=n, n_annotators=len(names), num_classes=self.num_classes
@@ -308,10 +387,19 @@ class Session:
             conf = np.where(ds.labels >= 0, ds.posteriors.max(axis=1), np.nan)
             return Aggregate(ds.labels, conf, n_labels, "ds", names, items, ann, labels, ds)
         mv = agg.majority_vote(items, ann, labels, n_items=n, num_classes=self.num_classes)
-        return Aggregate(mv.labels, mv.confidence, n_labels, "majority", names, items, ann, labels)
+        return Aggregate(
+            mv.labels, mv.confidence, n_labels, "majority", names, items, ann, labels,
+            fallback_reason=reason,
+        )  # fmt: skip
 
     # ------------------------------------------------------------------------------------ import
-    def import_labels(self, path: str | Path, *, annotator: str | None = None) -> ImportReport:
+    def import_labels(
+        self,
+        path: str | Path,
+        *,
+        annotator: str | None = None,
+        annotator_map: str | Path | dict[str, str] | None = None,
+    ) -> ImportReport:
         """Import a CSV or Label Studio export; all-or-nothing, idempotent (by content hash).
 
         Parameters
@@ -319,14 +407,22 @@ class Session:
         path : ``.csv`` (``id,label[,annotator]``) or Label Studio export ``.json``.
         annotator : annotator name for CSV rows without an ``annotator`` column (default
         ``default``).
+        annotator_map : JSON/CSV file or dict mapping the annotator a file gives (a Label Studio
+            user id or email) to a name (:func:`load_annotator_map`). Annotators it does not
+            name keep their id and are listed in ``ImportReport.unmapped``.
         """
+        from dataclasses import replace
+
         p = Path(path)
         if not p.is_file():
             raise NcalError(f"annotation file `{path}` does not exist")
+        names = load_annotator_map(annotator_map)
         digest = file_sha256(p)
         fmt, raw, skipped = read_annotations(p, default_annotator=annotator or "default")
+        unmapped = sorted({r.annotator for r in raw if r.annotator not in names}) if names else []
+        raw = [replace(r, annotator=names.get(r.annotator, r.annotator)) for r in raw]
         if self.store.has_import(digest):
-            return ImportReport(str(p), digest, fmt, len(raw), 0, skipped, True)
+            return ImportReport(str(p), digest, fmt, len(raw), 0, skipped, True, unmapped)
         held, _ = self.store.splits()
         rows = validate(
             p.name,
@@ -340,7 +436,7 @@ class Session:
         n_new = self.store.add_annotations(
             rows, source_file=str(p.resolve()), source_hash=digest, fmt=fmt
         )
-        return ImportReport(str(p), digest, fmt, len(rows), n_new, skipped, False)
+        return ImportReport(str(p), digest, fmt, len(rows), n_new, skipped, False, unmapped)
 
     # ------------------------------------------------------------------------------------ review
     def review(
@@ -353,16 +449,19 @@ class Session:
         three signals, n_labels, suggested (out-of-fold prediction) and suggested_confidence.
         """
         held, _ = self.store.splits()
-        return review_queue(
-            self.aggregate(method),
-            self.features,
-            held,
-            ids=self.store.item_ids(),
-            classes=self.classes,
-            top=top,
-            folds=folds,
-            seed=seed,
-        )
+        a = self.aggregate(method)
+        n_lab = int(((a.labels >= 0) & ~held).sum())
+        with self.progress.phase(f"review: out-of-fold model on {count(n_lab)} labeled items"):
+            return review_queue(
+                a,
+                self.features,
+                held,
+                ids=self.store.item_ids(),
+                classes=self.classes,
+                top=top,
+                folds=folds,
+                seed=seed,
+            )
 
     # ------------------------------------------------------------------------------------ next
     def next_batch(
@@ -376,56 +475,62 @@ class Session:
         cold_start: str | None = None,
         train: dict[str, Any] | None = None,
         prefill: bool = False,
+        model: str = "auto",
+        replace: bool = False,
     ) -> BatchResult:
-        """The next batch to label; the same batch again while no new labels came in.
+        """The next batch to label; the unfinished last batch again while any of it is unlabeled.
 
         Parameters
         ----------
-        k : batch size (query + relabel items).
-        strategy, strategy_params : acquisition strategy (``ncal.strategies.get``).
+        k : batch size (annotations: new items + relabel requests).
+        strategy, strategy_params : acquisition strategy (``ncal.strategies.get``). Relabel-aware
+            strategies (``activelab``) also get the labeled items' annotations; their relabel
+            picks become relabel requests.
         relabel_fraction : share of ``k`` taken from the top of the review queue (kind ``relabel``;
-            an item is sent for relabeling at most once).
+            an item is sent for relabeling this way at most once).
         seed : selection / training seed; round ``n`` draws from the streams ``ncal run`` uses for
             its round ``n - 1`` (:mod:`ncal.session.batches`).
         cold_start : ``random`` | ``kcenter`` while fewer than 2 classes are labeled (default: the
             session's setting).
         train : TrainConfig overrides for this call (on top of the session's).
-        prefill : add the model's prediction to the exported files.
+        prefill : add the model's prediction to the exported files (``round_XXX.prefill.csv``).
+        model : ``auto`` (logistic regression or MLP and the feature set, by cross-validation) |
+            ``logreg`` | ``mlp``.
+        replace : supersede an unfinished last batch: with no labels back for it, the round is
+            recomputed (new files ``round_XXXb.csv``, ``round_XXXc.csv``, ...); with some back, a
+            new round starts from the current labels.
 
         Notes
         -----
-        When the labels did not change since the last round and the settings are the same, the
-        stored batch is returned (``reused=True``). With unchanged labels but other settings, the
-        last round is recomputed and replaced (no labels came back for it yet).
+        While some item of the last batch has no label imported since that batch was issued, the
+        same batch is handed out again (``reused=True``, ``pending`` > 0, ``note`` says why) —
+        whatever the other arguments — unless ``replace``. Batch files are written once and never
+        rewritten: a file a person is filling in stays as it is.
         """
         settings, strat = self._next_settings(
-            k, strategy, strategy_params, relabel_fraction, seed, cold_start, train
+            k, strategy, strategy_params, relabel_fraction, seed, cold_start, train, model
         )
-        state = self.store.labels_state()
         last = self.store.last_round()
-        replace = False
-        if last is not None and last["labels_state"] == state:
-            if last["settings"] == settings:
-                return self._export(last, reused=True, prefill=prefill)
-            number, replace = last["round"], True
-        else:
-            number = 1 if last is None else last["round"] + 1
-        a = self.aggregate(settings["aggregation"])
-        held, held_labels = self.store.splits()
-        plan = plan_batch(
-            number,
-            settings,
-            strat,
-            labels=a.labels,
-            heldout=held,
-            heldout_labels=held_labels,
-            features=self.features,
-            classes=self.classes,
-            review=lambda: self.review(None, seed=settings["seed"], method=settings["aggregation"]),
-            relabeled=self.store.relabeled_rows(),
-            session_dir=self.dir,
-        )
-        plan.info = {"aggregation": a.method, **plan.info}
+        number, issue, replace_round = 1, 0, False
+        if last is not None:
+            pending = self._pending(last)
+            if pending and not replace:
+                return self._export(
+                    last, reused=True, prefill=prefill, pending=len(pending),
+                    note=self._unfinished_note(last, pending, settings),
+                )  # fmt: skip
+            if self.store.labels_state() == last["labels_state"]:  # nothing came back: recompute
+                number, issue, replace_round = last["round"], last["info"].get("issue", 0) + 1, True
+            else:
+                number = last["round"] + 1
+        state = self.store.labels_state()  # before the fit: labels imported meanwhile are new
+        plan, watermark = self._plan(number, settings, strat)
+        plan.info = {
+            "aggregation": plan.info.pop("aggregation"),
+            "issue": issue,
+            "last_annotation_id": watermark,
+            **plan.info,
+        }
         self.store.write_round(
             number=number,
             labels_state=state,
@@ -436,9 +541,59 @@ class Session:
             heldout_accuracy=plan.heldout_accuracy,
             info=plan.info,
             batch=plan.items,
-            replace=replace,
+            replace=replace_round,
         )
         return self._export(self.store.round(number), reused=False, prefill=prefill)
+
+    def _plan(self, number: int, settings: dict[str, Any], strat: Any) -> tuple[Any, int]:
+        """Round ``number``'s batch plan, and the last annotation id it saw."""
+        watermark = int(self.store.annotations()["id"].max(initial=0))
+        with self.progress.phase("aggregating labels"):
+            a = self.aggregate(settings["aggregation"])
+        held, held_labels = self.store.splits()
+        plan = plan_batch(
+            number,
+            settings,
+            strat,
+            labels=a.labels,
+            heldout=held,
+            heldout_labels=held_labels,
+            feature_sets=self.feature_sets(),
+            classes=self.classes,
+            review=lambda: self.review(None, seed=settings["seed"], method=settings["aggregation"]),
+            relabeled=self.store.relabeled_rows(),
+            session_dir=self.dir,
+            annotations=a,
+            progress=self.progress,
+        )
+        plan.info = {"aggregation": a.method, **plan.info}
+        if a.fallback_reason:
+            plan.info["aggregation_fallback_reason"] = a.fallback_reason
+        return plan, watermark
+
+    def _pending(self, rnd: dict[str, Any]) -> list[dict[str, Any]]:
+        """Items of round ``rnd``'s batch with no annotation imported since it was issued."""
+        seen = rnd["info"].get("last_annotation_id")
+        if seen is None:  # rounds stored before the id was recorded: the store's state token
+            seen = int(str(rnd["labels_state"]).split(":")[-1])
+        a = self.store.annotations()
+        answered = set(a["item_row"][a["id"] > seen].tolist())
+        return [b for b in self.store.batch(int(rnd["round"])) if b["item_row"] not in answered]
+
+    @staticmethod
+    def _unfinished_note(
+        rnd: dict[str, Any], pending: list[dict[str, Any]], settings: dict[str, Any]
+    ) -> str:
+        n = int(rnd["n_query"]) + int(rnd["n_relabel"])
+        note = (
+            f"round {rnd['round']} is unfinished: {len(pending)} of {n} item(s) have no label yet; "
+            "the same batch is handed out again. Import their labels, or pass `replace` to "
+            "supersede it"
+        )
+        if settings != rnd["settings"]:
+            changed = sorted(k for k in settings if settings[k] != rnd["settings"].get(k))
+            note += f" (the settings {changed} differ from that batch's and were not used)"
+        return note
 
     def _next_settings(
         self,
@@ -449,6 +604,7 @@ class Session:
         seed: int,
         cold_start: str | None,
         train: dict[str, Any] | None,
+        model: str = "auto",
     ) -> tuple[dict[str, Any], Any]:
         """Check the arguments of :meth:`next_batch`; return the round's settings (as stored) and
         the strategy."""
@@ -461,6 +617,8 @@ class Session:
         cold = cold_start or self.meta["settings"].get("cold_start", "random")
         if cold not in COLD_START:
             raise NcalError(f"`cold_start` must be one of {list(COLD_START)}; got {cold!r}")
+        if model not in MODEL_CHOICES:
+            raise NcalError(f"`model` must be one of {list(MODEL_CHOICES)}; got {model!r}")
         strat = strategies.get(strategy, **(strategy_params or {}))  # validates name and params
         settings = {
             "k": int(k),
@@ -471,28 +629,53 @@ class Session:
             "cold_start": cold,
             "train": {**self.meta["settings"].get("train", {}), **(train or {})},
             "aggregation": self.meta["settings"].get("aggregation", "auto"),
+            "model": model,
         }
         # as the store will hand them back, so that a later call can compare them
         return json.loads(dumps(settings)), strat
 
-    def batch_paths(self, number: int) -> tuple[Path, Path]:
-        base = self.dir / "batches" / f"round_{number:03d}"
-        return base.with_suffix(".csv"), Path(f"{base}.labelstudio.json")
+    def batch_paths(
+        self, number: int, *, issue: int = 0, prefill: bool = False
+    ) -> tuple[Path, Path]:
+        """The CSV and Label Studio files of round ``number``'s ``issue`` (0: ``round_003``,
+        1: ``round_003b``, ...); ``prefill`` files carry ``.prefill`` in their name."""
+        suffix = "" if issue == 0 else chr(ord("a") + issue)
+        base = self.dir / "batches" / f"round_{number:03d}{suffix}"
+        tag = ".prefill" if prefill else ""
+        return Path(f"{base}{tag}.csv"), Path(f"{base}{tag}.labelstudio.json")
 
-    def _export(self, rnd: dict[str, Any], *, reused: bool, prefill: bool) -> BatchResult:
+    def _export(
+        self,
+        rnd: dict[str, Any],
+        *,
+        reused: bool,
+        prefill: bool,
+        pending: int = 0,
+        note: str | None = None,
+    ) -> BatchResult:
+        """The round's batch, its files written if they do not exist yet (never rewritten)."""
         number = int(rnd["round"])
-        items = self.store.batch(number)
-        csv_path, ls_path = self.batch_paths(number)
-        write_batch_csv(csv_path, items, round_number=number, classes=self.classes, prefill=prefill)
-        tasks = labelstudio_tasks(
-            items,
-            round_number=number,
-            classes=self.classes,
-            image_urls=image_urls(self.meta["pool"], self.store.item_ids()),
-            features_file=self.meta["features"]["file"],
-            prefill=prefill,
+        items = [
+            {**b, "kind": NEW_KIND if b["kind"] == "query" else b["kind"]}
+            for b in self.store.batch(number)
+        ]
+        csv_path, ls_path = self.batch_paths(
+            number, issue=int(rnd["info"].get("issue", 0)), prefill=prefill
         )
-        write_labelstudio_tasks(ls_path, tasks)
+        if not csv_path.exists():
+            write_batch_csv(
+                csv_path, items, round_number=number, classes=self.classes, prefill=prefill
+            )
+        if not ls_path.exists():
+            tasks = labelstudio_tasks(
+                items,
+                round_number=number,
+                classes=self.classes,
+                image_urls=image_urls(self.meta["pool"], self.store.item_ids(), self.dir),
+                features_file=self.meta["features"]["file"],
+                prefill=prefill,
+            )
+            write_labelstudio_tasks(ls_path, tasks)
         return BatchResult(
             round=number,
             items=items,
@@ -503,6 +686,8 @@ class Session:
             labelstudio_path=ls_path,
             heldout_accuracy=rnd["heldout_accuracy"],
             info=rnd["info"],
+            pending=pending,
+            note=note,
         )
 
     # ------------------------------------------------------------------------ status / export

@@ -131,22 +131,32 @@ def write_batch_csv(
     return atomic_write_text(path, _csv_text(header, rows))
 
 
-def image_urls(pool_meta: dict[str, Any], ids: Sequence[str]) -> dict[str, str] | None:
+def image_urls(
+    pool_meta: dict[str, Any], ids: Sequence[str], session_dir: str | Path | None = None
+) -> dict[str, str] | None:
     """Item id -> the ``image`` a Label Studio task shows, or None for tasks without images.
 
     ``pool_meta`` is the session's ``pool`` meta entry: image folders point at their files (or
-    ``image_url_prefix`` + id); images stored in an array file need ``image_url_prefix`` (without
-    it there is no file to point at and tasks carry a ``features_ref`` instead).
+    ``image_url_prefix`` + id); images stored in an array file were written as PNGs under
+    ``session_dir/<image_dir>`` at ``init`` (:mod:`ncal.session.images`), and point at those
+    files (or ``image_url_prefix`` + file name).
     """
+    from .images import image_file_name
+
     if pool_meta.get("kind") != "images":
         return None
     prefix = pool_meta.get("image_url_prefix")
     if pool_meta.get("format") == "image_folder":
         root = Path(pool_meta["path"])
         return {i: (prefix + i) if prefix is not None else str(root / i) for i in ids}
-    if prefix is None:
-        return None
-    return {i: prefix + i for i in ids}
+    image_dir = pool_meta.get("image_dir")
+    if image_dir is None or session_dir is None:  # sessions made before PNGs were written
+        return None if prefix is None else {i: prefix + i for i in ids}
+    folder = (Path(session_dir) / image_dir).resolve()
+    return {
+        i: (prefix + image_file_name(r)) if prefix is not None else str(folder / image_file_name(r))
+        for r, i in enumerate(ids)
+    }
 
 
 def labelstudio_tasks(

@@ -15,8 +15,12 @@ from typing import Any
 import numpy as np
 
 from .._utils.io import jsonable
+from .._utils.numeric import softmax
 from ..signals import Signals
 from .progress import SILENT, Progress, count
+
+#: Hidden widths of the network that gives the round's training-dynamics and geometry signals.
+SIGNAL_NET_HIDDEN = (256,)
 
 #: TrainConfig fields a session uses unless its settings override them (features: no augmentation).
 DEFAULT_TRAIN: dict[str, Any] = {"epochs_max": 60, "ff_window": 8, "augment": False}
@@ -67,6 +71,32 @@ def train_config(settings: dict[str, Any] | None = None):
         raise ValueError(f"bad training settings {cfg}: {exc}") from exc
 
 
+def _with_logreg(
+    signals: Signals,
+    features: np.ndarray,
+    cand: np.ndarray,
+    x_l: np.ndarray,
+    y: np.ndarray,
+    extra: dict[str, np.ndarray],
+    num_classes: int,
+    block: int = 65536,
+) -> tuple[Signals, np.ndarray | None]:
+    """``signals`` with the logistic regression's probabilities; and its held-out logits."""
+    from .model_choice import LogReg
+
+    lr = LogReg.fit(x_l, y, num_classes)
+    logits = np.empty((cand.size, int(num_classes)), dtype=np.float32)
+    for s in range(0, cand.size, block):  # candidate rows read block by block
+        logits[s : s + block] = lr.logits(features[cand[s : s + block]])
+    sig = replace(
+        signals,
+        logits_pool=logits,
+        probs_pool=softmax(logits),
+        probs_labeled=softmax(lr.logits(x_l)),
+    )
+    return sig, lr.logits(extra["heldout"]) if "heldout" in extra else None
+
+
 def keep_rows(arr: np.ndarray, rows: np.ndarray, block: int = 65536) -> np.ndarray:
     """``arr[rows]`` for sorted unique ``rows``, computed in place in row blocks (no second copy).
 
@@ -108,7 +138,7 @@ def fit_session_round(
     heldout_rows: np.ndarray | None = None,
     heldout_labels: np.ndarray | None = None,
     need_mc: bool = False,
-    hidden: tuple[int, ...] = (256,),
+    hidden: tuple[int, ...] | None = (256,),
     dropout: float = 0.0,
     progress: Progress = SILENT,
 ) -> FitResult:
@@ -130,8 +160,14 @@ def fit_session_round(
     heldout_rows, heldout_labels : optional held-out evaluation items (learning curve).
     need_mc : bool
         MC-dropout passes (for strategies that need ``mc_probs_pool``); builds the MLP with dropout.
-    hidden, dropout : MLP width(s) (``()``: a linear classifier, i.e. logistic regression) and
-        dropout.
+    hidden : tuple or None
+        MLP hidden widths; None: the session's model is a logistic regression
+        (:class:`ncal.session.model_choice.LogReg`) whose probabilities replace the network's
+        (``probs_pool``, ``logits_pool``, ``probs_labeled``, held-out accuracy, predictions) while
+        the network, an MLP of :data:`SIGNAL_NET_HIDDEN`, still gives the training-dynamics and
+        geometry signals (``ff_counts``, ``features_*``, ``mc_probs_pool``).
+    dropout : float
+        Dropout of the network.
     progress : Progress
         Phase lines (silent by default).
 
@@ -150,10 +186,10 @@ def fit_session_round(
     if need_mc and dropout <= 0:
         dropout = 0.3
     y = np.asarray(labels, dtype=np.int64)
-    kind = "logistic regression" if not hidden else f"MLP {tuple(hidden)}"
+    net_hidden = SIGNAL_NET_HIDDEN if hidden is None else tuple(hidden)
     cfg = train_config(train)
     with progress.phase(
-        f"training {kind} on {count(len(y))} labels, scoring {count(cand.size)} candidates "
+        f"training MLP {net_hidden} on {count(len(y))} labels, scoring {count(cand.size)} candidates "
         f"(up to {cfg.epochs_max + cfg.ff_window} epochs)"
     ):
         fit = fit_round(
@@ -166,7 +202,7 @@ def fit_session_round(
             seed=int(seed),
             round_index=int(round_index),
             dropout=dropout,
-            model_options={"hidden": tuple(hidden)},
+            model_options={"hidden": net_hidden},
             extra_sets=extra or None,
             need_mc=need_mc,
             need_ff=True,  # the round's FF counts are kept in rounds/round_XXX.npz
@@ -183,13 +219,18 @@ def fit_session_round(
             ff_counts=None if signals.ff_counts is None else keep_rows(signals.ff_counts, cand),
             mc_probs_pool=None if signals.mc_probs_pool is None else signals.mc_probs_pool[:, cand],
         )
+    logits_h = out.extra["heldout"][0] if "heldout" in out.extra else None
+    if hidden is None:
+        with progress.phase(
+            f"logistic regression on {count(len(y))} labels, scoring {count(cand.size)} candidates"
+        ):
+            signals, logits_h = _with_logreg(signals, features, cand, x_l, y, extra, num_classes)
     probs = signals.probs_pool
     acc = None
-    if "heldout" in out.extra and heldout_labels is not None:
-        pred_h = np.asarray(out.extra["heldout"][0]).argmax(axis=1)
-        acc = float(np.mean(pred_h == np.asarray(heldout_labels)))
+    if logits_h is not None and heldout_labels is not None:
+        acc = float(np.mean(np.asarray(logits_h).argmax(axis=1) == np.asarray(heldout_labels)))
     info = {k: jsonable(out.info[k]) for k in _INFO_KEYS if k in out.info}
-    info["model"] = {"hidden": list(hidden)}
+    info["model"] = "logreg" if hidden is None else {"mlp_hidden": list(hidden)}
     if signals.ff_counts is not None and len(signals.ff_counts):
         ff = np.asarray(signals.ff_counts)
         info["ff_mean"] = float(ff.mean())

@@ -68,6 +68,8 @@ class LogReg:
                 z = np.stack([np.zeros_like(z), z], axis=1)
             out[s : s + len(xb), self.classes] = z
         return out
+
+
 #: Fewest labeled items for which a cross-validated choice is attempted.
 MIN_CV_ITEMS = 6
 
@@ -112,9 +114,7 @@ class ModelChoice:
         }
 
 
-def cv_splits(
-    labels: np.ndarray, folds: int, seed: int
-) -> list[tuple[np.ndarray, np.ndarray]]:
+def cv_splits(labels: np.ndarray, folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
     """(train, test) index pairs: stratified when every present class has ``folds`` items."""
     from sklearn.model_selection import KFold, StratifiedKFold
 
@@ -208,9 +208,7 @@ def choose_model(
     if len(models) * len(feature_sets) == 1:
         return ModelChoice(models[0], primary, reason="only one candidate")
     if y.size < MIN_CV_ITEMS:
-        return ModelChoice(
-            models[0], primary, reason=f"{y.size} labels: too few to cross-validate"
-        )
+        return ModelChoice(models[0], primary, reason=f"{y.size} labels: too few to cross-validate")
     splits = cv_splits(y, folds, derive_seed(seed, "cv", round_index))
     scores: dict[str, float] = {}
     best: tuple[float, str, str] | None = None

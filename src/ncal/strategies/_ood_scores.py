@@ -37,6 +37,7 @@ COMBINE = ("rank", "z")
 # fitted to one normal sample lie about 1.6 apart.
 MIN_SEPARATION = 2.0
 MIN_WEIGHT = 0.005
+MAX_FIT = 10_000
 
 
 def _matrix(x: Any, name: str, dtype: Any = np.float32) -> np.ndarray:
@@ -66,17 +67,15 @@ def class_mean_idness(
     features_pool: np.ndarray, features_labeled: np.ndarray, labels_labeled: np.ndarray
 ) -> np.ndarray:
     """Minus the distance of each normalised pool feature to the nearest labeled class mean."""
-    fp = _unit_rows(_matrix(features_pool, "features_pool"))
+    fp = _matrix(features_pool, "features_pool")
     fl = _unit_rows(_matrix(features_labeled, "features_labeled"))
     y = as_label_vector(labels_labeled, "labels_labeled", length=fl.shape[0])
-    classes = np.unique(y)
-    means = np.stack([fl[y == c].mean(axis=0) for c in classes]).astype(fp.dtype)
-    sq = (
-        np.einsum("ij,ij->i", fp, fp)[:, None]
-        - 2.0 * (fp @ means.T)
-        + np.einsum("ij,ij->i", means, means)[None, :]
-    )
-    return -np.sqrt(np.maximum(sq.min(axis=1), 0.0)).astype(np.float64)
+    means = np.stack([fl[y == c].mean(axis=0) for c in np.unique(y)]).astype(fp.dtype)
+    # |x/|x| - m|^2 = 1 - 2 (x.m)/|x| + |m|^2: the pool is never copied to normalise it
+    norm = np.sqrt(np.einsum("ij,ij->i", fp, fp)).astype(np.float64)
+    dots = (fp @ means.T).astype(np.float64) / np.maximum(norm, np.finfo(np.float64).tiny)[:, None]
+    sq = 1.0 - 2.0 * dots + np.einsum("ij,ij->i", means, means).astype(np.float64)[None, :]
+    return -np.sqrt(np.maximum(sq.min(axis=1), 0.0))
 
 
 def nearest_labeled(
@@ -163,7 +162,9 @@ def gmm_id_probability(idness: np.ndarray, random_state: int = 0) -> IdEstimate:
     if x.size < 2 or np.ptp(x) == 0.0:
         return _degenerate(x, {"n": int(x.size)}, "the ID-ness score is constant")
     gmm = GaussianMixture(2, covariance_type="full", random_state=random_state, reg_covar=1e-6)
-    gmm.fit(x[:, None])
+    # A 1-D, two-component fit is settled by a few thousand points: fit on an evenly strided
+    # subsample of at most MAX_FIT points (deterministic), score every item.
+    gmm.fit(x[:: -(-x.size // MAX_FIT), None])
     means = gmm.means_.ravel()
     stds = np.sqrt(gmm.covariances_.ravel())
     weights = gmm.weights_.ravel()

@@ -7,7 +7,8 @@ over the data so the pool never has to sit on the device as one float tensor.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+import math
+from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -53,6 +54,30 @@ def _forward(model: nn.Module, xb: torch.Tensor) -> tuple[torch.Tensor, torch.Te
     return model(xb), None
 
 
+#: Largest prepared (float32, normalised) copy of a sample set kept for repeated eval passes: the
+#: labeled set is passed once per epoch and the pool once per FF-window epoch.
+PREPARED_CACHE_BYTES = 1 << 29
+
+
+def prepare_batches(
+    x: np.ndarray,
+    prep: Callable[[np.ndarray], torch.Tensor],
+    *,
+    batch_size: int,
+    sample_shape: tuple[int, ...],
+    max_bytes: int = PREPARED_CACHE_BYTES,
+) -> list[torch.Tensor] | None:
+    """The model inputs of ``x``, batch by batch, for passes that repeat over the same samples.
+
+    The inputs are exactly those :func:`eval_pass` would build (same ``prep``, same batch bounds),
+    so a pass over them gives bit-identical outputs. Returns ``None`` when the float32 copy would
+    exceed ``max_bytes``; the caller then prepares each batch as it goes.
+    """
+    if len(x) * math.prod(sample_shape) * 4 > max_bytes:
+        return None
+    return [prep(x[start : start + batch_size]) for start in range(0, len(x), batch_size)]
+
+
 def eval_pass(
     model: nn.Module,
     x: np.ndarray,
@@ -60,6 +85,7 @@ def eval_pass(
     *,
     batch_size: int = 1024,
     features: bool = True,
+    batches: list[torch.Tensor] | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Logits (N, C) and penultimate features (N, d) of ``x`` in eval mode, float32 numpy.
 
@@ -72,15 +98,25 @@ def eval_pass(
         numpy slice → model input tensor (see :class:`Preprocessor`).
     features : bool
         Return features too (they cost nothing extra but memory).
+    batches : list of tensors, optional
+        ``x`` already prepared by :func:`prepare_batches` with the same ``prep`` and
+        ``batch_size`` (then ``x`` is not read).
     """
+    if batches is None:
+        inputs: Iterable[torch.Tensor] = (
+            prep(x[start : start + batch_size]) for start in range(0, len(x), batch_size)
+        )
+    else:
+        inputs = batches
     was_training = model.training
     model.eval()
     logits_out: list[np.ndarray] = []
     feats_out: list[np.ndarray] = []
     try:
-        with torch.no_grad():
-            for start in range(0, len(x), batch_size):
-                z, h = _forward(model, prep(x[start : start + batch_size]))
+        # inference_mode: no autograd bookkeeping at all (same kernels as no_grad, same numbers)
+        with torch.inference_mode():
+            for xb in inputs:
+                z, h = _forward(model, xb)
                 logits_out.append(z.float().cpu().numpy())
                 if features and h is not None:
                     feats_out.append(h.float().cpu().numpy())

@@ -32,7 +32,7 @@ from ..dynamics import FluctuationRecorder
 from ..models.inputs import input_layout_matches
 from .augment import Normalizer, default_crop_padding, default_flip, random_crop, random_hflip
 from .config import TrainConfig
-from .extract import Preprocessor, eval_pass, mc_dropout_probs
+from .extract import Preprocessor, eval_pass, mc_dropout_probs, prepare_batches
 
 
 @dataclass
@@ -291,6 +291,10 @@ class _RoundTrainer:
         self.g_order = make_generator(seed, "order")
         self.g_aug = make_generator(seed, "augment")
         self.y_dev = torch.from_numpy(y).to(device)
+        # the labeled set's eval inputs, prepared once for the per-epoch accuracy passes
+        self.lab_batches = prepare_batches(
+            x_l, self.prep, batch_size=config.eval_batch_size, sample_shape=sample_shape
+        )
 
         self.n_l = len(x_l)
         self.passes = max(1, math.ceil(config.min_samples_per_epoch / self.n_l))
@@ -359,7 +363,11 @@ class _RoundTrainer:
     def labeled_accuracy(self) -> float:
         """Eval-mode accuracy on the un-augmented labeled set (keeps its logits and features)."""
         self.lab_logits, self.lab_feats = eval_pass(
-            self.model, self.x_l, self.prep, batch_size=self.config.eval_batch_size
+            self.model,
+            self.x_l,
+            self.prep,
+            batch_size=self.config.eval_batch_size,
+            batches=self.lab_batches,
         )
         return float(np.mean(self.lab_logits.argmax(axis=1) == self.y))
 
@@ -428,6 +436,16 @@ class _RoundTrainer:
         config = self.config
         epoch = phases.epochs
         acc = phases.final_acc
+        pool_batches = None
+        if self.recorder is not None:  # the pool's inputs, prepared once for all window passes
+            t0 = time.perf_counter()
+            pool_batches = prepare_batches(
+                x_pool,
+                self.prep,
+                batch_size=config.eval_batch_size,
+                sample_shape=tuple(self.model.sample_shape),
+            )
+            self.t_ff += time.perf_counter() - t0
         for w in range(config.ff_window):
             t0 = time.perf_counter()
             loss, lr0, lr1, acc = self.train_epoch(epoch, in_window=True)
@@ -441,7 +459,12 @@ class _RoundTrainer:
             self.t_acc += t2 - t1
             if self.recorder is not None:
                 self.pool_logits, feats = eval_pass(
-                    self.model, x_pool, self.prep, batch_size=config.eval_batch_size, features=last
+                    self.model,
+                    x_pool,
+                    self.prep,
+                    batch_size=config.eval_batch_size,
+                    features=last,
+                    batches=pool_batches,
                 )
                 self.pool_feats = feats if last else None
                 preds = self.pool_logits.argmax(axis=1)
