@@ -74,9 +74,10 @@ def test_mean_fisher_equals_dense(monkeypatch: pytest.MonkeyPatch) -> None:
     np.testing.assert_allclose(got, fisher_dense(pp, hp), atol=1e-13)
 
 
-@pytest.mark.parametrize("rank", [None, 2])
-def test_woodbury_updates_equal_direct_inversion(rank: int | None) -> None:
-    hp, pp, hl, pl = _problem(1)
+# c = 20 runs the LAPACK path of `scores` (rank above SMALL_RANK), c = 4 the vectorised one
+@pytest.mark.parametrize(("rank", "c"), [(None, 4), (2, 4), (None, 20), (18, 20)])
+def test_woodbury_updates_equal_direct_inversion(rank: int | None, c: int) -> None:
+    hp, pp, hl, pl = _problem(1, c=c)
     c, d = pp.shape[1], hp.shape[1]
     lamb, scale = 0.7, 0.8
     f = fisher_dense(np.vstack([pl, pp]), np.vstack([hl, hp]))
@@ -155,6 +156,30 @@ def test_bait_truncated_rank_equals_brute_force() -> None:
     assert sel.indices.tolist() == brute_bait(hp, pp, hl, pl, 4, 1.0, rank=2)
     full = S.get("bait", pca_dim=None, max_candidates=None, fisher_rank=5).select(sig, 4)
     assert full.indices.tolist() == brute_bait(hp, pp, hl, pl, 4, 1.0)
+
+
+def test_bait_many_classes_equals_brute_force() -> None:
+    hp, pp, hl, pl = _problem(30, n=20, nl=5, d=2, c=20)  # rank 20 > SMALL_RANK: LAPACK path
+    sig = S.Signals(features_pool=hp, probs_pool=pp, features_labeled=hl, probs_labeled=pl)
+    sel = S.get("bait", pca_dim=None, max_candidates=None).select(sig, 3)
+    assert sel.indices.tolist() == brute_bait(hp, pp, hl, pl, 3, 1.0)
+
+
+def test_small_spd_trace_equals_dense() -> None:
+    from ncal.strategies._fisher import small_spd_trace
+
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(7, 5, 5))
+    spd = x @ x.transpose(0, 2, 1) + 0.1 * np.eye(5)
+    k1 = rng.normal(size=(7, 5, 5))
+    k1 = k1 + k1.transpose(0, 2, 1)
+    expect = [np.trace(k @ np.linalg.inv(a)) for k, a in zip(k1, spd)]
+    got = small_spd_trace(torch.from_numpy(spd), torch.from_numpy(k1)).numpy()
+    np.testing.assert_allclose(got, expect, rtol=1e-10)
+    spd[3] = -np.eye(5)  # not positive definite: the general-inverse fallback
+    expect[3] = -np.trace(k1[3])
+    got = small_spd_trace(torch.from_numpy(spd), torch.from_numpy(k1)).numpy()
+    np.testing.assert_allclose(got, expect, rtol=1e-10)
 
 
 def test_bait_empty_labeled_set() -> None:

@@ -91,6 +91,7 @@ def _cases() -> list[tuple[str, list[str]]]:
     """(name, argv) with ``{key}`` placeholders for the fixture's files."""
     run = ["run", "--quiet", "--rounds", "1", "--initial", "4", "--query", "2", "--out"]
     sess = ["session"]
+    digits = ["--dataset", "digits", "--pool-size", "120", "--test-size", "60"]
     return [
         # ------------------------------------------------------------------ ncal run
         ("dataset file missing", [*run, "{dir}/r1", "--dataset", "features:{dir}/none.npz"]),
@@ -104,15 +105,16 @@ def _cases() -> list[tuple[str, list[str]]]:
             "unknown strategy",
             [*run, "{dir}/r8", "--dataset", "features:{trunc}", "--strategy", "x"],
         ),
-        ("model typo", [*run, "{dir}/r9", "--dataset", "features:{shifted}", "--model", "resnt"]),
+        ("model typo", [*run, "{dir}/r9", *digits, "--model", "resnt"]),
         ("bad noise", [*run, "{dir}/r10", "--noise", "sym:abc", "--dataset", "features:{text}"]),
         ("bad param", [*run, "{dir}/r11", "--param", "novalue", "--dataset", "features:{text}"]),
-        ("bad train key", [*run, "{dir}/r12", "--train", "nope=1", "--dataset", "nosuch"]),
-        ("negative rounds", ["run", "--rounds", "-3", "--out", "{dir}/r13", "--dataset", "x"]),
+        ("bad train key", [*run, "{dir}/r12", "--train", "nope=1", *digits]),
+        ("negative rounds", ["run", "--rounds", "-3", "--out", "{dir}/r13", *digits]),
         ("rounds not a number", ["run", "--rounds", "many", "--out", "{dir}/r14"]),
         ("missing --out", ["run", "--dataset", "features:{trunc}"]),
-        ("--out is a file", [*run, "{afile}", "--dataset", "features:{trunc}"]),
-        ("config.json holds []", [*run, "{badcfg}", "--dataset", "features:{text}"]),
+        ("--out is a file", [*run, "{afile}", *digits]),
+        ("config.json holds []", [*run, "{badcfg}", *digits]),
+        ("rounds without config", [*run, "{orphan}", *digits]),
         ("unknown command", ["frobnicate"]),
         ("unknown flag", ["run", "--frob"]),
         # ------------------------------------------------------------------ ncal session
@@ -150,7 +152,6 @@ def _cases() -> list[tuple[str, list[str]]]:
         ("export to a directory", [*sess, "export", "{s}", "--out", "{dir}"]),
         ("review over the store", [*sess, "review", "{s}", "--out", "{s}/session.sqlite"]),
         ("review to a directory", [*sess, "review", "{s}", "--out", "{s}"]),
-        ("review one fold", [*sess, "review", "{s}", "--folds", "1"]),
         ("export bad method", [*sess, "export", "{s}", "--method", "vote"]),
         # ------------------------------------------------------------------ ncal bench
         ("bench missing grid", ["bench", "{dir}/none.yaml"]),
@@ -175,7 +176,7 @@ def test_bad_cli_input_fails_cleanly(files, capsys, monkeypatch, name, template)
         rc = exc.code
     err = capsys.readouterr().err
     assert rc not in (0, None), f"{name}: exit 0; stderr: {err}"
-    assert "Traceback" not in err
+    assert "Traceback (most recent call last)" not in err
     assert err.strip(), f"{name}: no message"
     if rc != 2 or "usage:" not in err:
         assert err.startswith("error:") or "error:" in err, err
@@ -184,7 +185,7 @@ def test_bad_cli_input_fails_cleanly(files, capsys, monkeypatch, name, template)
 
 
 def test_fuzz_table_is_large(files):
-    assert len(CASES) >= 45
+    assert len(CASES) >= 45, len(CASES)
 
 
 @pytest.mark.parametrize(
@@ -199,7 +200,8 @@ def test_real_process_stderr_has_no_traceback(files, name):
         [*cmd, *_argv(template, files)], capture_output=True, text=True, timeout=300, env=env
     )
     assert res.returncode == 2, res.stderr
-    assert "Traceback" not in res.stderr and res.stderr.startswith("error:")
+    assert "Traceback (most recent call last)" not in res.stderr
+    assert res.stderr.splitlines()[-2].startswith("error:")  # then the NCAL_DEBUG hint
 
 
 def test_disk_full_and_read_only_become_messages_naming_the_file(files, capsys, monkeypatch):
@@ -222,3 +224,14 @@ def test_disk_full_and_read_only_become_messages_naming_the_file(files, capsys, 
     assert code == 2
     msg, code = error_message(ZeroDivisionError("boom"))
     assert code == 3 and "bug" in msg
+
+
+def test_a_model_typo_leaves_nothing_that_refuses_the_corrected_command(files, capsys):
+    from ncal.experiment.store import RunStore
+
+    out = files["dir"] / "typo"
+    argv = ["run", "--quiet", "--rounds", "1", "--out", str(out), "--dataset", "digits"]
+    assert main([*argv, "--model", "resnt"]) == 2
+    assert "`model` must be one of" in capsys.readouterr().err
+    assert not (out / "config.json").exists() and not (out / "rounds.jsonl").exists()
+    RunStore(out).check_compatible({"settings": {"model": "mlp"}})  # the corrected run may start

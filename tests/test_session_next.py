@@ -33,11 +33,13 @@ def _write_csv(path, rows):
     return path
 
 
-def _digits(tmp_path, images: bool = False):
+def _digits(tmp_path, images: bool = False, n: int | None = None):
     d = load_digits()
+    if n is not None:
+        d.data, d.images, d.target = d.data[:n], d.images[:n], d.target[:n]
     rng = np.random.default_rng(0)
     y = np.full(len(d.target), -1)
-    held = rng.choice(len(y), 400, replace=False)
+    held = rng.choice(len(y), len(y) // 4, replace=False)
     y[held] = d.target[held]
     x = (d.images * 255 / 16).astype(np.uint8) if images else d.data.astype(np.float32)
     path = tmp_path / "digits.npz"
@@ -64,17 +66,17 @@ def test_default_model_is_no_worse_than_logistic_regression(tmp_path):
 def test_activelab_turns_relabel_picks_into_relabel_requests(tmp_path):
     pool, d, held = _digits(tmp_path)
     free = np.setdiff1d(np.arange(len(d.target)), held)
-    lab = np.sort(np.random.default_rng(1).choice(free, 60, replace=False))
+    lab = np.sort(np.random.default_rng(1).choice(free, 300, replace=False))
     rng = np.random.default_rng(2)
     rows = []
-    for name, rate in (("a", 0.05), ("b", 0.3), ("c", 0.45)):
+    for name, rate in (("a", 0.2), ("b", 0.5), ("c", 0.6)):
         wrong = rng.random(lab.size) < rate
         given = np.where(wrong, (d.target[lab] + rng.integers(1, 10, lab.size)) % 10, d.target[lab])
         rows += [(str(r), NAMES[g], name) for r, g in zip(lab, given)]
     with Session.create(tmp_path / "s", pool, train={"epochs_max": 10}) as s:
         s.import_labels(_write_csv(tmp_path / "l.csv", rows))
         a = s.aggregate()
-        assert a.method == "ds"  # 60 items carry labels from 3 annotators: identifiable
+        assert a.method == "ds"  # 300 items carry labels from 3 annotators: identifiable
         res = s.next_batch(30, strategy="activelab", model="logreg")
     kinds = [b["kind"] for b in res.items]
     assert len(res.items) == 30 and set(kinds) <= {"new", "relabel"}
@@ -97,7 +99,7 @@ def test_auto_aggregation_follows_the_consensus_identifiability_rule(tmp_path):
 
 
 def test_npz_image_tasks_show_pngs_and_annotator_map(tmp_path):
-    pool, d, held = _digits(tmp_path, images=True)
+    pool, d, _ = _digits(tmp_path, images=True, n=200)
     with Session.create(tmp_path / "s", pool, extractor="pixels", pca_dim=16) as s:
         res = s.next_batch(5)
         tasks = json.loads(res.labelstudio_path.read_text())

@@ -143,6 +143,15 @@ class ExperimentConfig:
             )
         self._check_noise()
         self._check_annotators()
+        self._check_names()
+
+    def _check_names(self) -> None:
+        """Strategy parameters and training keys by name, listing the valid ones on a typo."""
+        from ..strategies.params import check_strategy_params
+        from ..training.validate import check_train_keys
+
+        check_strategy_params(self.strategy, self.strategy_params)
+        check_train_keys(self.train)
 
     def _check_noise(self) -> None:
         from ..data import check_noise_spec

@@ -66,15 +66,30 @@ class _PageReleaser:
                 self._mm = None
 
 
+def raise_if_nonfinite(block: np.ndarray, start: int, name: str) -> None:
+    """Raise naming the first row of ``block`` (pool row ``start + i``) that holds NaN or inf."""
+    finite = np.isfinite(block)
+    if not finite.all():
+        bad = start + int(np.flatnonzero(~finite.all(axis=1))[0])
+        raise ValueError(f"`{name}` contains NaN or inf values (row {bad})")
+
+
 def iter_blocks(x: np.ndarray, block_size: int, name: str) -> Iterator[tuple[int, int, np.ndarray]]:
     """Yield ``(start, stop, float64 block)`` over the rows of ``x``; NaN/inf raise (``name``)."""
+    for start, stop, raw in iter_raw_blocks(x, block_size):
+        block = np.array(raw, dtype=np.float64, copy=True)
+        raise_if_nonfinite(block, start, name)
+        yield start, stop, block
+
+
+def iter_raw_blocks(x: np.ndarray, block_size: int) -> Iterator[tuple[int, int, np.ndarray]]:
+    """Yield ``(start, stop, rows)`` with the rows as stored (a view: no conversion, no check).
+
+    A block's pages are released once the consumer asks for the next block.
+    """
     releaser = _PageReleaser(x)
     n = x.shape[0]
     for start in range(0, n, block_size):
         stop = min(n, start + block_size)
-        block = np.array(x[start:stop], dtype=np.float64, copy=True)
-        if not np.isfinite(block).all():
-            bad = start + int(np.flatnonzero(~np.isfinite(block).all(axis=1))[0])
-            raise ValueError(f"`{name}` contains NaN or inf values (row {bad})")
+        yield start, stop, x[start:stop]
         releaser.release(start, stop)
-        yield start, stop, block

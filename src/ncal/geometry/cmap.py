@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from .._utils.validation import as_label_vector, check_choice
-from ._blocks import check_pool_matrix, iter_blocks
+from ._blocks import check_pool_matrix, iter_blocks, iter_raw_blocks, raise_if_nonfinite
 from ._cmap_kernels import CmapGeometry
 from .stats import MU_G, ClassStats, check_num_classes
 
@@ -32,6 +32,7 @@ PAIRS = ("signed", "abs")
 EMPTY_CLASS = ("formula", "force_select", "skip")
 
 _E0_ROWS = 512  # O(d) kernel: small blocks stay in cache (measured faster than large GEMM blocks)
+_E0_GROUP_ROWS = 8192  # rows read per block by the class-grouped E0 path (one class at a time)
 _GEMM_ROWS = 1024
 _TENSOR_ELEMS = 1 << 20  # rows x C^2 budget of the O(C^2)-per-candidate kernels
 
@@ -294,7 +295,13 @@ def cmap(
     else:
         rows = _E0_ROWS
     rows = min(rows, block_size)
-
+    if not expected and centering != "moving" and pair == "signed" and prep.pred is not None:
+        degenerate = _e0_by_class(prep, geo, out, min(_E0_GROUP_ROWS, block_size))
+        if empty_class != "formula":
+            absent = prep.stats.row_of[prep.pred] < 0
+            out[absent] = np.inf if empty_class == "force_select" else -np.inf
+        _warn_degenerate(degenerate)
+        return out
     degenerate = 0
     for start, stop, H in iter_blocks(prep.pool, rows, "features_pool"):
         U = H
@@ -319,6 +326,46 @@ def cmap(
         out[start:stop] = vals
     _warn_degenerate(degenerate)
     return out
+
+
+def _e0_by_class(prep: _Prepared, geo: CmapGeometry, out: np.ndarray, rows: int) -> int:
+    """E0 (none/frozen, signed, hard labels) into ``out``, one predicted class at a time.
+
+    Within a block the candidates of one class share ``t_c`` and ``mbar_c``, so their dot products
+    run against one broadcast row instead of gathered (rows, d) copies of ``T`` and ``Mbar``, and
+    each candidate row is converted to float64 once, straight from the stored (float32) rows. The
+    arithmetic is that of :meth:`CmapGeometry.e0_signed` (same kernels, same order), so the values
+    are bit-identical. NaN/inf rows are found through ``|u|^2`` (a non-finite entry makes it
+    non-finite); only then is the block scanned for the first bad row. Returns the number of
+    degenerate candidates.
+    """
+    row_of = prep.stats.row_of
+    degenerate = 0
+    for start, stop, raw in iter_raw_blocks(prep.pool, rows):
+        r = row_of[prep.pred[start:stop]]
+        order = np.argsort(r, kind="stable")
+        groups = np.split(order, np.flatnonzero(np.diff(r[order])) + 1)
+        vals = np.empty(stop - start)
+        deg = np.zeros(stop - start, dtype=bool)
+        uu_all = np.empty(stop - start)
+        for idx in groups:
+            U = raw[idx].astype(np.float64)
+            if geo.centering != "none":
+                U -= geo.g[None, :]
+            uu = np.einsum("ij,ij->i", U, U)
+            c = int(r[idx[0]])
+            if c >= 0:
+                ut = np.einsum("ij,ij->i", U, np.broadcast_to(geo.T[c], U.shape))
+                al = np.einsum("ij,ij->i", U, np.broadcast_to(geo.Mbar[c], U.shape))
+                v, d = geo._e0_scalar(ut, al, uu, geo.n[c], geo.rho[c], geo.a[c])
+            else:  # predicted class absent from the labeled set
+                v, d = geo.new_class_static(U @ geo.Mbar.T, uu)
+            vals[idx], deg[idx], uu_all[idx] = v, d, uu
+        if not np.isfinite(uu_all).all():  # NaN/inf input, or a float64 row whose |u|^2 overflows
+            raise_if_nonfinite(np.asarray(raw, dtype=np.float64), start, "features_pool")
+        out[start:stop] = vals
+        degenerate += int(deg.sum())
+    return degenerate
 
 
 def _hard_block(geo: CmapGeometry, U: np.ndarray, r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

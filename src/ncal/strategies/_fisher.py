@@ -57,6 +57,43 @@ def top_classes(probs: torch.Tensor, rank: int | None) -> torch.Tensor:
     return torch.as_tensor(np.sort(order, axis=1), device=probs.device)
 
 
+# batched small SPD systems (r ≤ this) are solved by a vectorised Cholesky: LAPACK's per-matrix
+# calls cost more than the arithmetic at such sizes
+SMALL_RANK = 16
+
+
+def small_spd_trace(spd: torch.Tensor, k1: torch.Tensor) -> torch.Tensor:
+    """(M,): ``tr(K1_m spd_m⁻¹)`` for (M, r, r) positive definite ``spd`` and symmetric ``k1``.
+
+    Column-by-column Cholesky ``spd = LLᵀ`` vectorised over the batch (O(r) tensor operations,
+    not O(M) LAPACK calls), then ``tr(L⁻¹ K1 L⁻ᵀ)`` by forward substitution. A pivot that is not
+    positive (definiteness lost to round-off) falls back to a general inverse for the whole batch.
+    """
+    m, r, _ = spd.shape
+    lo = torch.zeros_like(spd)
+    for j in range(r):
+        row = lo[:, j, :j]
+        piv = spd[:, j, j] - (row * row).sum(1)
+        if bool((piv <= 0).any()):
+            return (torch.linalg.inv(spd) * k1).sum((1, 2))
+        lo[:, j, j] = piv.sqrt()
+        if j + 1 < r:
+            below = spd[:, j + 1 :, j] - torch.bmm(lo[:, j + 1 :, :j], row[:, :, None])[:, :, 0]
+            lo[:, j + 1 :, j] = below / lo[:, j, j, None]
+    # X = L⁻¹ K1 by forward substitution over rows, then tr(L⁻¹ K1 L⁻ᵀ) = tr(X L⁻ᵀ) = Σ_i (X L⁻ᵀ)_ii
+    x = torch.empty_like(k1)
+    for i in range(r):
+        acc = k1[:, i, :] - torch.bmm(lo[:, i : i + 1, :i], x[:, :i, :])[:, 0, :]
+        x[:, i, :] = acc / lo[:, i, i, None]
+    # (X L⁻ᵀ)ᵀ = L⁻¹ Xᵀ: its diagonal is the forward substitution applied to Xᵀ, entry by entry
+    xt = x.transpose(1, 2)
+    z = torch.empty_like(k1)
+    for i in range(r):
+        acc = xt[:, i, :] - torch.bmm(lo[:, i : i + 1, :i], z[:, :i, :])[:, 0, :]
+        z[:, i, :] = acc / lo[:, i, i, None]
+    return torch.diagonal(z, dim1=1, dim2=2).sum(1)
+
+
 class BaitState:
     """``A⁻¹``, ``G = A⁻¹FA⁻¹`` and the per-candidate ``K1 = VGVᵀ``, ``K2 = VA⁻¹Vᵀ``, kept exact
     under low-rank Woodbury updates as candidates are added to / removed from ``A``.
@@ -104,7 +141,8 @@ class BaitState:
         if p.ndim == 1:
             p, rows, sp = p[None], rows[None], sp[None]
         pq = torch.bmm(p[:, None, :], q)  # (m, 1, t)
-        qr = torch.gather(q, 1, rows[:, :, None].expand(-1, -1, q.shape[2]))
+        # with every class kept, the row selection is the identity: skip the gather
+        qr = q if self.r == self.c else torch.gather(q, 1, rows[:, :, None].expand(-1, -1, q.shape[2]))
         return sp[:, :, None] * (qr - pq)
 
     def _sandwich(self, x: torch.Tensor) -> torch.Tensor:
@@ -127,9 +165,12 @@ class BaitState:
         return self._bmul(q)
 
     def scores(self, sign: float) -> torch.Tensor:
-        """``tr(K1 (sign·I + K2)⁻¹)`` for every candidate (sign = +1 forward, -1 backward)."""
+        """``tr(K1 (sign·I + K2)⁻¹)``, times ``sign``, for every candidate (sign = +1 forward, -1
+        backward: ``I - K2`` is the positive definite one)."""
         eye = torch.eye(self.r, dtype=torch.float64, device=self.h.device)
         spd = eye + sign * self.k2  # I + K2, or I - K2 = -(-I + K2): positive definite
+        if self.r <= SMALL_RANK:
+            return sign * small_spd_trace(spd, self.k1)
         chol, info = torch.linalg.cholesky_ex(spd)
         if bool((info != 0).any()):  # lost definiteness to round-off: general solve
             inv = torch.linalg.inv(spd)
@@ -163,9 +204,14 @@ class BaitState:
         self.g.sub_(t).sub_(t.T)
         w = self._project(u)  # V_m U  (M, r, r)
         y = self._project(r)  # V_m R
-        ws = w @ s
-        self.k2 -= ws @ w.transpose(1, 2)
-        t = ws @ (y - 0.5 * (ws @ k1)).transpose(1, 2)
+        m, rr = w.shape[0], self.r
+        # products with the shared S and K1_j are single GEMMs over all candidates; the two
+        # per-candidate products (W S)Wᵀ and (W S)(Y - W S K1_j/2)ᵀ share one batched call
+        ws = K.matmul(w.reshape(m * rr, rr), s).reshape(m, rr, rr)
+        y -= 0.5 * K.matmul(ws.reshape(m * rr, rr), k1).reshape(m, rr, rr)
+        both = torch.bmm(ws, torch.cat([w, y], dim=1).transpose(1, 2))
+        self.k2 -= both[:, :, :rr]
+        t = both[:, :, rr:]
         self.k1 -= t + t.transpose(1, 2)
 
 
