@@ -5,8 +5,11 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-# The embedded default study. The MLP-on-pixels recipe (the one of configs/paper/) keeps the demo to
-# a few minutes on 2 CPU cores while still training into the terminal phase under 30% noise.
+from ..experiment.recipes import recipe
+
+# The embedded default study, on the studies' fast MLP recipe (MLP on pixels): a few minutes on 2 CPU
+# cores while still training into the terminal phase under 30% noise.
+_RECIPE = recipe("fast-mlp")
 DEMO_GRID: dict[str, Any] = {
     "name": "demo",
     "description": "MNIST-5k, 30% symmetric label noise, random vs entropy vs NCAL-R, 3 paired seeds",
@@ -15,15 +18,8 @@ DEMO_GRID: dict[str, Any] = {
     "strategies": ["random", "entropy", "ncal_r"],
     "seeds": 3,
     "budget": {"initial": 100, "query": 100, "rounds": 5},
-    "model": "mlp",
-    "train": {
-        "lr": 0.01,
-        "augment": False,
-        "epochs_max": 150,
-        "plateau_patience": 30,
-        "window_lr_factor": 0.5,
-        "num_threads": 1,
-    },
+    "model": _RECIPE["model"],
+    "train": _RECIPE["train"],
 }
 
 

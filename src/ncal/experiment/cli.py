@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import NcalError
+from .recipes import RECIPES, recipe
 
 
 def _number(text: str) -> float | int:
@@ -107,7 +108,18 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     run.add_argument(
         "--test-size", type=int, default=None, help="stratified subsample of the test split"
     )
-    run.add_argument("--model", default="auto", help="auto, cnn, resnet18 or mlp")
+    run.add_argument(
+        "--recipe",
+        choices=sorted(RECIPES),
+        default="default",
+        help="backbone + training settings: `default` (model auto: CNN for grayscale images,\n"
+        "ResNet-18 for colour, MLP for features; slow on a CPU: see the estimate printed after\n"
+        "the first round)\n"
+        "or `fast-mlp` (the studies' MLP on pixels: seconds per round on a CPU)",
+    )
+    run.add_argument(
+        "--model", default=None, help="auto, cnn, resnet18 or mlp (default: the recipe's)"
+    )
     run.add_argument(
         "--train",
         action="append",
@@ -188,6 +200,7 @@ def _config_from_args(args: argparse.Namespace):
     from .config import ExperimentConfig
 
     evals = [e for e in args.evals.split(",") if e]
+    base = recipe(args.recipe)
     return ExperimentConfig(
         dataset=args.dataset,
         noise=args.noise,
@@ -199,8 +212,8 @@ def _config_from_args(args: argparse.Namespace):
         seed=args.seed,
         pool_size=args.pool_size,
         test_size=args.test_size,
-        model=args.model,
-        train=_key_values(args.train, "--train"),
+        model=args.model or base["model"],
+        train={**base["train"], **_key_values(args.train, "--train")},
         evals=evals,
         ood_dataset=args.ood_dataset,
         probe_datasets=[d for d in args.probe_datasets.split(",") if d],

@@ -335,6 +335,21 @@ def _progress_bar(config: ExperimentConfig, total: int, initial: int, quiet: boo
     )
 
 
+def _print_estimate(sched: list[int], r: int, seconds: float) -> None:
+    """After the first round of a session: what the rest will cost. Training time grows about in
+    proportion to the number of annotations a round trains on, so the first round is scaled by it."""
+    import sys
+
+    from tqdm.auto import tqdm
+
+    rest = seconds * sum(n / sched[r] for n in sched[r + 1 :])
+    tqdm.write(  # above the progress bar, not through it
+        f"round {r} took {seconds:.0f} s; the {len(sched) - r - 1} remaining round(s) train on up to "
+        f"{sched[-1]} annotations: expect roughly {rest / 60:.1f} more minutes on this machine",
+        file=sys.stderr,
+    )
+
+
 def _summary(rows: list[dict[str, Any]], wall0: float) -> dict[str, Any]:
     return {
         "status": "complete",
@@ -422,6 +437,8 @@ def run_experiment(
             row.update(_no_selection())
         store.append_round(row)
         rows.append(row)
+        if r == len(done) and not quiet and r < len(sched) - 1:
+            _print_estimate(sched, r, time.perf_counter() - wall0)
         if bar is not None:
             bar.set_postfix(acc=f"{row['test_accuracy']:.3f}", labels=len(bought.labeled))
             bar.update(1)
