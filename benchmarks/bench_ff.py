@@ -34,7 +34,10 @@ def recipes() -> dict[str, tuple[str, dict]]:
     """Recipe name → (model, TrainConfig fields): the demo's/papers' MLP and the CNN default."""
     from ncal.bench.demo import DEMO_GRID
 
-    return {"mlp (demo, configs/paper)": ("mlp", dict(DEMO_GRID["train"])), "cnn (default)": ("cnn", {})}
+    return {
+        "mlp (demo, configs/paper)": ("mlp", dict(DEMO_GRID["train"])),
+        "cnn (default)": ("cnn", {}),
+    }
 
 
 def _baseline_pass(model, x, prep, batch_size: int) -> np.ndarray:
@@ -122,11 +125,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=1, help="torch threads (the grids use 1)")
     ap.add_argument("--epochs", type=int, default=20, help="epochs of a round, for `share`")
     args = ap.parse_args(argv)
-    if min(args.repeat, args.threads, args.epochs, *args.labeled) < 1 or max(args.labeled) >= N_TRAIN:
+    if (
+        min(args.repeat, args.threads, args.epochs, *args.labeled) < 1
+        or max(args.labeled) >= N_TRAIN
+    ):
         ap.error(f"--repeat/--threads/--epochs >= 1 and --labeled in [1, {N_TRAIN})")
     rows = []
-    print(f"{'recipe':<28}{'labeled':>8}{'pool':>6}{'sgd s':>9}{'base s':>9}{'ff s':>9}"
-          f"{'base/sgd':>10}{'ff/sgd':>8}{'share':>7}")
+    print(
+        f"{'recipe':<28}{'labeled':>8}{'pool':>6}{'sgd s':>9}{'base s':>9}{'ff s':>9}"
+        f"{'base/sgd':>10}{'ff/sgd':>8}{'share':>7}"
+    )
     for label, (model_name, fields) in recipes().items():
         for n_l in args.labeled:
             r = measure(model_name, fields, n_l, args.repeat, args.threads)
@@ -135,12 +143,23 @@ def main(argv: list[str] | None = None) -> int:
             r["ratio_ff"] = r["ff_s"] / r["sgd_s"]
             r["share"] = r["window"] * r["ff_s"] / (args.epochs * r["sgd_s"])
             rows.append(r)
-            print(f"{label:<28}{n_l:>8}{r['pool']:>6}{r['sgd_s']:>9.4f}{r['baseline_s']:>9.4f}"
-                  f"{r['ff_s']:>9.4f}{r['ratio_baseline']:>10.2f}{r['ratio_ff']:>8.2f}"
-                  f"{r['share']:>7.1%}")
-    print(json.dumps({"threads": args.threads, "epochs": args.epochs, "rows": [
-        {k: (round(v, 5) if isinstance(v, float) else v) for k, v in r.items()} for r in rows
-    ]}))
+            print(
+                f"{label:<28}{n_l:>8}{r['pool']:>6}{r['sgd_s']:>9.4f}{r['baseline_s']:>9.4f}"
+                f"{r['ff_s']:>9.4f}{r['ratio_baseline']:>10.2f}{r['ratio_ff']:>8.2f}"
+                f"{r['share']:>7.1%}"
+            )
+    print(
+        json.dumps(
+            {
+                "threads": args.threads,
+                "epochs": args.epochs,
+                "rows": [
+                    {k: (round(v, 5) if isinstance(v, float) else v) for k, v in r.items()}
+                    for r in rows
+                ],
+            }
+        )
+    )
     return 0
 
 

@@ -26,9 +26,7 @@ import time
 import numpy as np
 
 
-def make_images(
-    n: int, classes: int, size: int, seed: int
-) -> tuple[np.ndarray, np.ndarray]:
+def make_images(n: int, classes: int, size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """``n`` uint8 (size, size, 3) images: a per-class colour pattern plus pixel noise."""
     rng = np.random.default_rng(seed)
     patterns = rng.integers(40, 216, (classes, size, size, 3)).astype(np.int16)

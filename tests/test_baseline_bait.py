@@ -103,8 +103,17 @@ def test_woodbury_updates_equal_direct_inversion(rank: int | None, c: int) -> No
             np.testing.assert_allclose(state.k1[m].numpy(), v[m] @ g @ v[m].T, atol=1e-10)
         eye = np.eye(v[0].shape[0])
         for sgn in (1.0, -1.0):
-            expect = [np.trace(x @ g @ x.T @ np.linalg.inv(sgn * eye + x @ a_inv @ x.T)) for x in v]
-            np.testing.assert_allclose(state.scores(sgn).numpy(), expect, atol=1e-9)
+            expect = np.array(
+                [np.trace(x @ g @ x.T @ np.linalg.inv(sgn * eye + x @ a_inv @ x.T)) for x in v]
+            )
+            every = state._exact_scores(torch.arange(len(v)), sgn).numpy()
+            np.testing.assert_allclose(every, expect, atol=1e-9)
+            # the bounds hold, and pruning keeps the maximum and every score it computes
+            assert (state.upper_bounds(sgn).numpy() >= expect - 1e-9).all()
+            got = state.scores(sgn).numpy()
+            kept = np.isfinite(got)
+            np.testing.assert_array_equal(got[kept], every[kept])
+            assert int(np.argmax(got)) == int(np.argmax(every))
 
 
 def brute_bait(hp, pp, hl, pl, k: int, lamb: float, rank: int | None = None) -> list[int]:
@@ -165,21 +174,28 @@ def test_bait_many_classes_equals_brute_force() -> None:
     assert sel.indices.tolist() == brute_bait(hp, pp, hl, pl, 3, 1.0)
 
 
-def test_small_spd_trace_equals_dense() -> None:
-    from ncal.strategies._fisher import small_spd_trace
+def test_scores_prune_only_below_the_maximum(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ncal.strategies import _fisher
 
-    rng = np.random.default_rng(4)
-    x = rng.normal(size=(7, 5, 5))
-    spd = x @ x.transpose(0, 2, 1) + 0.1 * np.eye(5)
-    k1 = rng.normal(size=(7, 5, 5))
-    k1 = k1 + k1.transpose(0, 2, 1)
-    expect = [np.trace(k @ np.linalg.inv(a)) for k, a in zip(k1, spd)]
-    got = small_spd_trace(torch.from_numpy(spd), torch.from_numpy(k1)).numpy()
-    np.testing.assert_allclose(got, expect, rtol=1e-10)
-    spd[3] = -np.eye(5)  # not positive definite: the general-inverse fallback
-    expect[3] = -np.trace(k1[3])
-    got = small_spd_trace(torch.from_numpy(spd), torch.from_numpy(k1)).numpy()
-    np.testing.assert_allclose(got, expect, rtol=1e-10)
+    monkeypatch.setattr(_fisher, "FIRST_SCORED", 1)  # force the bound test to do the pruning
+    hp, pp, hl, pl = _problem(5, n=60, nl=6, d=3, c=4)
+    c, d = pp.shape[1], hp.shape[1]
+    f = fisher_dense(np.vstack([pl, pp]), np.vstack([hl, hp]))
+    a_inv = np.linalg.inv(np.eye(c * d) + 0.4 * fisher_dense(pl, hl))
+    state = BaitState(*(torch.from_numpy(t) for t in (a_inv, f, pp, hp)), 0.8)
+    for j in (4, 9, 17):
+        state.update(j, 1.0)
+    allowed = torch.ones(60, dtype=torch.bool)
+    allowed[[4, 9, 17, 30]] = False
+    for sign in (1.0, -1.0):
+        every = state._exact_scores(torch.arange(60), sign).numpy()
+        got = state.scores(sign, allowed).numpy()
+        every[~allowed.numpy()] = -np.inf
+        kept = np.isfinite(got)
+        assert not kept[~allowed.numpy()].any()
+        np.testing.assert_array_equal(got[kept], every[kept])
+        assert int(np.argmax(got)) == int(np.argmax(every))
+    assert 1 <= np.isfinite(state.scores(1.0, allowed).numpy()).sum() < 56  # something was pruned
 
 
 def test_bait_empty_labeled_set() -> None:

@@ -162,12 +162,6 @@ def test_blocked_helpers_match_dense(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(K, "BLOCK_ELEMENTS", 128)
     rng = np.random.default_rng(4)
     x = rng.normal(size=(70, 5))
-    labels = rng.integers(0, 4, 70)
-    dense = cdist(x, x, "sqeuclidean")
-    # nearest point with another label
-    other = np.where(labels[:, None] != labels[None, :], dense, np.inf).min(1)
-    got = K.nearest_other_label_sqdist(torch.from_numpy(x), torch.from_numpy(labels))
-    np.testing.assert_allclose(got.numpy(), other, atol=1e-10)
     # class-wise minimum distance to a reference set
     ref, ref_labels = rng.normal(size=(15, 5)), rng.integers(0, 5, 15)
     ref_labels[ref_labels == 3] = 2  # class 3 has no reference row
@@ -176,24 +170,6 @@ def test_blocked_helpers_match_dense(monkeypatch: pytest.MonkeyPatch) -> None:
     for c in range(5):
         expect = d[:, ref_labels == c].min(1) if (ref_labels == c).any() else np.full(70, np.inf)
         np.testing.assert_allclose(cm[:, c], expect, atol=1e-10)
-    # radius graph
-    r2 = float(np.quantile(dense, 0.1))
-    indptr, indices = K.radius_graph(torch.from_numpy(x), r2, max_edges=10**6)
-    for i in range(70):
-        assert indices[indptr[i] : indptr[i + 1]].tolist() == np.flatnonzero(dense[i] < r2).tolist()
-    with pytest.raises(ValueError, match="max_edges"):
-        K.radius_graph(torch.from_numpy(x), r2, max_edges=10)
-    # kNN mean squared distance (self excluded)
-    knn = K.knn_mean_sqdist(torch.from_numpy(x), 3).numpy()
-    d_noself = dense + np.diag(np.full(70, np.inf))
-    np.testing.assert_allclose(knn, np.sort(d_noself, 1)[:, :3].mean(1), atol=1e-10)
-
-
-def test_csr_gather() -> None:
-    indptr = np.array([0, 2, 2, 5])
-    indices = np.array([7, 8, 1, 2, 3])
-    assert K.csr_gather(indptr, indices, np.array([2, 0, 1])).tolist() == [1, 2, 3, 7, 8]
-    assert K.csr_gather(indptr, indices, np.array([1])).tolist() == []
 
 
 def test_device_and_parameter_checks() -> None:
@@ -239,16 +215,3 @@ def test_torch_only_code_path_gives_the_same_picks(monkeypatch: pytest.MonkeyPat
     for name, params in cases:
         after = S.get(name, **params).select(sig, 12, np.random.default_rng(0)).indices
         assert after.tolist() == before[name].tolist(), name
-
-
-def test_csr_row_count_chunks() -> None:
-    rng = np.random.default_rng(0)
-    lens = rng.integers(0, 7, 40)
-    indptr = np.concatenate([[0], np.cumsum(lens)])
-    indices = rng.integers(0, 25, indptr[-1]).astype(np.int32)
-    rows = rng.choice(40, 15, replace=False)
-    expect = np.bincount(K.csr_gather(indptr, indices, rows), minlength=25)
-    for chunk in (1, 3, 10, 1000):
-        np.testing.assert_array_equal(
-            K.csr_row_count(indptr, indices, rows, 25, chunk=chunk), expect
-        )

@@ -123,6 +123,24 @@ def test_typiclust_exhausted_clusters_fall_back_to_random() -> None:
     assert len(set(sel.indices.tolist())) == 10
 
 
+@pytest.mark.parametrize(("clusters", "seed"), [(8, 0), (8, 5), (60, 0), (60, 3)])
+def test_kmeans_seeding_equals_scikit_learn(clusters: int, seed: int) -> None:
+    """Our k-means++ callable reproduces scikit-learn's built-in seeding bit for bit (KMeans and
+    MiniBatchKMeans branches; 2,500 points, so its distances run in several chunks)."""
+    from sklearn.cluster import KMeans, MiniBatchKMeans
+
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(2500, 16)).astype(np.float32) + rng.integers(0, 4, (2500, 1))
+    if clusters <= 50:
+        km = KMeans(n_clusters=clusters, random_state=seed, n_init="auto")
+    else:
+        km = MiniBatchKMeans(n_clusters=clusters, batch_size=5000, random_state=seed, n_init="auto")
+    expect = km.fit_predict(x)
+    got = kmeans_labels(x, clusters, seed)
+    np.testing.assert_array_equal(got, expect)
+    assert len(np.unique(got)) > clusters // 2
+
+
 def reference_probcover(x_all: np.ndarray, n_lab: int, delta: float, k: int, rng) -> list[int]:
     """Dense ProbCover: recompute every out-degree from scratch at each step."""
     adj = cdist(x_all, x_all) < delta

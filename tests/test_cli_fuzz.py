@@ -180,7 +180,7 @@ def test_bad_cli_input_fails_cleanly(files, capsys, monkeypatch, name, template)
     assert err.strip(), f"{name}: no message"
     if rc != 2 or "usage:" not in err:
         assert err.startswith("error:") or "error:" in err, err
-        assert "unexpected" not in err, f"{name}: reported as a bug: {err}"
+        assert "a bug in ncal" not in err, f"{name}: reported as a bug: {err}"
     assert (files["s"] / "session.sqlite").read_bytes() == before  # nothing lost
 
 

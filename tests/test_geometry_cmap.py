@@ -500,3 +500,57 @@ def test_empty_pool_returns_empty(case) -> None:
     HL, yL, _, _, _, _ = case
     out = cmap(HL, yL, np.zeros((0, HL.shape[1])), np.zeros(0, dtype=int))
     assert out.shape == (0,) and out.dtype == np.float64
+
+
+# ----------------------------------------------------------------------------- class-grouped E0 path
+@pytest.mark.parametrize("centering", ["none", "frozen"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_grouped_e0_is_bit_identical_to_the_per_row_kernel(centering, dtype) -> None:
+    """Hard signed CMAP (none/frozen) runs one predicted class at a time; every value must equal
+    the per-row kernel's (`CmapGeometry.e0_signed` on gathered rows) bit for bit."""
+    from ncal.geometry._cmap_kernels import CmapGeometry
+    from ncal.geometry.stats import ClassStats
+
+    HL, yL, HU, pred, _, K = make_case(7, 6, 33, extra=0, n_pool=300)
+    HU = HU.astype(dtype)
+    stats = ClassStats(HL, yL, K)
+    geo = CmapGeometry(stats, centering, "class_avg", "signed")
+    U = HU.astype(np.float64) - (geo.g[None, :] if centering != "none" else 0.0)
+    ref, _ = geo.e0_signed(U, stats.row_of[pred])
+    for block in (1, 37, 8192):
+        got = cmap(HL, yL, HU, pred, num_classes=K, centering=centering, block_size=block)
+        assert np.array_equal(got, ref)
+
+
+@pytest.mark.parametrize("policy", ["formula", "force_select", "skip"])
+def test_grouped_e0_with_absent_classes_and_policies(policy) -> None:
+    HL, yL, HU, pred, _, K = make_case(8, 4, 6, extra=2, n_pool=40)
+    got = cmap(HL, yL, HU, pred, num_classes=K, empty_class=policy, block_size=9)
+    ref = brute_cmap(HL, yL, HU, pred, "none", "class_avg", "signed")
+    absent = pred >= 4
+    assert absent.any() and (~absent).any()
+    assert_matches(got[~absent], ref[~absent])
+    if policy == "formula":
+        assert_matches(got[absent], ref[absent])
+    else:
+        assert np.all(got[absent] == (np.inf if policy == "force_select" else -np.inf))
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_grouped_e0_names_the_first_nonfinite_row(bad) -> None:
+    HL, yL, HU, pred, _, K = make_case(9, 4, 6, n_pool=30)
+    HU = HU.astype(np.float32)
+    HU[23, 2] = bad
+    HU[27, 0] = bad
+    with pytest.raises(ValueError, match=r"features_pool.*\(row 23\)"):
+        cmap(HL, yL, HU, pred, num_classes=K, block_size=20)
+
+
+def test_grouped_e0_float64_overflowing_norms_are_not_an_error() -> None:
+    """Finite float64 rows whose |u|^2 overflows are scored (as before), not reported as NaN."""
+    HL, yL, HU, pred, _, K = make_case(10, 3, 4, n_pool=6)
+    HU[2] = 1e200
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        out = cmap(HL, yL, HU, pred, num_classes=K)
+    assert np.isfinite(out[[0, 1, 3, 4, 5]]).all()

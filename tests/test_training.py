@@ -35,7 +35,7 @@ from ncal.training.augment import (
     random_crop,
     random_hflip,
 )
-from ncal.training.extract import Preprocessor
+from ncal.training.extract import Preprocessor, prepare_batches
 from ncal.training.trainer import _batches
 
 torch.set_num_threads(1)
@@ -220,6 +220,42 @@ def test_need_ff_false_gives_same_model_and_no_counts():
     _, b = run(seed=3, need_ff=False)
     assert b.ff_counts is None and b.info["ff_seconds"] == 0.0
     np.testing.assert_array_equal(a.logits_pool, b.logits_pool)
+
+
+def test_prepared_inputs_give_the_same_outputs_as_batch_by_batch():
+    x, _ = digits()
+    m = build_model("cnn", input_shape=(8, 8), num_classes=10, seed=4)
+    prep = Preprocessor((1, 8, 8), Normalizer.fit("fixed", to_tensor(x[:2], (1, 8, 8))), "cpu")
+    batches = prepare_batches(x[:150], prep, batch_size=64, sample_shape=(1, 8, 8))
+    assert [len(b) for b in batches] == [64, 64, 22]
+    direct = eval_pass(m, x[:150], prep, batch_size=64)
+    cached = eval_pass(m, x[:150], prep, batch_size=64, batches=batches)
+    for a, b in zip(direct, cached):
+        np.testing.assert_array_equal(a, b)
+    # over the byte cap (150 * 64 * 4 bytes) nothing is kept: the caller prepares as it goes
+    assert (
+        prepare_batches(x[:150], prep, batch_size=64, sample_shape=(1, 8, 8), max_bytes=38399)
+        is None
+    )
+    assert prepare_batches(x[:150], prep, batch_size=64, sample_shape=(1, 8, 8), max_bytes=38400)
+
+
+def test_round_is_bit_identical_with_and_without_prepared_inputs(monkeypatch):
+    """The FF window and the accuracy passes reuse prepared inputs; a round that cannot keep them
+    (over the byte cap) must give the same FF counts, window predictions and outputs."""
+    import ncal.training.trainer as trainer_mod
+
+    _, cached = run(seed=5, record_history=True, extra_sets={"test": digits()[0][-30:]})
+    monkeypatch.setattr(trainer_mod, "prepare_batches", lambda *a, **k: None)
+    _, direct = run(seed=5, record_history=True, extra_sets={"test": digits()[0][-30:]})
+    np.testing.assert_array_equal(cached.pred_history, direct.pred_history)
+    np.testing.assert_array_equal(cached.ff_counts, direct.ff_counts)
+    for name in ("logits_pool", "features_pool", "logits_labeled", "features_labeled"):
+        np.testing.assert_array_equal(getattr(cached, name), getattr(direct, name))
+    np.testing.assert_array_equal(cached.extra["test"][0], direct.extra["test"][0])
+    assert [e["loss"] for e in cached.info["epoch_log"]] == [
+        e["loss"] for e in direct.info["epoch_log"]
+    ]
 
 
 def test_empty_pool_and_feature_inputs():

@@ -12,7 +12,7 @@ keeps a session open while calling the command line in the same process does not
 out. Threads of one process are not excluded from each other.
 
 ``flock`` is local to one machine: on a network file system shared by several hosts it may not
-exclude writers on other hosts (docs/performance.md has the notes on shared file systems).
+exclude writers on other hosts: run one writer per directory there.
 """
 
 from __future__ import annotations

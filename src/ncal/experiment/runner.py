@@ -53,7 +53,7 @@ from .budget import budget_schedule
 from .config import ExperimentConfig
 from .problem import Problem, build_problem
 from .step import RELABEL_SIGNALS, RoundFit, fit_round, select_batch, with_relabel_signals
-from .store import RunStore
+from .store import FINGERPRINT_KEY, RunStore, data_fingerprint
 
 
 def resolve_model(config: ExperimentConfig, problem: Problem, needs_mc: bool) -> tuple[str, float]:
@@ -380,11 +380,29 @@ def run_experiment(
     list of dict
         One record per round (``rounds.jsonl``), the resumed ones included.
     """
-    from .evals import round_evaluations
-
     if not isinstance(config, ExperimentConfig):
         config = ExperimentConfig.from_dict(config)
     run, record = _prepare(config, out_dir)
+    problem = run.problem
+    record[FINGERPRINT_KEY] = data_fingerprint(
+        {
+            "x_pool": problem.x_pool,
+            "y_pool": problem.y_pool,
+            "is_ood": problem.is_ood,
+            "x_test": problem.x_test,
+            "y_test": problem.y_test,
+        }
+    )
+    with run.store.lock():  # a second writer of this directory fails at once, naming the holder
+        return _run_rounds(run, record, config, quiet)
+
+
+def _run_rounds(
+    run: _Run, record: dict[str, Any], config: ExperimentConfig, quiet: bool
+) -> list[dict[str, Any]]:
+    """The rounds of :func:`run_experiment`, under the run directory's lock."""
+    from .evals import round_evaluations
+
     sched, store, problem = run.schedule, run.store, run.problem
     store.check_compatible(record)
     done = store.read_rounds()

@@ -332,40 +332,54 @@ def _e0_by_class(prep: _Prepared, geo: CmapGeometry, out: np.ndarray, rows: int)
     """E0 (none/frozen, signed, hard labels) into ``out``, one predicted class at a time.
 
     Within a block the candidates of one class share ``t_c`` and ``mbar_c``, so their dot products
-    run against one broadcast row instead of gathered (rows, d) copies of ``T`` and ``Mbar``, and
-    each candidate row is converted to float64 once, straight from the stored (float32) rows. The
-    arithmetic is that of :meth:`CmapGeometry.e0_signed` (same kernels, same order), so the values
-    are bit-identical. NaN/inf rows are found through ``|u|^2`` (a non-finite entry makes it
-    non-finite); only then is the block scanned for the first bad row. Returns the number of
-    degenerate candidates.
+    run against that one row instead of gathered (rows, d) copies of ``T`` and ``Mbar``, and each
+    candidate row is converted to float64 once, straight from the stored (float32) rows. The
+    arithmetic is that of :meth:`CmapGeometry.e0_signed` (the same einsum kernel per row, the same
+    scalar formula), so the values are bit-identical for candidates of present classes (those of absent classes go through a
+    GEMM over more rows at once and may differ in the last bit). NaN/inf rows are found through
+    ``|u|^2`` (a non-finite entry makes it non-finite); only then is the block scanned for the
+    first bad row. Returns the number of degenerate candidates.
     """
     row_of = prep.stats.row_of
     degenerate = 0
     for start, stop, raw in iter_raw_blocks(prep.pool, rows):
+        raw = np.asarray(raw)  # plain ndarray view: memmap fancy indexing is slow
+        b = stop - start
         r = row_of[prep.pred[start:stop]]
         order = np.argsort(r, kind="stable")
-        groups = np.split(order, np.flatnonzero(np.diff(r[order])) + 1)
-        vals = np.empty(stop - start)
-        deg = np.zeros(stop - start, dtype=bool)
-        uu_all = np.empty(stop - start)
-        for idx in groups:
-            U = raw[idx].astype(np.float64)
-            if geo.centering != "none":
-                U -= geo.g[None, :]
-            uu = np.einsum("ij,ij->i", U, U)
+        ut, al, uu = np.empty(b), np.empty(b), np.empty(b)
+        vals, deg = np.empty(b), np.zeros(b, dtype=bool)
+        absent = None
+        for idx in np.split(order, np.flatnonzero(np.diff(r[order])) + 1):
+            U = _centred_rows(geo, raw, idx)
+            uu[idx] = np.einsum("ij,ij->i", U, U)
             c = int(r[idx[0]])
             if c >= 0:
-                ut = np.einsum("ij,ij->i", U, np.broadcast_to(geo.T[c], U.shape))
-                al = np.einsum("ij,ij->i", U, np.broadcast_to(geo.Mbar[c], U.shape))
-                v, d = geo._e0_scalar(ut, al, uu, geo.n[c], geo.rho[c], geo.a[c])
-            else:  # predicted class absent from the labeled set
-                v, d = geo.new_class_static(U @ geo.Mbar.T, uu)
-            vals[idx], deg[idx], uu_all[idx] = v, d, uu
-        if not np.isfinite(uu_all).all():  # NaN/inf input, or a float64 row whose |u|^2 overflows
+                ut[idx] = np.einsum("ij,j->i", U, geo.T[c])
+                al[idx] = np.einsum("ij,j->i", U, geo.Mbar[c])
+            else:  # predicted class absent from the labeled set: scored below
+                absent = idx
+        if not np.isfinite(uu).all():  # NaN/inf input, or a float64 row whose |u|^2 overflows
             raise_if_nonfinite(np.asarray(raw, dtype=np.float64), start, "features_pool")
+        sel = slice(None) if absent is None else np.flatnonzero(r >= 0)
+        rp = r[sel]
+        vals[sel], deg[sel] = geo._e0_scalar(
+            ut[sel], al[sel], uu[sel], geo.n[rp], geo.rho[rp], geo.a[rp]
+        )
+        if absent is not None:
+            U = _centred_rows(geo, raw, absent)
+            vals[absent], deg[absent] = geo.new_class_static(U @ geo.Mbar.T, uu[absent])
         out[start:stop] = vals
         degenerate += int(deg.sum())
     return degenerate
+
+
+def _centred_rows(geo: CmapGeometry, raw: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """Rows ``idx`` of a stored block as float64 candidates ``u = h - g``."""
+    U = raw[idx].astype(np.float64)
+    if geo.centering != "none":
+        U -= geo.g[None, :]
+    return U
 
 
 def _hard_block(geo: CmapGeometry, U: np.ndarray, r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

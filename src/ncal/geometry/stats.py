@@ -90,13 +90,25 @@ class ClassStats:
         xs = x[order]
         starts = np.concatenate([[0], np.cumsum(self.counts)[:-1]])
         self.means = np.add.reduceat(xs, starts, axis=0) / self.counts[:, None]
-        # Two-pass scatter (deviations from the mean) avoids the E[h^2] - mu^2 cancellation.
-        dev = xs - np.repeat(self.means, self.counts, axis=0)
-        self.within_ss = np.add.reduceat(np.einsum("ij,ij->i", dev, dev), starts)
-        self.sigma2 = self.within_ss / self.counts
+        self._sorted, self._starts = xs, starts  # for the within-class scatter, made on demand
+        self._within_ss: np.ndarray | None = None
         self.sample_avg = x.mean(axis=0)
         self.class_avg = self.means.mean(axis=0)
         self._labels = y
+
+    @property
+    def within_ss(self) -> np.ndarray:
+        """Within-class scatter norms (computed on first use: CMAP never needs them)."""
+        if self._within_ss is None:
+            # Two-pass scatter (deviations from the mean) avoids the E[h^2] - mu^2 cancellation.
+            dev = self._sorted - np.repeat(self.means, self.counts, axis=0)
+            self._within_ss = np.add.reduceat(np.einsum("ij,ij->i", dev, dev), self._starts)
+        return self._within_ss
+
+    @property
+    def sigma2(self) -> np.ndarray:
+        """``within_ss / counts``."""
+        return self.within_ss / self.counts
 
     @property
     def num_present(self) -> int:

@@ -57,41 +57,8 @@ def top_classes(probs: torch.Tensor, rank: int | None) -> torch.Tensor:
     return torch.as_tensor(np.sort(order, axis=1), device=probs.device)
 
 
-# batched small SPD systems (r ≤ this) are solved by a vectorised Cholesky: LAPACK's per-matrix
-# calls cost more than the arithmetic at such sizes
-SMALL_RANK = 16
-
-
-def small_spd_trace(spd: torch.Tensor, k1: torch.Tensor) -> torch.Tensor:
-    """(M,): ``tr(K1_m spd_m⁻¹)`` for (M, r, r) positive definite ``spd`` and symmetric ``k1``.
-
-    Column-by-column Cholesky ``spd = LLᵀ`` vectorised over the batch (O(r) tensor operations,
-    not O(M) LAPACK calls), then ``tr(L⁻¹ K1 L⁻ᵀ)`` by forward substitution. A pivot that is not
-    positive (definiteness lost to round-off) falls back to a general inverse for the whole batch.
-    """
-    m, r, _ = spd.shape
-    lo = torch.zeros_like(spd)
-    for j in range(r):
-        row = lo[:, j, :j]
-        piv = spd[:, j, j] - (row * row).sum(1)
-        if bool((piv <= 0).any()):
-            return (torch.linalg.inv(spd) * k1).sum((1, 2))
-        lo[:, j, j] = piv.sqrt()
-        if j + 1 < r:
-            below = spd[:, j + 1 :, j] - torch.bmm(lo[:, j + 1 :, :j], row[:, :, None])[:, :, 0]
-            lo[:, j + 1 :, j] = below / lo[:, j, j, None]
-    # X = L⁻¹ K1 by forward substitution over rows, then tr(L⁻¹ K1 L⁻ᵀ) = tr(X L⁻ᵀ) = Σ_i (X L⁻ᵀ)_ii
-    x = torch.empty_like(k1)
-    for i in range(r):
-        acc = k1[:, i, :] - torch.bmm(lo[:, i : i + 1, :i], x[:, :i, :])[:, 0, :]
-        x[:, i, :] = acc / lo[:, i, i, None]
-    # (X L⁻ᵀ)ᵀ = L⁻¹ Xᵀ: its diagonal is the forward substitution applied to Xᵀ, entry by entry
-    xt = x.transpose(1, 2)
-    z = torch.empty_like(k1)
-    for i in range(r):
-        acc = xt[:, i, :] - torch.bmm(lo[:, i : i + 1, :i], z[:, :i, :])[:, 0, :]
-        z[:, i, :] = acc / lo[:, i, i, None]
-    return torch.diagonal(z, dim1=1, dim2=2).sum(1)
+# candidates scored exactly before the bound test prunes the others
+FIRST_SCORED = 64
 
 
 class BaitState:
@@ -142,7 +109,11 @@ class BaitState:
             p, rows, sp = p[None], rows[None], sp[None]
         pq = torch.bmm(p[:, None, :], q)  # (m, 1, t)
         # with every class kept, the row selection is the identity: skip the gather
-        qr = q if self.r == self.c else torch.gather(q, 1, rows[:, :, None].expand(-1, -1, q.shape[2]))
+        qr = (
+            q
+            if self.r == self.c
+            else torch.gather(q, 1, rows[:, :, None].expand(-1, -1, q.shape[2]))
+        )
         return sp[:, :, None] * (qr - pq)
 
     def _sandwich(self, x: torch.Tensor) -> torch.Tensor:
@@ -164,19 +135,50 @@ class BaitState:
         q = K.matmul(self.h, u3).reshape(-1, self.c, rr)  # (I⊗h_mᵀ) u
         return self._bmul(q)
 
-    def scores(self, sign: float) -> torch.Tensor:
+    def scores(self, sign: float, allowed: torch.Tensor | None = None) -> torch.Tensor:
         """``tr(K1 (sign·I + K2)⁻¹)``, times ``sign``, for every candidate (sign = +1 forward, -1
-        backward: ``I - K2`` is the positive definite one)."""
+        backward); ``-inf`` where ``allowed`` (bool mask) is False and where the candidate provably
+        cannot reach the maximum.
+
+        Every score is ``>= 0`` and at most a cheap bound (:meth:`upper_bounds`). The candidates with
+        the largest bounds are scored first; the rest only where their bound reaches the best score
+        found (with a relative margin far above round-off), so the maximum and its first index are
+        those of the full computation, and each computed score is the same batched-LAPACK value.
+        """
+        idx = torch.arange(self.k1.shape[0], device=self.h.device)
+        if allowed is not None:
+            idx = idx[allowed]
+        out = torch.full((self.k1.shape[0],), -torch.inf, dtype=torch.float64, device=self.h.device)
+        if idx.shape[0] == 0:
+            return out
+        ub = self.upper_bounds(sign)[idx]
+        first = idx[torch.topk(ub, min(FIRST_SCORED, idx.shape[0])).indices]
+        out[first] = self._exact_scores(first, sign)
+        best = float(out[first].max())
+        slack = 1e-6 * best + 1e-12 * float(ub.abs().max())
+        rest = idx[(ub >= best - slack) & (out[idx] == -torch.inf)]
+        if rest.shape[0]:
+            out[rest] = self._exact_scores(rest, sign)
+        return out
+
+    def upper_bounds(self, sign: float) -> torch.Tensor:
+        """Upper bounds on the scores: ``tr K1`` forward (``(I + K2)⁻¹ ≼ I`` as ``K2 ⪰ 0``);
+        backward ``tr K1 / (1 - ||K2||_F)`` (``λ_max(K2) <= ||K2||_F``), ``inf`` when that is >= 1."""
+        tr1 = torch.diagonal(self.k1, dim1=1, dim2=2).sum(1)
+        if sign > 0:
+            return tr1
+        lam = torch.linalg.matrix_norm(self.k2)
+        return torch.where(lam < 1.0, tr1 / (1.0 - lam).clamp(min=1e-300), torch.inf)
+
+    def _exact_scores(self, sel: torch.Tensor, sign: float) -> torch.Tensor:
         eye = torch.eye(self.r, dtype=torch.float64, device=self.h.device)
-        spd = eye + sign * self.k2  # I + K2, or I - K2 = -(-I + K2): positive definite
-        if self.r <= SMALL_RANK:
-            return sign * small_spd_trace(spd, self.k1)
+        spd = eye + sign * self.k2[sel]  # I + K2, or I - K2 = -(-I + K2): positive definite
         chol, info = torch.linalg.cholesky_ex(spd)
         if bool((info != 0).any()):  # lost definiteness to round-off: general solve
             inv = torch.linalg.inv(spd)
         else:
             inv = torch.cholesky_inverse(chol)
-        return sign * (inv * self.k1).sum((1, 2))
+        return sign * (inv * self.k1[sel]).sum((1, 2))
 
     def update(self, j: int, sign: float) -> None:
         """Add (``sign=+1``) or remove (``sign=-1``) candidate ``j``'s ``V_jᵀV_j`` from ``A``.
@@ -202,9 +204,10 @@ class BaitState:
         self.a_inv.sub_(K.matmul(us, u.T))
         t = K.matmul(us, z.T)
         self.g.sub_(t).sub_(t.T)
-        w = self._project(u)  # V_m U  (M, r, r)
-        y = self._project(r)  # V_m R
-        m, rr = w.shape[0], self.r
+        rr = self.r
+        wy = self._project(torch.cat([u, r], dim=1))  # [V_m U | V_m R]  (M, r, 2r), one pass
+        m = wy.shape[0]
+        w, y = wy[:, :, :rr].contiguous(), wy[:, :, rr:].contiguous()
         # products with the shared S and K1_j are single GEMMs over all candidates; the two
         # per-candidate products (W S)Wᵀ and (W S)(Y - W S K1_j/2)ᵀ share one batched call
         ws = K.matmul(w.reshape(m * rr, rr), s).reshape(m, rr, rr)

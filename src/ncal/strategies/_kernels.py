@@ -12,8 +12,8 @@ Kernels
   squared Euclidean (CoreSet) and symmetric KL between softmax vectors (CDAL) both have this form.
 * :func:`kcenter_greedy` — exact k-center greedy (Sener & Savarese 2018) with lazy, batched updates.
 * :func:`kmeanspp_kronecker` — k-means++ seeding on Kronecker-structured embeddings (BADGE).
-* :func:`pairwise_sqdist`, :func:`class_min_sqdist`, :func:`radius_graph`,
-  :func:`nearest_other_label_sqdist`, :func:`knn_mean_sqdist` — blocked helpers.
+* :func:`pairwise_sqdist`, :func:`class_min_sqdist` — blocked helpers (the δ-ball graphs and
+  neighbour lists of ProbCover and TypiClust live in ``_graph``).
 """
 
 from __future__ import annotations
@@ -438,112 +438,4 @@ def class_min_sqdist(
             for c in classes:
                 lo, hi = max(bounds[c], c0) - c0, min(bounds[c + 1], c1) - c0
                 out[sl, c] = torch.minimum(out[sl, c], d[:, lo:hi].min(1).values)
-    return out
-
-
-def nearest_other_label_sqdist(x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """(N,): squared distance from each row to the nearest row with a different label (blocked)."""
-    n = x.shape[0]
-    x = to64(x)  # once, rather than once per block
-    nx = sqnorms(x)
-    out = torch.full((n,), torch.inf, dtype=torch.float64, device=x.device)
-    cstep = min(n, 8192)
-    rstep = rows_per_block(cstep)
-    for c0 in range(0, n, cstep):
-        cl = labels[c0 : c0 + cstep]
-        for r0 in range(0, n, rstep):
-            sl = slice(r0, r0 + rstep)
-            d = pairwise_sqdist(x[sl], x[c0 : c0 + cstep], nx[sl], nx[c0 : c0 + cstep])
-            d.masked_fill_(labels[sl, None] == cl[None, :], torch.inf)
-            out[sl] = torch.minimum(out[sl], d.min(1).values)
-    return out
-
-
-def radius_graph(
-    x: torch.Tensor, radius_sq: float, *, max_edges: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Symmetric graph ``i ~ j  iff  ||x_i - x_j||² < radius_sq`` (self-loops included) in CSR form.
-
-    Built in row blocks; only the edges are kept (memory O(E)). Raises ``ValueError`` when the graph
-    would exceed ``max_edges`` edges.
-
-    Returns
-    -------
-    indptr : (N+1,) int64; indices : (E,) int32 (column indices, sorted within each row)
-    """
-    n = x.shape[0]
-    x = to64(x)  # once, rather than once per block
-    nx = sqnorms(x)
-    rstep = rows_per_block(n)
-    cols: list[np.ndarray] = []
-    counts = np.zeros(n, dtype=np.int64)
-    total = 0
-    for r0 in range(0, n, rstep):
-        sl = slice(r0, r0 + rstep)
-        d = pairwise_sqdist(x[sl], x, nx[sl], nx)
-        nz = torch.nonzero(d < radius_sq)
-        total += nz.shape[0]
-        if total > max_edges:
-            raise ValueError(
-                f"the δ-ball graph has more than `max_edges`={max_edges} edges; "
-                "use a smaller `delta` (or a smaller `purity` target) or raise `max_edges`"
-            )
-        r = to_numpy(nz[:, 0]) + r0
-        counts += np.bincount(r, minlength=n)
-        cols.append(to_numpy(nz[:, 1]).astype(np.int32))
-    indptr = np.zeros(n + 1, dtype=np.int64)
-    np.cumsum(counts, out=indptr[1:])
-    # Move the blocks into one array, freeing each as it is copied: peak ~ one copy of the edges.
-    indices = np.empty(total, dtype=np.int32)
-    pos = 0
-    cols.reverse()
-    while cols:
-        blk = cols.pop()
-        indices[pos : pos + blk.size] = blk
-        pos += blk.size
-    return indptr, indices
-
-
-def csr_gather(indptr: np.ndarray, indices: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """Concatenated column indices of the given CSR rows (vectorised)."""
-    starts = indptr[rows]
-    lens = indptr[rows + 1] - starts
-    total = int(lens.sum())
-    if total == 0:
-        return np.zeros(0, dtype=indices.dtype)
-    offs = np.repeat(starts - np.concatenate([[0], np.cumsum(lens)[:-1]]), lens)
-    return indices[np.arange(total) + offs]
-
-
-def csr_row_count(
-    indptr: np.ndarray, indices: np.ndarray, rows: np.ndarray, n: int, *, chunk: int = 1 << 22
-) -> np.ndarray:
-    """(n,) how often each column occurs in the given CSR rows; gathered in chunks of about
-    ``chunk`` entries, so memory stays O(n + chunk) however many edges the rows hold."""
-    out = np.zeros(n, dtype=np.int64)
-    if rows.size == 0:
-        return out
-    ends = np.cumsum(indptr[rows + 1] - indptr[rows])
-    start = 0
-    while start < rows.size:
-        base = ends[start - 1] if start else 0
-        stop = max(start + 1, int(np.searchsorted(ends, base + chunk, side="right")))
-        out += np.bincount(csr_gather(indptr, indices, rows[start:stop]), minlength=n)
-        start = stop
-    return out
-
-
-def knn_mean_sqdist(x: torch.Tensor, k: int) -> torch.Tensor:
-    """(n,): mean squared distance of each row to its ``k`` nearest other rows (blocked)."""
-    n = x.shape[0]
-    x = to64(x)
-    nx = sqnorms(x)
-    out = torch.empty(n, dtype=torch.float64, device=x.device)
-    rstep = rows_per_block(n)
-    for r0 in range(0, n, rstep):
-        sl = slice(r0, r0 + rstep)
-        d = pairwise_sqdist(x[sl], x, nx[sl], nx)
-        rows = torch.arange(d.shape[0], device=x.device)
-        d[rows, rows + r0] = torch.inf  # a point is not its own neighbour
-        out[sl] = torch.topk(d, k, dim=1, largest=False).values.mean(1)
     return out

@@ -10,6 +10,8 @@ Never materialised: ``V_x = B_x ⊗ h_xᵀ`` with ``B_x = diag(√p)(I - 1pᵀ)`
 projection ``V_x M V_xᵀ`` of a (C·d)² matrix is ``B_x [(I⊗h_xᵀ) M (I⊗h_x)] B_xᵀ``. For every
 candidate the two C × C matrices ``K1 = V_x A⁻¹FA⁻¹ V_xᵀ`` and ``K2 = V_x A⁻¹ V_xᵀ`` are kept and
 updated after every pick (low-rank updates), so a step costs O(M·(C²d' + C³) + D²C) with D = C·d'.
+A step scores exactly (one C × C Cholesky each) only the candidates whose cheap upper bound
+(``tr K1``) reaches the best score found, which leaves the picks unchanged.
 
 Two documented approximations make it run at C = 100 (both recorded in ``params()``):
 
@@ -184,8 +186,7 @@ class Bait(Strategy):
         order: list[int] = []  # positions in `cand`, in pick order
         gain: dict[int, float] = {}
         for _ in range(min(self.oversample * k, m)):
-            sc = state.scores(1.0)
-            sc[chosen] = -torch.inf
+            sc = state.scores(1.0, ~chosen)
             j = K.first_argmax(sc)
             gain[j] = float(sc[j])
             chosen[j] = True
@@ -197,10 +198,9 @@ class Bait(Strategy):
         alive = list(range(len(kept)))  # positions in `kept`
         removed: list[int] = []
         while len(alive) > k:
-            sc = state.scores(-1.0)
-            mask = torch.ones(len(kept), dtype=torch.bool, device=dev)
-            mask[alive] = False
-            sc[mask] = -torch.inf
+            mask = torch.zeros(len(kept), dtype=torch.bool, device=dev)
+            mask[alive] = True
+            sc = state.scores(-1.0, mask)
             j = K.first_argmax(sc)
             state.update(j, -1.0)
             alive.remove(j)

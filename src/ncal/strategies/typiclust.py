@@ -26,16 +26,81 @@ from .coreset import check_feature_pair
 
 
 def kmeans_labels(x: np.ndarray, num_clusters: int, seed: int) -> np.ndarray:
-    """Cluster labels of the rows of ``x`` (the reference's KMeans / MiniBatchKMeans switch)."""
+    """Cluster labels of the rows of ``x`` (the reference's KMeans / MiniBatchKMeans switch).
+
+    The k-means++ seeding is :class:`KMeansPlusPlus`, the same computation as scikit-learn's
+    built-in one (identical centers and labels) without its per-call float64 copies.
+    """
     from sklearn.cluster import KMeans, MiniBatchKMeans
 
+    init = KMeansPlusPlus()
     if num_clusters <= 50:
-        km = KMeans(n_clusters=num_clusters, random_state=seed, n_init="auto")
+        km = KMeans(n_clusters=num_clusters, random_state=seed, init=init, n_init=1)
     else:
         km = MiniBatchKMeans(
-            n_clusters=num_clusters, batch_size=5000, random_state=seed, n_init="auto"
+            n_clusters=num_clusters, batch_size=5000, random_state=seed, init=init, n_init=1
         )
     return km.fit_predict(x).astype(np.int64)
+
+
+class KMeansPlusPlus:
+    """scikit-learn's greedy k-means++ seeding (``sklearn.cluster._kmeans._kmeans_plusplus``, unit
+    sample weights), as an ``init`` callable that reproduces it bit for bit on float32 data.
+
+    scikit-learn computes every candidate's distances to all points by upcasting ``X`` to float64
+    chunk by chunk and recomputing the chunk's squared norms, on every one of its ``K·(2 + ln K)``
+    candidate rows: at N = 50k, d = 512 those copies cost more than the products themselves. Here
+    ``X`` is upcast and its norms computed once; the chunks, the float64 products (same BLAS calls
+    on the same shapes), the float32 rounding and the random draws are scikit-learn's, so the
+    centers are the same. Passing ``n_init=1`` keeps scikit-learn's ``n_init="auto"`` behaviour for
+    k-means++ (one run).
+    """
+
+    def __call__(self, x: np.ndarray, n_clusters: int, random_state: np.random.RandomState):
+        from sklearn.utils.extmath import row_norms
+
+        n = x.shape[0]
+        weight = np.ones(n, dtype=x.dtype)
+        x64 = x.astype(np.float64)
+        norms = row_norms(x64, squared=True)
+        trials = 2 + int(np.log(n_clusters))
+        centers = np.empty((n_clusters, x.shape[1]), dtype=x.dtype)
+        first = random_state.choice(n, p=weight / weight.sum())
+        centers[0] = x[first]
+        closest = self._sqdist(x64, norms, np.array([first]))[0]
+        pot = closest @ weight
+        for c in range(1, n_clusters):
+            rand = random_state.uniform(size=trials) * pot
+            cand = np.searchsorted(np.cumsum(weight * closest), rand)
+            np.clip(cand, None, closest.size - 1, out=cand)
+            dist = self._sqdist(x64, norms, cand)
+            np.minimum(closest, dist, out=dist)
+            cand_pot = dist @ weight.reshape(-1, 1)
+            best = np.argmin(cand_pot)
+            pot = cand_pot[best]
+            closest = dist[best]
+            centers[c] = x[cand[best]]
+        return centers
+
+    @staticmethod
+    def _sqdist(x64: np.ndarray, norms: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """float32 squared distances of the points ``rows`` to every point, as scikit-learn's
+        ``_euclidean_distances_upcast`` computes them (same chunk sizes and operation order)."""
+        n, d = x64.shape
+        m = len(rows)
+        maxmem = max(((m + n) * d + m * n) / 10, 10 * 2**17)
+        tmp = 2 * d
+        step = max(int((-tmp + np.sqrt(tmp**2 + 4 * maxmem)) / 2), 1)
+        out = np.empty((m, n), dtype=np.float32)
+        for r0 in range(0, m, step):
+            xr = x64[rows[r0 : r0 + step]]
+            xx = norms[rows[r0 : r0 + step]][:, None]
+            for c0 in range(0, n, step):
+                blk = -2 * (xr @ x64[c0 : c0 + step].T)
+                blk += xx
+                blk += norms[None, c0 : c0 + step]
+                out[r0 : r0 + step, c0 : c0 + step] = blk.astype(np.float32, copy=False)
+        return np.maximum(out, np.float32(0.0), out=out)
 
 
 class TypiClust(Strategy):
