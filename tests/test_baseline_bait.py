@@ -91,8 +91,10 @@ def test_woodbury_updates_equal_direct_inversion(rank: int | None, c: int) -> No
         rank,
     )
     v = [factor(p, h, scale, rank) for p, h in zip(pp, hp)]
+    inside: list[int] = []  # the candidates currently added to A
     for j, sign in [(3, 1.0), (7, 1.0), (0, 1.0), (7, -1.0), (11, 1.0), (3, -1.0)]:
         state.update(j, sign)
+        inside = [*inside, j] if sign > 0 else [i for i in inside if i != j]
         a = a + sign * v[j].T @ v[j]
         a_inv = np.linalg.inv(a)
         g = a_inv @ f @ a_inv
@@ -108,12 +110,16 @@ def test_woodbury_updates_equal_direct_inversion(rank: int | None, c: int) -> No
             )
             every = state._exact_scores(torch.arange(len(v)), sgn).numpy()
             np.testing.assert_allclose(every, expect, atol=1e-9)
-            # the bounds hold, and pruning keeps the maximum and every score it computes
-            assert (state.upper_bounds(sgn).numpy() >= expect - 1e-9).all()
-            got = state.scores(sgn).numpy()
+            # the bounds hold (backward: for the candidates in A), and pruning keeps the maximum
+            # and every score it computes
+            allowed = np.ones(len(v), dtype=bool) if sgn > 0 else np.isin(np.arange(len(v)), inside)
+            bounds = state.upper_bounds(sgn).numpy()
+            assert (bounds[allowed] >= expect[allowed] - 1e-9).all()
+            got = state.scores(sgn, torch.from_numpy(allowed)).numpy()
             kept = np.isfinite(got)
-            np.testing.assert_array_equal(got[kept], every[kept])
-            assert int(np.argmax(got)) == int(np.argmax(every))
+            assert not kept[~allowed].any()
+            np.testing.assert_allclose(got[kept], every[kept], rtol=1e-12)
+            assert int(np.argmax(got)) == int(np.argmax(np.where(allowed, every, -np.inf)))
 
 
 def brute_bait(hp, pp, hl, pl, k: int, lamb: float, rank: int | None = None) -> list[int]:
@@ -185,17 +191,19 @@ def test_scores_prune_only_below_the_maximum(monkeypatch: pytest.MonkeyPatch) ->
     state = BaitState(*(torch.from_numpy(t) for t in (a_inv, f, pp, hp)), 0.8)
     for j in (4, 9, 17):
         state.update(j, 1.0)
-    allowed = torch.ones(60, dtype=torch.bool)
-    allowed[[4, 9, 17, 30]] = False
-    for sign in (1.0, -1.0):
+    outside = torch.ones(60, dtype=torch.bool)
+    outside[[4, 9, 17, 30]] = False  # 30: not in A, but not allowed either
+    inside = torch.zeros(60, dtype=torch.bool)
+    inside[[4, 9, 17]] = True
+    for sign, allowed in ((1.0, outside), (-1.0, inside)):
         every = state._exact_scores(torch.arange(60), sign).numpy()
         got = state.scores(sign, allowed).numpy()
         every[~allowed.numpy()] = -np.inf
         kept = np.isfinite(got)
         assert not kept[~allowed.numpy()].any()
-        np.testing.assert_array_equal(got[kept], every[kept])
+        np.testing.assert_allclose(got[kept], every[kept], rtol=1e-12)
         assert int(np.argmax(got)) == int(np.argmax(every))
-    assert 1 <= np.isfinite(state.scores(1.0, allowed).numpy()).sum() < 56  # something was pruned
+    assert 1 <= np.isfinite(state.scores(1.0, outside).numpy()).sum() < 56  # something was pruned
 
 
 def test_bait_empty_labeled_set() -> None:

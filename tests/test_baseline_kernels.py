@@ -148,6 +148,40 @@ def test_kmeanspp_kronecker_equals_materialised(seed: int) -> None:
     assert dist[0] == pytest.approx(np.linalg.norm(g[ref[0]]))
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_kmeanspp_skipping_keeps_every_distance(dtype: type) -> None:
+    """The Cauchy-Schwarz skip of ``_lower_d2`` writes exactly what the full pool pass writes."""
+    rng = np.random.default_rng(7)
+    n, c, d = 3000, 5, 40
+    a = (
+        torch.from_numpy(softmax(3 * rng.normal(size=(n, c))))
+        - torch.eye(c, dtype=torch.float64)[rng.integers(0, c, n)]
+    )
+    h = torch.from_numpy(np.abs(rng.normal(size=(n, d))).astype(dtype))
+    w = (a * a).sum(1) * K.sqnorms(h)
+    unit = 2.0**-24 if dtype == np.float32 else 2.0**-53
+    hn = K.sqnorms(h).sqrt() * (2.0 * (1.0 + 4.0 * (d + 4) * unit + 1e-12))
+    d2 = torch.full((n,), torch.inf, dtype=torch.float64)
+    full = d2.clone()
+    skipped = 0
+    for center in rng.choice(n, 40, replace=False):
+        cross = K.matmul(a, a[center]).mul_(K.to64(K.matmul(h, h[center])))
+        cur = cross.mul_(-2.0).add_(w).add_(w[center]).clamp_(min=0.0)
+        before = full.clone()
+        torch.minimum(full, cur, out=full)
+        bound = (a @ a[center]).abs() * hn * (-0.5 * hn[center]) + w + w[center]
+        skip = bound > d2
+        K._lower_d2(a, h, w, hn, int(center), d2)
+        # a skipped point is one the full pass leaves unchanged (the bound is valid) ...
+        assert torch.equal(full[skip], before[skip])
+        skipped += int(skip.sum())
+        # ... and the recomputed rows agree with the full pass up to the float32 dot product's
+        # accumulation order (BLAS may sum a short row subset in another order)
+        np.testing.assert_allclose(d2.numpy(), full.numpy(), rtol=1e-5)
+        d2 = full.clone()  # continue from the full pass's values
+    assert skipped > 10 * n  # the bound does skip most points once a few centers exist
+
+
 def test_kmeanspp_falls_back_to_uniform_when_all_distances_vanish() -> None:
     h = np.ones((10, 3))
     a = np.ones((10, 1))

@@ -430,54 +430,62 @@ def case():
     return HL, yL, HU, pred, probs, K
 
 
+def test_unlabeled_predicted_class_needs_num_classes(case) -> None:
+    HL, yL, HU, pred, probs, K = case
+    assert pred.max() > yL.max()  # the case predicts a class no labeled sample has
+    with pytest.raises(ValueError, match="pass `num_classes`"):
+        cmap(HL, yL, HU, pred)
+    assert np.isfinite(cmap(HL, yL, HU, pred, num_classes=K)).any()
+
+
 def test_bad_inputs_raise_naming_the_argument(case) -> None:
     HL, yL, HU, pred, probs, K = case
     with pytest.raises(ValueError, match="labels_labeled"):
-        cmap(HL, yL[:-1], HU, pred)
+        cmap(HL, yL[:-1], HU, pred, num_classes=K)
     with pytest.raises(ValueError, match="pred_pool"):
-        cmap(HL, yL, HU, pred[:-1])
+        cmap(HL, yL, HU, pred[:-1], num_classes=K)
     with pytest.raises(ValueError, match="features_labeled"):
         bad = HL.copy()
         bad[0, 0] = np.nan
-        cmap(bad, yL, HU, pred)
+        cmap(bad, yL, HU, pred, num_classes=K)
     with pytest.raises(ValueError, match=r"features_pool.*row 3"):
         bad = HU.copy()
         bad[3, 1] = np.inf
-        cmap(HL, yL, bad, pred, block_size=2)
+        cmap(HL, yL, bad, pred, block_size=2, num_classes=K)
     with pytest.raises(ValueError, match=r"labels_labeled.*num_classes"):
         cmap(HL, np.where(yL == 0, 9, yL), HU, pred, num_classes=K)
     with pytest.raises(ValueError, match=r"labels_labeled.*negative"):
-        cmap(HL, np.where(yL == 0, -1, yL), HU, pred)
+        cmap(HL, np.where(yL == 0, -1, yL), HU, pred, num_classes=K)
     with pytest.raises(ValueError, match="pred_pool"):
         cmap(HL, yL, HU, np.full(len(HU), K), num_classes=K)
     with pytest.raises(ValueError, match=r"features_pool.*features_labeled"):
-        cmap(HL, yL, HU[:, :3], pred)
+        cmap(HL, yL, HU[:, :3], pred, num_classes=K)
     with pytest.raises(ValueError, match="pred_pool"):
-        cmap(HL, yL, HU)
+        cmap(HL, yL, HU, num_classes=K)
     with pytest.raises(ValueError, match="probs_pool"):
-        cmap(HL, yL, HU, pred, expected=True)
+        cmap(HL, yL, HU, pred, expected=True, num_classes=K)
     with pytest.raises(ValueError, match=r"probs_pool.*sum to 1"):
-        cmap(HL, yL, HU, pred, probs_pool=probs * 2, expected=True)
+        cmap(HL, yL, HU, pred, probs_pool=probs * 2, expected=True, num_classes=K)
     with pytest.raises(ValueError, match=r"probs_pool.*columns"):
         cmap(HL, yL, HU, pred, probs_pool=probs[:, :-1], num_classes=K, expected=True)
     with pytest.raises(ValueError, match=r"probs_pool.*rows"):
-        cmap(HL, yL, HU, pred, probs_pool=probs[:-1], expected=True)
+        cmap(HL, yL, HU, pred, probs_pool=probs[:-1], expected=True, num_classes=K)
     with pytest.raises(ValueError, match="centering"):
-        cmap(HL, yL, HU, pred, centering="sideways")
+        cmap(HL, yL, HU, pred, centering="sideways", num_classes=K)
     with pytest.raises(ValueError, match="mu_G"):
-        cmap(HL, yL, HU, pred, mu_G="median")
+        cmap(HL, yL, HU, pred, mu_G="median", num_classes=K)
     with pytest.raises(ValueError, match="pair"):
-        cmap(HL, yL, HU, pred, pair="squared")
+        cmap(HL, yL, HU, pred, pair="squared", num_classes=K)
     with pytest.raises(ValueError, match="empty_class"):
-        cmap(HL, yL, HU, pred, empty_class="ignore")
+        cmap(HL, yL, HU, pred, empty_class="ignore", num_classes=K)
     with pytest.raises(ValueError, match="block_size"):
-        cmap(HL, yL, HU, pred, block_size=0)
+        cmap(HL, yL, HU, pred, block_size=0, num_classes=K)
     with pytest.raises(TypeError, match="expected"):
-        cmap(HL, yL, HU, pred, expected="yes")
+        cmap(HL, yL, HU, pred, expected="yes", num_classes=K)
     with pytest.raises(TypeError, match="features_pool"):
-        cmap(HL, yL, np.array([["a", "b"]]), [0])
+        cmap(HL, yL, np.array([["a", "b"]]), [0], num_classes=K)
     with pytest.raises(TypeError, match="labels_labeled"):
-        cmap(HL, yL + 0.5, HU, pred)
+        cmap(HL, yL + 0.5, HU, pred, num_classes=K)
     with pytest.raises(TypeError, match="num_classes"):
         cmap(HL, yL, HU, pred, num_classes=2.0)
 

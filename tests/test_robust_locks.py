@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from ncal._utils import locks
 from ncal._utils.locks import ExclusiveLock, LockedError
 from ncal.errors import CorruptRunError, NcalError
 from ncal.experiment.store import RunStore, data_fingerprint
@@ -112,7 +113,7 @@ def test_lock_is_reentrant_within_a_process_and_exclusive_across(tmp_path):
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
 
 
-def test_lock_on_a_file_path_or_unwritable_folder_is_a_clear_error(tmp_path):
+def test_lock_on_a_file_path_or_unwritable_folder_is_a_clear_error(tmp_path, monkeypatch):
     f = tmp_path / "file"
     f.write_text("x")
     with pytest.raises(NcalError, match="is an existing file"):
@@ -121,10 +122,18 @@ def test_lock_on_a_file_path_or_unwritable_folder_is_a_clear_error(tmp_path):
     ro.mkdir()
     ro.chmod(0o500)
     try:
-        if os.access(ro, os.W_OK):  # root ignores permissions
-            pytest.skip("running as root")
-        with pytest.raises(NcalError, match="cannot create the lock file"):
-            RunStore(ro).lock()
+        with monkeypatch.context() as m:
+            if os.access(ro, os.W_OK):  # root ignores permissions: refuse the way the kernel would
+                real_open = locks.os.open
+
+                def refuse(path, *a, **k):
+                    if str(path).startswith(str(ro)):
+                        raise PermissionError(13, "Permission denied", str(path))
+                    return real_open(path, *a, **k)
+
+                m.setattr(locks.os, "open", refuse)
+            with pytest.raises(NcalError, match="cannot create the lock file"):
+                RunStore(ro).lock()
     finally:
         ro.chmod(0o700)
 

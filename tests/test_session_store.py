@@ -285,7 +285,7 @@ def test_batch_csv_round_trips_through_import(tmp_path, session):
     with open(b.csv_path) as fh:
         rows = list(csv.DictReader(fh))
     assert [r["id"] for r in rows] == [it["id"] for it in b.items]
-    assert {r["kind"] for r in rows} == {"query"} and all(r["round"] == "1" for r in rows)
+    assert {r["kind"] for r in rows} == {"new"} and all(r["round"] == "1" for r in rows)
     for r in rows[:3]:
         r["label"], r["annotator"] = "bird", "zed"
     filled = tmp_path / "filled.csv"
@@ -322,6 +322,8 @@ def test_npz_image_pool_session(tmp_path):
         b = s.next_batch(5, strategy="random")
         assert all(it["id"].startswith("train/") for it in b.items)
         tasks = json.loads(b.labelstudio_path.read_text())
-        assert "features_ref" in tasks[0]["data"] and "image" not in tasks[0]["data"]
+        # npz image pools: the images are written to files and the tasks show them
+        image = Path(tasks[0]["data"]["image"])
+        assert image.suffix == ".png" and image.exists() and image.parent.name == "images"
         cfg = ET.fromstring((s.dir / "labelstudio_config.xml").read_text())
-        assert cfg.find("Text") is not None and cfg.find("Image") is None
+        assert cfg.find("Image") is not None

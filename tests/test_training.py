@@ -12,7 +12,7 @@ import torch
 from scipy.special import softmax
 from sklearn.datasets import load_digits
 
-from ncal._utils.torch import stream_seed as derive_seed
+from ncal._utils.random import derive_seed
 from ncal.dynamics import feature_fluctuation
 from ncal.models import build_model
 from ncal.models.inputs import to_tensor

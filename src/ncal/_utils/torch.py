@@ -11,6 +11,8 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
+from .random import derive_seed
+
 
 def resolve_device(device: str | torch.device) -> torch.device:
     """``"auto"`` → CUDA when available, else CPU; ``"cpu"``, ``"cuda"``, ``"cuda:1"`` … as given.
@@ -38,25 +40,10 @@ def resolve_device(device: str | torch.device) -> torch.device:
     return dev
 
 
-def stream_seed(seed: int, *tags: int | str) -> int:
-    """A 63-bit seed derived from ``seed`` and tags (torch-side streams: order, augmentation, …).
-
-    TRANSITIONAL: to be replaced by :func:`ncal._utils.random.derive_seed` (one seeding scheme).
-    """
-    words = [int(seed) & 0xFFFFFFFF, (int(seed) >> 32) & 0xFFFFFFFF]
-    for t in tags:
-        if isinstance(t, str):
-            words.extend(t.encode())
-        else:
-            words.append(int(t) & 0xFFFFFFFF)
-    state = np.random.SeedSequence(words).generate_state(2, dtype=np.uint32)
-    return int((int(state[0]) << 32 | int(state[1])) & 0x7FFF_FFFF_FFFF_FFFF)
-
-
 def make_generator(seed: int, *tags: int | str) -> torch.Generator:
-    """A local CPU ``torch.Generator`` seeded from ``stream_seed(seed, *tags)``."""
+    """A local CPU ``torch.Generator`` on the stream ``derive_seed(seed, *tags)``."""
     g = torch.Generator(device="cpu")
-    g.manual_seed(stream_seed(seed, *tags))
+    g.manual_seed(derive_seed(seed, *tags))
     return g
 
 

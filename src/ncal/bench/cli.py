@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any
 
 
@@ -140,8 +141,19 @@ def last_line(error: str | None) -> str:
 
 
 def _report(args: argparse.Namespace) -> int:
+    from ..errors import NcalError
+    from ..experiment.store import find_runs
     from .report import write_report
 
+    if not Path(args.path).is_dir():
+        raise NcalError(
+            f"`PATH` {args.path!r} is not a directory (expected a run or grid directory)"
+        )
+    if not find_runs(args.path)[1]:
+        raise NcalError(
+            f"no runs under {args.path!r}: expected a run directory (`ncal run --out`) or a grid "
+            "directory (`ncal bench`) holding rounds.jsonl files"
+        )
     paths = write_report(
         args.path,
         args.out,

@@ -12,7 +12,7 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 from scipy import ndimage
 
-from .._utils.random import as_generator
+from .._utils.random import as_generator, rng_for
 from .._utils.validation import check_choice
 
 CORRUPTIONS = ("gaussian_noise", "gaussian_blur", "rotation", "contrast")
@@ -134,5 +134,4 @@ def shifted_test_sets(
         _check_severity(sev)
     for kind in kinds:
         for sev in severities:
-            ss = np.random.SeedSequence([int(seed), CORRUPTIONS.index(kind), int(sev)])
-            yield kind, int(sev), corrupt(arr, kind, sev, np.random.default_rng(ss))
+            yield kind, int(sev), corrupt(arr, kind, sev, rng_for(seed, "corrupt", kind, int(sev)))

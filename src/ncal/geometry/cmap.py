@@ -154,10 +154,13 @@ class _Prepared:
         elif not expected:
             raise ValueError("`pred_pool` (predicted class of every pool sample) is required")
         if num_classes is None:
-            top = [int(y.max()) if y.size else -1]
-            if pred is not None and pred.size:
-                top.append(int(pred.max()))
-            num_classes = max(top) + 1
+            num_classes = int(y.max()) + 1 if y.size else 0
+            if pred is not None and pred.size and int(pred.max()) >= num_classes:
+                # a class no labeled sample has: say how many classes there are, never guess
+                raise ValueError(
+                    f"`pred_pool` holds class {int(pred.max())} but `labels_labeled` only reach "
+                    f"class {num_classes - 1}; pass `num_classes`"
+                )
         self.num_classes = int(num_classes)
         self.stats = _labeled_stats(features_labeled, y, self.num_classes, "labels_labeled")
         if pool.shape[1] != self.stats.dim:

@@ -21,6 +21,7 @@ from .store import session_files
 
 # The library's errors name arguments; on the command line the same settings are flags.
 _FLAGS = {
+    "folds": "--folds",
     "k": "--k",
     "relabel_fraction": "--relabel-fraction",
     "cold_start": "--cold-start",

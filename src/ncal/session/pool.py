@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from .._utils.validation import check_finite
 from ..errors import NcalError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -107,8 +108,10 @@ def load_pool(path: str | Path, *, id_column: str = "id") -> Pool:
         )
     _check_ids(pool.ids)
     if pool.features is not None:
-        if not np.isfinite(pool.features).all():
-            raise NcalError(f"`--pool` {str(path)!r}: features contain NaN or inf")
+        try:  # in row blocks: a 1M x 512 pool never gets a full-size boolean temporary
+            check_finite(pool.features, "features")
+        except ValueError:
+            raise NcalError(f"`--pool` {str(path)!r}: features contain NaN or inf") from None
     if len(pool) == 0:
         raise NcalError(f"`--pool` {str(path)!r} holds no items")
     if not (pool.heldout_labels < 0).any():

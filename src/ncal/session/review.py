@@ -32,6 +32,7 @@ import numpy as np
 from scipy.stats import rankdata
 
 from .._utils.validation import as_float_matrix, as_label_vector, check_same_rows
+from ..errors import NcalError
 from ..strategies.selection import top_k
 
 
@@ -93,6 +94,11 @@ def out_of_fold_probabilities(
     folds (seeded). A class absent from a training fold gets probability 0 on its held-out fold.
     """
     from .._crossfit import out_of_fold_probabilities as shared
+
+    if isinstance(folds, bool) or not isinstance(folds, (int, np.integer)) or folds < 2:
+        raise NcalError(
+            f"`folds` must be an integer >= 2 (each item is scored by a model that never saw it); got {folds!r}"
+        )
 
     f = as_float_matrix(features, "features")
     y = as_label_vector(labels, "labels", num_classes=num_classes, length=f.shape[0])

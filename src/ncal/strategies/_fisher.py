@@ -136,14 +136,15 @@ class BaitState:
         return self._bmul(q)
 
     def scores(self, sign: float, allowed: torch.Tensor | None = None) -> torch.Tensor:
-        """``tr(K1 (sign·I + K2)⁻¹)``, times ``sign``, for every candidate (sign = +1 forward, -1
-        backward); ``-inf`` where ``allowed`` (bool mask) is False and where the candidate provably
-        cannot reach the maximum.
+        """``tr(K1 (sign·I + K2)⁻¹)`` for every candidate (sign = +1 forward: candidates not in
+        ``A``; -1 backward: candidates in ``A``); ``-inf`` where ``allowed`` (bool mask) is False
+        and where the candidate provably cannot reach the maximum.
 
-        Every score is ``>= 0`` and at most a cheap bound (:meth:`upper_bounds`). The candidates with
-        the largest bounds are scored first; the rest only where their bound reaches the best score
+        Every score is at most a cheap bound (:meth:`upper_bounds`). The candidates with the
+        largest bounds are scored first; the rest only where their bound reaches the best score
         found (with a relative margin far above round-off), so the maximum and its first index are
-        those of the full computation, and each computed score is the same batched-LAPACK value.
+        those of the full computation; a computed score equals the full computation's up to the
+        last bit (LAPACK and the reduction may round differently for another batch size).
         """
         idx = torch.arange(self.k1.shape[0], device=self.h.device)
         if allowed is not None:
@@ -155,20 +156,17 @@ class BaitState:
         first = idx[torch.topk(ub, min(FIRST_SCORED, idx.shape[0])).indices]
         out[first] = self._exact_scores(first, sign)
         best = float(out[first].max())
-        slack = 1e-6 * best + 1e-12 * float(ub.abs().max())
+        slack = 1e-6 * abs(best) + 1e-12 * float(ub.abs().max())
         rest = idx[(ub >= best - slack) & (out[idx] == -torch.inf)]
         if rest.shape[0]:
             out[rest] = self._exact_scores(rest, sign)
         return out
 
     def upper_bounds(self, sign: float) -> torch.Tensor:
-        """Upper bounds on the scores: ``tr K1`` forward (``(I + K2)⁻¹ ≼ I`` as ``K2 ⪰ 0``);
-        backward ``tr K1 / (1 - ||K2||_F)`` (``λ_max(K2) <= ||K2||_F``), ``inf`` when that is >= 1."""
-        tr1 = torch.diagonal(self.k1, dim1=1, dim2=2).sum(1)
-        if sign > 0:
-            return tr1
-        lam = torch.linalg.matrix_norm(self.k2)
-        return torch.where(lam < 1.0, tr1 / (1.0 - lam).clamp(min=1e-300), torch.inf)
+        """Upper bounds on the scores, with ``K1 ⪰ 0``: forward ``tr K1`` (``K2 ⪰ 0``, so
+        ``(I + K2)⁻¹ ≼ I``); backward ``-tr K1`` (for a candidate in ``A``, ``K2 ≺ I``, so
+        ``(I - K2)⁻¹ ≽ I`` and the score ``-tr(K1 (I - K2)⁻¹)`` is at most ``-tr K1``)."""
+        return sign * torch.diagonal(self.k1, dim1=1, dim2=2).sum(1)
 
     def _exact_scores(self, sel: torch.Tensor, sign: float) -> torch.Tensor:
         eye = torch.eye(self.r, dtype=torch.float64, device=self.h.device)

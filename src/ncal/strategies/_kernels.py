@@ -358,8 +358,10 @@ def _lower_d2(
     By Cauchy-Schwarz ``||g_i - g_c||² >= w_i + w_c - 2|a_i·a_c| ||h_i|| ||h_c||`` (``hn`` holds
     ``2||h||`` inflated by the dot product's rounding bound), so points whose bound exceeds their
     current ``d2`` keep it: the pool pass per pick (memory-bound, one read of ``h``) shrinks to
-    the few rows that may move (about 1% at N = 50k), and every value written is the one the full
-    pass computes (the same products, in the same dtype).
+    the few rows that may move (about 1% at N = 50k). Skipped points keep exactly the value the
+    full pass leaves; recomputed rows use the same products in the same dtype, equal to the full
+    pass's up to the BLAS accumulation order of a float32 ``h·h_c`` over a row subset (an ulp, far
+    below what D² sampling resolves: the 1,000 picks at N = 50k are those of the full pass).
     """
     aa = matmul(a, a[c])
     bound = (aa.abs() * hn).mul_(-hn[c] * 0.5).add_(w).add_(w[c])

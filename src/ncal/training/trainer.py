@@ -19,12 +19,12 @@ import torch
 from torch import nn
 
 from .._utils.numeric import softmax
+from .._utils.random import derive_seed
 from .._utils.torch import (
     deterministic,
     make_generator,
     resolve_device,
     seeded,
-    stream_seed,
     thread_limit,
 )
 from .._utils.validation import as_label_vector
@@ -181,7 +181,7 @@ def train_round(
             )
     device = resolve_device(config.device)
     det = deterministic(device) if config.deterministic else contextlib.nullcontext()
-    with thread_limit(config.num_threads), det, seeded(stream_seed(seed, "dropout")):
+    with thread_limit(config.num_threads), det, seeded(derive_seed(seed, "dropout")):
         return _run(
             model,
             x_labeled,
@@ -510,7 +510,7 @@ class _RoundTrainer:
                 x_pool,
                 self.prep,
                 passes=mc_passes,
-                seed=stream_seed(seed, "mc"),
+                seed=derive_seed(seed, "mc"),
                 batch_size=bs,
             )
             t_mc = time.perf_counter() - t0
