@@ -74,7 +74,7 @@ def test_mean_fisher_equals_dense(monkeypatch: pytest.MonkeyPatch) -> None:
     np.testing.assert_allclose(got, fisher_dense(pp, hp), atol=1e-13)
 
 
-# c = 20 runs the LAPACK path of `scores` (rank above SMALL_RANK), c = 4 the vectorised one
+# c = 20 and a truncated rank 18 < C: larger per-candidate systems and the class gather
 @pytest.mark.parametrize(("rank", "c"), [(None, 4), (2, 4), (None, 20), (18, 20)])
 def test_woodbury_updates_equal_direct_inversion(rank: int | None, c: int) -> None:
     hp, pp, hl, pl = _problem(1, c=c)
@@ -174,7 +174,7 @@ def test_bait_truncated_rank_equals_brute_force() -> None:
 
 
 def test_bait_many_classes_equals_brute_force() -> None:
-    hp, pp, hl, pl = _problem(30, n=20, nl=5, d=2, c=20)  # rank 20 > SMALL_RANK: LAPACK path
+    hp, pp, hl, pl = _problem(30, n=20, nl=5, d=2, c=20)  # 20 × 20 per-candidate systems
     sig = S.Signals(features_pool=hp, probs_pool=pp, features_labeled=hl, probs_labeled=pl)
     sel = S.get("bait", pca_dim=None, max_candidates=None).select(sig, 3)
     assert sel.indices.tolist() == brute_bait(hp, pp, hl, pl, 3, 1.0)
