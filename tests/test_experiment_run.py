@@ -212,3 +212,41 @@ def test_ood_contaminated_pool_wastes_labels_and_counts_them(tmp_path) -> None:
     assert rows[-1]["n_labeled"] == 100
     assert rows[-1]["n_labeled_in_label_set"] < 100
     assert sum(rows[-1]["class_histogram"]) == rows[-1]["n_labeled_in_label_set"]
+
+
+def test_resume_refuses_a_changed_dataset_file(tmp_path, monkeypatch) -> None:
+    """The run records a fingerprint of its data; a resume on changed data is refused."""
+    from sklearn.datasets import load_digits
+
+    from ncal.errors import NcalError
+
+    x, y = load_digits(return_X_y=True)
+    x = (x / 16.0).astype(np.float32)
+    path = tmp_path / "d.npz"
+    np.savez(path, x_train=x[:600], y_train=y[:600], x_test=x[600:900], y_test=y[600:900])
+    config = tiny(dataset=f"npz:{path}", pool_size=None, test_size=None, rounds=2, model="mlp")
+    import ncal.experiment.runner as runner
+
+    calls = {"n": 0}
+    real = runner._round_row
+
+    def stop_after_one(*a, **k):  # an interrupted run: one finished round, then a crash
+        calls["n"] += 1
+        if calls["n"] > 1:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(runner, "_round_row", stop_after_one)
+    with pytest.raises(KeyboardInterrupt):
+        run_experiment(config, tmp_path / "run", quiet=True)
+    monkeypatch.setattr(runner, "_round_row", real)
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["data_fingerprint"]
+
+    x2 = x.copy()
+    x2[0, 0] += 0.5  # one pixel of one pool image changed between the crash and the resume
+    np.savez(path, x_train=x2[:600], y_train=y[:600], x_test=x[600:900], y_test=y[600:900])
+    with pytest.raises(NcalError, match="fingerprint|data"):
+        run_experiment(config, tmp_path / "run", quiet=True)
+    np.savez(path, x_train=x[:600], y_train=y[:600], x_test=x[600:900], y_test=y[600:900])
+    rows = run_experiment(config, tmp_path / "run", quiet=True)  # the original data resumes
+    assert [r["round"] for r in rows] == [0, 1, 2]

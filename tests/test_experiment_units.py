@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from ncal.errors import CorruptRunError, NcalError
 from ncal._utils.random import derive_seed, rng_for
+from ncal.errors import CorruptRunError, NcalError
 from ncal.experiment import ExperimentConfig, RunStore, budget_schedule
 
 

@@ -431,7 +431,7 @@ def case():
 
 
 def test_unlabeled_predicted_class_needs_num_classes(case) -> None:
-    HL, yL, HU, pred, probs, K = case
+    HL, yL, HU, pred, _, K = case
     assert pred.max() > yL.max()  # the case predicts a class no labeled sample has
     with pytest.raises(ValueError, match="pass `num_classes`"):
         cmap(HL, yL, HU, pred)

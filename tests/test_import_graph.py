@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from import_graph import cycles, describe, import_edges, layer_violations
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "ncal"

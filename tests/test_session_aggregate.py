@@ -158,6 +158,7 @@ def test_dawid_skene_unannotated_items_get_prior_and_no_label():
 def test_dawid_skene_agrees_with_crowd_kit():
     import crowdkit.aggregation as ck
     import pandas as pd
+
     items, anns, labels, _, _ = simulate_crowd(600, 5, [0.05, 0.2, 0.35], seed=3)
     ours = dawid_skene(items, anns, labels, n_items=600, n_annotators=3, num_classes=5)
     df = pd.DataFrame({"task": items, "worker": anns, "label": labels})
