@@ -245,7 +245,7 @@ def test_resume_refuses_a_changed_dataset_file(tmp_path, monkeypatch) -> None:
     x2 = x.copy()
     x2[0, 0] += 0.5  # one pixel of one pool image changed between the crash and the resume
     np.savez(path, x_train=x2[:600], y_train=y[:600], x_test=x[600:900], y_test=y[600:900])
-    with pytest.raises(NcalError, match="fingerprint|data"):
+    with pytest.raises(NcalError, match=r"fingerprint|data"):
         run_experiment(config, tmp_path / "run", quiet=True)
     np.savez(path, x_train=x[:600], y_train=y[:600], x_test=x[600:900], y_test=y[600:900])
     rows = run_experiment(config, tmp_path / "run", quiet=True)  # the original data resumes
