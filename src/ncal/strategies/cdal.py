@@ -19,8 +19,8 @@ from __future__ import annotations
 import numpy as np
 
 from .._utils.validation import as_float_matrix
-from ._checks import check_device, check_int
-from .base import Selection, Signals, Strategy
+from .base import Selection, Signals
+from .coreset import KCenterGreedyStrategy
 
 
 def _log_probs_labeled(signals: Signals, num_classes: int) -> np.ndarray:
@@ -40,7 +40,7 @@ def _log_probs_labeled(signals: Signals, num_classes: int) -> np.ndarray:
     return np.log(np.clip(pl, 1e-300, None))
 
 
-class ContextualDiversity(Strategy):
+class ContextualDiversity(KCenterGreedyStrategy):
     """CDAL-CS: k-center greedy on softmax vectors under the symmetric KL divergence.
 
     Parameters
@@ -61,21 +61,12 @@ class ContextualDiversity(Strategy):
     needs = ("probs_pool", "probs_labeled")
     stochastic = False
 
-    def __init__(self, device: str = "cpu", candidates: int = 256, max_pending: int = 64) -> None:
-        self.device = check_device(device)
-        self.candidates = check_int(candidates, "candidates")
-        self.max_pending = check_int(max_pending, "max_pending")
+    metric = "sym_kl"
+
+    def _point_sets(self, signals: Signals) -> tuple[np.ndarray, np.ndarray]:
+        logp = signals.log_probabilities()
+        return logp, _log_probs_labeled(signals, logp.shape[1])
 
     def _select(self, signals: Signals, k: int, rng: np.random.Generator) -> Selection:
-        from .._utils.torch import resolve_device
-        from . import _kernels as K  # torch, only when selecting
-
-        logp = signals.log_probabilities()
-        logq = _log_probs_labeled(signals, logp.shape[1])
-        dev = resolve_device(self.device)
-        space = K.PairSpace.sym_kl(logp, dev)
-        init = K.PairSpace.sym_kl(logq, dev) if logq.shape[0] else None
-        idx, div = K.kcenter_greedy(
-            space, k, init=init, rng=rng, candidates=self.candidates, max_pending=self.max_pending
-        )
-        return Selection(idx, div, {"random_first": init is None})
+        idx, div, random_first = self._greedy(signals, k, rng)
+        return Selection(idx, div, {"random_first": random_first})

@@ -43,7 +43,48 @@ def _float_dtype(x: Any) -> type:
     return np.float32 if np.asarray(x).dtype == np.float32 else np.float64
 
 
-class CoreSet(Strategy):
+class KCenterGreedyStrategy(Strategy):
+    """Shared part of CoreSet and CDAL: k-center greedy from the labeled set over a pair space.
+
+    A subclass names the :class:`ncal.strategies._kernels.PairSpace` constructor (``metric``) and
+    gives the pool and labeled point sets (:meth:`_point_sets`); :meth:`_greedy` runs the greedy.
+
+    Parameters
+    ----------
+    device, candidates, max_pending
+        As for :class:`CoreSet`.
+    """
+
+    metric: str = ""
+
+    def __init__(self, device: str = "cpu", candidates: int = 256, max_pending: int = 64) -> None:
+        self.device = check_device(device)
+        self.candidates = check_int(candidates, "candidates")
+        self.max_pending = check_int(max_pending, "max_pending")
+
+    def _point_sets(self, signals: Signals) -> tuple[np.ndarray, np.ndarray]:
+        """``(pool, labeled)`` points in the space's input form (the labeled set may be empty)."""
+        raise NotImplementedError
+
+    def _greedy(
+        self, signals: Signals, k: int, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray, bool]:
+        """``(picks, value at each pick, whether the first pick was random)``."""
+        from .._utils.torch import resolve_device
+        from . import _kernels as K  # torch, only when selecting
+
+        pool, labeled = self._point_sets(signals)
+        dev = resolve_device(self.device)
+        make_space = getattr(K.PairSpace, self.metric)
+        space = make_space(pool, dev)
+        init = make_space(labeled, dev) if labeled.shape[0] else None
+        idx, values = K.kcenter_greedy(
+            space, k, init=init, rng=rng, candidates=self.candidates, max_pending=self.max_pending
+        )
+        return idx, values, init is None
+
+
+class CoreSet(KCenterGreedyStrategy):
     """k-center greedy selection on ``features_pool`` initialised from ``features_labeled``.
 
     Parameters
@@ -67,20 +108,11 @@ class CoreSet(Strategy):
     needs = ("features_pool", "features_labeled")
     stochastic = False
 
-    def __init__(self, device: str = "cpu", candidates: int = 256, max_pending: int = 64) -> None:
-        self.device = check_device(device)
-        self.candidates = check_int(candidates, "candidates")
-        self.max_pending = check_int(max_pending, "max_pending")
+    metric = "euclidean"
+
+    def _point_sets(self, signals: Signals) -> tuple[np.ndarray, np.ndarray]:
+        return check_feature_pair(signals)
 
     def _select(self, signals: Signals, k: int, rng: np.random.Generator) -> Selection:
-        from .._utils.torch import resolve_device
-        from . import _kernels as K  # torch, only when selecting
-
-        fp, fl = check_feature_pair(signals)
-        dev = resolve_device(self.device)
-        space = K.PairSpace.euclidean(fp, dev)
-        init = K.PairSpace.euclidean(fl, dev) if fl.shape[0] else None
-        idx, d2 = K.kcenter_greedy(
-            space, k, init=init, rng=rng, candidates=self.candidates, max_pending=self.max_pending
-        )
-        return Selection(idx, np.sqrt(d2), {"random_first": init is None})
+        idx, d2, random_first = self._greedy(signals, k, rng)
+        return Selection(idx, np.sqrt(d2), {"random_first": random_first})

@@ -29,13 +29,13 @@ import numpy as np
 
 from .._utils.validation import as_float_matrix, check_choice
 from ._checks import check_device, check_int
-from ._registry import available, get
+from ._wrap import WrapsBase, build_base
 from .base import Selection, Signals, Strategy
 
 METHODS = ("kcenter", "kmeanspp")
 
 
-class DiverseStrategy(Strategy):
+class DiverseStrategy(WrapsBase, Strategy):
     """Top-m of a base strategy, reduced to k by k-center greedy or k-means++ on the features.
 
     Parameters
@@ -62,31 +62,12 @@ class DiverseStrategy(Strategy):
         base_params: dict[str, Any] | None = None,
         device: str = "cpu",
     ) -> None:
-        if isinstance(base, Strategy):
-            if base_params:
-                raise ValueError("`base_params` only applies when `base` is a strategy name")
-            self._base = base
-        elif isinstance(base, str):
-            if base == self.name:
-                raise ValueError("`base` cannot itself be 'diverse'")
-            if base not in available():
-                raise ValueError(f"`base` must be a strategy name {available()}; got {base!r}")
-            self._base = get(base, **(base_params or {}))
-        else:
-            raise TypeError(
-                f"`base` must be a strategy name or Strategy; got {type(base).__name__}"
-            )
+        self._base = build_base(base, base_params, self.name)
         self.method = check_choice(method, "method", METHODS)
         self.top_m = check_int(top_m, "top_m", allow_none=True)
         self.device = check_device(device)
         self.stochastic = self._base.stochastic or self.method == "kmeanspp"
-        # Recorded by name and full parameters, so the wrapper is rebuilt by get(**params()).
-        self.base = self._base.name
-        self.base_params = self._base.params()
-
-    def required_signals(self) -> tuple[str, ...]:
-        base = self._base.required_signals()
-        return (*base, *(s for s in self.needs if s not in base))
+        self._record_base()
 
     def _select(self, signals: Signals, k: int, rng: np.random.Generator) -> Selection:
         import torch

@@ -31,7 +31,7 @@ import numpy as np
 from .._utils.validation import check_choice
 from ._checks import check_float, check_int
 from ._ood_scores import COMBINE, IdEstimate, check_id_scores, id_probability
-from ._registry import available, get
+from ._wrap import WrapsBase, build_base
 from .base import Selection, Signals, Strategy
 from .relabel import RelabelAwareStrategy
 from .selection import top_k
@@ -73,7 +73,7 @@ def gate_id_needs(scores: Sequence[str]) -> tuple[str, ...]:
     return (*needs, "logits_pool") if "energy" in scores else needs
 
 
-class OODGate(Strategy):
+class OODGate(WrapsBase, Strategy):
     """A base strategy restricted to (or weighted by) the pool items likely in distribution.
 
     Parameters
@@ -106,23 +106,7 @@ class OODGate(Strategy):
         n_neighbors: int = 10,
         base_params: dict[str, Any] | None = None,
     ) -> None:
-        if isinstance(base, Strategy):
-            if base_params:
-                raise ValueError("`base_params` only applies when `base` is a strategy name")
-            self._base = base
-        elif isinstance(base, str):
-            if base == self.name:
-                raise ValueError("`base` cannot itself be 'ood_gate'")
-            if base not in available():
-                raise ValueError(f"`base` must be a strategy name {available()}; got {base!r}")
-            try:
-                self._base = get(base, **(base_params or {}))
-            except TypeError as e:
-                raise TypeError(f"`base_params` do not fit the base {base!r}: {e}") from e
-        else:
-            raise TypeError(
-                f"`base` must be a strategy name or Strategy; got {type(base).__name__}"
-            )
+        self._base = build_base(base, base_params, self.name)
         if isinstance(self._base, RelabelAwareStrategy):
             raise ValueError(f"`base` must pick new items only; {self._base.name!r} relabels")
         self.threshold = check_float(threshold, "threshold", low=0.0, high=1.0)
@@ -131,13 +115,10 @@ class OODGate(Strategy):
         self.combine = check_choice(combine, "combine", COMBINE)
         self.n_neighbors = check_int(n_neighbors, "n_neighbors")
         self.stochastic = self._base.stochastic
-        # Recorded by name and full parameters, so the wrapper is rebuilt by get(**params()).
-        self.base = self._base.name
-        self.base_params = self._base.params()
+        self._record_base()
 
-    def required_signals(self) -> tuple[str, ...]:
-        base = self._base.required_signals()
-        return (*base, *(s for s in gate_id_needs(self.ood_scores) if s not in base))
+    def _own_needs(self) -> tuple[str, ...]:
+        return gate_id_needs(self.ood_scores)
 
     def _select(self, signals: Signals, k: int, rng: np.random.Generator) -> Selection:
         est = estimate_id(signals, self.ood_scores, self.combine, self.n_neighbors)

@@ -18,8 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from .._utils.validation import check_k
-from ._registry import available, get
+from ._wrap import WrapsBase, build_base
 from .base import Selection, Signals, Strategy
 from .selection import top_k
 
@@ -73,18 +72,7 @@ class RelabelAwareStrategy(Strategy):
 
     def select(self, signals: Signals, k: int, rng: np.random.Generator | None = None) -> Selection:
         """Spend ``k`` annotations on new pool items and relabels of labeled items."""
-        if not isinstance(signals, Signals):
-            raise TypeError(
-                f"`signals` must be a ncal.strategies.Signals; got {type(signals).__name__}"
-            )
-        k = check_k(k)
-        if rng is None:
-            if self.stochastic:
-                raise ValueError(f"`{self.name}` is stochastic: pass `rng` (a numpy Generator)")
-            rng = np.random.default_rng(0)
-        elif not isinstance(rng, np.random.Generator):
-            raise TypeError(f"`rng` must be a numpy.random.Generator; got {type(rng).__name__}")
-        self.check_signals(signals)
+        k, rng = self._check_call(signals, k, rng)
         n_pool, n_lab = signals.n_pool, signals.n_labeled
         k = min(k, n_pool + n_lab)
         if k == 0:
@@ -115,7 +103,7 @@ def split_budget(k: int, n_relabel_wanted: int, n_pool: int, n_labeled: int) -> 
     return new, k - new
 
 
-class RelabelShare(RelabelAwareStrategy):
+class RelabelShare(WrapsBase, RelabelAwareStrategy):
     """A new-item strategy with a share of its budget spent relabeling the weakest labels.
 
     ``round(share·k)`` annotations relabel the labeled items with the largest
@@ -141,31 +129,12 @@ class RelabelShare(RelabelAwareStrategy):
         share: float = 0.3,
         base_params: dict[str, Any] | None = None,
     ) -> None:
-        if isinstance(base, Strategy):
-            if base_params:
-                raise ValueError("`base_params` only applies when `base` is a strategy name")
-            self._base = base
-        elif isinstance(base, str):
-            if base == self.name:
-                raise ValueError("`base` cannot itself be 'relabel'")
-            if base not in available():
-                raise ValueError(f"`base` must be a strategy name {available()}; got {base!r}")
-            self._base = get(base, **(base_params or {}))
-        else:
-            raise TypeError(
-                f"`base` must be a strategy name or Strategy; got {type(base).__name__}"
-            )
+        self._base = build_base(base, base_params, self.name)
         if isinstance(self._base, RelabelAwareStrategy):
             raise ValueError(f"`base` must pick new items only; {self._base.name!r} relabels")
         self.share = check_share(share)
         self.stochastic = self._base.stochastic
-        # Recorded by name and full parameters, so the wrapper is rebuilt by get(**params()).
-        self.base = self._base.name
-        self.base_params = self._base.params()
-
-    def required_signals(self) -> tuple[str, ...]:
-        base = self._base.required_signals()
-        return (*base, *(s for s in self.needs if s not in base))
+        self._record_base()
 
     def _select(self, signals: Signals, k: int, rng: np.random.Generator) -> Selection:
         n_new, n_rel = split_budget(k, round(self.share * k), signals.n_pool, signals.n_labeled)
