@@ -42,6 +42,7 @@ def make_signals(
         labels_labeled=y_lab,
         probs_labeled=softmax(logits_lab),
         ff_counts=rng.integers(0, 4, n),
+        ff_margin_std=rng.gamma(2.0, 0.05, n),  # drawn last: the other signals stay as they were
         mc_probs_pool=mc,
         num_classes=c,
     )
@@ -53,14 +54,10 @@ def _recorded_as(recorded: Any, expected: Any) -> bool:
         return recorded == expected.name
     if isinstance(expected, (list, tuple)):
         return isinstance(recorded, (list, tuple)) and list(recorded) == list(expected)
-    return (
-        (type(recorded) is type(expected)
-        and recorded == expected)
-        or (
-            isinstance(expected, (int, float))
-            and not isinstance(expected, bool)
-            and recorded == expected
-        )
+    return (type(recorded) is type(expected) and recorded == expected) or (
+        isinstance(expected, (int, float))
+        and not isinstance(expected, bool)
+        and recorded == expected
     )
 
 

@@ -58,6 +58,8 @@ class TestNCALR(StrategyContract):
             ((0, 0), ValueError),
             ((1, 2, 3), ValueError),
         ],
+        "ff": [("flips", None), ("margin_std", None), ("margin", ValueError)],
+        "ff_zero_share": [(0.95, None), (1.0, None), (1.5, ValueError)],
     }
 
 

@@ -30,6 +30,7 @@ PLUS_CASES: ParamCases = {
     ],
     "combine": [("rank", None), ("z", None), ("median", ValueError)],
     "ff_zero_share": [(1.0, None), (0.5, None), (-1, ValueError)],
+    "ff": [("flips", None), ("margin_std", None), ("margin", ValueError)],
 }
 
 

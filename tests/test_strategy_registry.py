@@ -121,6 +121,8 @@ def test_recorded_params_of_the_demo_strategies_are_unchanged() -> None:
         "expected": False,
         "weights": (0.5, 0.5),
         "block_size": 8192,
+        "ff": "flips",
+        "ff_zero_share": 0.95,
     }
 
 

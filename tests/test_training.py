@@ -120,6 +120,21 @@ def test_ff_equals_flips_of_recorded_history_and_final_predictions():
     assert out.info["ff_zero_fraction"] == pytest.approx(np.mean(out.ff_counts == 0))
 
 
+def test_ff_margin_std_equals_std_of_margins_of_recorded_logits():
+    _, out = run(seed=1, ff_window=5, record_history=True, lr=0.1, window_lr_factor=1.0)
+    z = out.logits_history
+    assert z.shape == (5, 120, 10)
+    np.testing.assert_array_equal(z[-1], out.logits_pool)  # the last checkpoint is the final model
+    np.testing.assert_array_equal(z.argmax(axis=2), out.pred_history)
+    p = np.sort(softmax(z.astype(np.float64), axis=2), axis=2)
+    margins = p[..., -1] - p[..., -2]  # (5, 120), brute force from the stored checkpoints
+    np.testing.assert_allclose(out.ff_margin_std, margins.std(axis=0), rtol=1e-9, atol=1e-13)
+    # continuous: every pool item moves, also those whose predicted label never flipped
+    assert (out.ff_margin_std > 0).all() and (out.ff_counts == 0).any()
+    s = out.signals(digits()[1][:96], 10)
+    np.testing.assert_array_equal(s.ff_margin_std, out.ff_margin_std)
+
+
 def test_window_lr_constant_positive_and_schedule_values():
     cfg = small_cfg(lr=0.08, window_lr_factor=0.25, epochs_max=6, tau=1.0, plateau_patience=None)
     _, out = run(
@@ -218,7 +233,7 @@ def test_extraction_consistency_and_signals():
 def test_need_ff_false_gives_same_model_and_no_counts():
     _, a = run(seed=3)
     _, b = run(seed=3, need_ff=False)
-    assert b.ff_counts is None and b.info["ff_seconds"] == 0.0
+    assert b.ff_counts is None and b.ff_margin_std is None and b.info["ff_seconds"] == 0.0
     np.testing.assert_array_equal(a.logits_pool, b.logits_pool)
 
 
@@ -267,7 +282,7 @@ def test_empty_pool_and_feature_inputs():
     cfg = small_cfg(epochs_max=30, tau=0.95)
     out = train_round(m, xl, yl, np.zeros((0, 6), np.float32), config=cfg, seed=0)
     assert out.logits_pool.shape == (0, 3) and out.features_pool.shape == (0, 256)
-    assert out.ff_counts.shape == (0,)
+    assert out.ff_counts.shape == (0,) and out.ff_margin_std.shape == (0,)
     assert out.info["augment"]["enabled"] is False and out.info["normalize"] == "labeled"
     assert out.info["reached_terminal"]
 

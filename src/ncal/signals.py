@@ -19,7 +19,10 @@ from ._utils.validation import as_float_matrix
 # (float16 softmax outputs sum to 1 within ~1e-3); entries may be as low as -PROB_TOLERANCE.
 PROB_TOLERANCE = 1e-3
 _BLOCK = 1 << 16  # rows checked per block, so a large pool is never copied whole to float64
-_POOL_ROWS = ("probs_pool", "logits_pool", "features_pool", "ff_counts")
+# Signals with one row per pool sample (``mc_probs_pool`` follows the pool on its axis 1): whoever
+# takes a subset of the pool takes these rows.
+POOL_ROW_SIGNALS = ("probs_pool", "logits_pool", "features_pool", "ff_counts", "ff_margin_std")
+_POOL_ROWS = POOL_ROW_SIGNALS
 _LABELED_ROWS = (
     "labels_labeled", "annotations_labeled", "probs_labeled_oof", "probs_labeled",
     "features_labeled",
@@ -38,6 +41,7 @@ SIGNAL_NAMES = (
     "num_classes",
     "annotations_labeled",
     "probs_labeled_oof",
+    "ff_margin_std",
 )
 
 
@@ -54,6 +58,9 @@ class Signals:
     labels_labeled : (N_L,) the given (possibly noisy) labels of the labeled set.
     probs_labeled : (N_L, C) probabilities of the labeled set (CDAL, BAIT).
     ff_counts : (N,) feature-fluctuation flip counts over the terminal-phase window.
+    ff_margin_std : (N,) continuous feature fluctuation: the population std of the top-1 minus
+        top-2 probability margin over the same window's checkpoints
+        (:class:`ncal.dynamics.MarginFluctuationRecorder`); nonzero where a flip count is 0.
     mc_probs_pool : (T, N, C) MC-dropout probabilities (BALD).
     num_classes : number of classes C.
     annotations_labeled : (N_L, M) int labels of the labeled set per annotator, ``-1`` where
@@ -75,11 +82,12 @@ class Signals:
     num_classes: int | None = None
     annotations_labeled: np.ndarray | None = None
     probs_labeled_oof: np.ndarray | None = None
+    ff_margin_std: np.ndarray | None = None
 
     @property
     def n_pool(self) -> int:
         """Number of pool samples, read from the first pool-aligned signal present."""
-        for name in ("probs_pool", "logits_pool", "features_pool", "ff_counts"):
+        for name in _POOL_ROWS:
             arr = getattr(self, name)
             if arr is not None:
                 return int(np.shape(arr)[0])
@@ -143,12 +151,12 @@ class Signals:
         """Check that the signals present agree with each other; raise naming the first that does
         not.
 
-        Checked: pool-aligned arrays (``*_pool``, ``ff_counts``, axis 1 of ``mc_probs_pool``) have
+        Checked: pool-aligned arrays (``*_pool``, ``ff_*``, axis 1 of ``mc_probs_pool``) have
         the same number of rows, and so do the labeled-set arrays; probabilities are finite, at
         least ``-PROB_TOLERANCE`` and their rows sum to 1 within ``PROB_TOLERANCE``; the class
         axis of every probability / logit array equals the number of classes (``num_classes``,
         ``self.num_classes`` or, when neither is given, the first such array's width);
-        ``ff_counts`` is 1-D, finite and non-negative; ``labels_labeled`` lies in
+        ``ff_counts`` and ``ff_margin_std`` are 1-D, finite and non-negative; ``labels_labeled`` lies in
         ``[0, num_classes)`` and ``annotations_labeled`` in ``[-1, num_classes)``.
 
         Parameters
@@ -190,7 +198,9 @@ class Signals:
             if name != "logits_pool":
                 _check_probabilities(arr, name)
         if self.ff_counts is not None:
-            _check_counts(self.ff_counts)
+            _check_counts(self.ff_counts, "ff_counts")
+        if self.ff_margin_std is not None:
+            _check_counts(self.ff_margin_std, "ff_margin_std")
         if self.labels_labeled is not None and n_cls is not None:
             _check_range(self.labels_labeled, "labels_labeled", 0, n_cls)
         if self.annotations_labeled is not None and n_cls is not None:
@@ -243,16 +253,15 @@ def _check_probabilities(arr: np.ndarray, name: str) -> None:
             )
 
 
-def _check_counts(counts: np.ndarray) -> None:
+def _check_counts(counts: np.ndarray, name: str) -> None:
+    """A feature-fluctuation signal: 1-D, finite, non-negative."""
     c = np.asarray(counts)
     if c.ndim != 1:
-        raise ValueError(
-            f"`ff_counts` must be 1-D (one count per pool sample); got shape {c.shape}"
-        )
+        raise ValueError(f"`{name}` must be 1-D (one value per pool sample); got shape {c.shape}")
     if not np.issubdtype(c.dtype, np.number) or not np.isfinite(c).all():
-        raise ValueError("`ff_counts` must hold finite numbers")
+        raise ValueError(f"`{name}` must hold finite numbers")
     if c.size and c.min() < 0:
-        raise ValueError(f"`ff_counts` must be non-negative flip counts; got minimum {c.min()}")
+        raise ValueError(f"`{name}` must be non-negative; got minimum {c.min()}")
 
 
 def _check_range(values: np.ndarray, name: str, low: int, num_classes: int) -> None:

@@ -99,3 +99,10 @@ def check_same_rows(a: np.ndarray, b: np.ndarray, name_a: str, name_b: str) -> N
         raise ValueError(
             f"`{name_a}` has {a.shape[0]} rows but `{name_b}` has {b.shape[0]}; they must match"
         )
+
+
+def check_count(value: Any, name: str) -> int:
+    """``value`` as a non-negative int, or raise naming ``name`` (bools are refused)."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+        raise ValueError(f"`{name}` must be a non-negative integer; got {value!r}")
+    return int(value)

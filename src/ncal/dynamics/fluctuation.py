@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._utils.validation import check_count
+
 # Counts are uint32 (4 bytes per sample); a count can grow by at most one per update, so refusing
 # the update that would exceed this bound guarantees no counter ever wraps.
 _MAX_UPDATES = int(np.iinfo(np.uint32).max)
@@ -50,13 +52,7 @@ class FluctuationRecorder:
     """
 
     def __init__(self, n_samples: int) -> None:
-        if (
-            isinstance(n_samples, bool)
-            or not isinstance(n_samples, (int, np.integer))
-            or n_samples < 0
-        ):
-            raise ValueError(f"`n_samples` must be a non-negative integer; got {n_samples!r}")
-        self.n_samples = int(n_samples)
+        self.n_samples = check_count(n_samples, "n_samples")
         self._last: np.ndarray | None = None
         self._counts = np.zeros(self.n_samples, dtype=np.uint32)
         self.n_updates = 0

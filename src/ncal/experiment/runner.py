@@ -187,7 +187,7 @@ def _fit(
         extra_sets={"test": p.x_test},
         # the last round selects nothing: no MC passes
         need_mc="mc_probs_pool" in run.signals_needed and r < len(run.schedule) - 1,
-        need_ff="ff_counts" in run.signals_needed,
+        need_ff=bool(run.signals_needed & {"ff_counts", "ff_margin_std"}),
         progress=not quiet,
     )
 

@@ -217,6 +217,9 @@ def fit_session_round(
             logits_pool=keep_rows(signals.logits_pool, cand),
             features_pool=keep_rows(signals.features_pool, cand),
             ff_counts=None if signals.ff_counts is None else keep_rows(signals.ff_counts, cand),
+            ff_margin_std=None
+            if signals.ff_margin_std is None
+            else keep_rows(signals.ff_margin_std, cand),
             mc_probs_pool=None if signals.mc_probs_pool is None else signals.mc_probs_pool[:, cand],
         )
     logits_h = out.extra["heldout"][0] if "heldout" in out.extra else None

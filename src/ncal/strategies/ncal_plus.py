@@ -1,8 +1,9 @@
 """NCAL-R+: NCAL-R made aware of OOD items, unreliable annotators and weak labels.
 
-Informativeness is NCAL-R's ``w_cmap·z(CMAP') + w_ff·z(FF)`` (docs/algorithms.md §1.10), with FF
-dropped explicitly, with a RuntimeWarning, when it carries no ranking (more than ``ff_zero_share``
-of the pool at 0, or constant). Three parts, each switched by a parameter, act on it:
+Informativeness is NCAL-R's ``w_cmap·z(CMAP') + w_ff·z(FF)`` (docs/algorithms.md §1.10), FF being
+the flip count or the margin std (``ff``, as for ``ncal_r``), with FF dropped explicitly, with a
+RuntimeWarning, when it carries no ranking (more than ``ff_zero_share`` of the pool at 0, or
+constant). Three parts, each switched by a parameter, act on it:
 
 * ``ood_gate``: items whose P(in-distribution) (:mod:`._ood_scores`, no OOD labels) is below
   ``threshold`` come after every likely-ID item, ordered among themselves by P(ID);
@@ -37,7 +38,15 @@ import numpy as np
 from ._checks import check_float
 from ._ood_scores import COMBINE, check_id_scores
 from .base import Selection, Signals, Strategy
-from .ncal_r import _CmapMixin, _keep_policy_infinities
+from .ncal_r import (
+    FF_SIGNALS,
+    _CmapMixin,
+    _keep_policy_infinities,
+    check_weights,
+    ff_degeneracy,
+    ff_values,
+    ff_warning,
+)
 from .ood_gate import estimate_id, gate_id_needs
 from .relabel import RelabelAwareStrategy, consensus_weakness
 from .selection import ncal_r_scores, top_k
@@ -123,6 +132,8 @@ class NCALPlus(_CmapMixin, RelabelAwareStrategy):
     ff_zero_share : float
         FF is dropped (with a warning) when more than this share of the pool has FF == 0, or when
         it is constant; in [0, 1].
+    ff : {"flips", "margin_std"}
+        Which feature fluctuation is z-scored (as for ``ncal_r``).
     """
 
     name = "ncal_plus"
@@ -148,16 +159,12 @@ class NCALPlus(_CmapMixin, RelabelAwareStrategy):
         ood_scores: Sequence[str] = ("energy", "class_mean"),
         combine: str = "z",
         ff_zero_share: float = 0.95,
+        ff: str = "flips",
     ) -> None:
         from .._utils.validation import check_choice
 
         self._init_cmap(direction, centering, mu_G, pair, empty_class, expected, block_size)
-        w = tuple(float(x) for x in weights)
-        if len(w) != 2 or not all(np.isfinite(x) and x >= 0 for x in w) or sum(w) == 0:
-            raise ValueError(
-                f"`weights` must be two non-negative numbers, not both 0; got {weights!r}"
-            )
-        self.weights = w
+        self.weights = check_weights(weights)
         for flag, value in (("ood_gate", ood_gate), ("reliability", reliability), ("relabel", relabel)):  # fmt: skip
             if not isinstance(value, bool):
                 raise TypeError(f"`{flag}` must be a bool; got {type(value).__name__}")
@@ -166,9 +173,11 @@ class NCALPlus(_CmapMixin, RelabelAwareStrategy):
         self.ood_scores = check_id_scores(ood_scores)
         self.combine = check_choice(combine, "combine", COMBINE)
         self.ff_zero_share = check_float(ff_zero_share, "ff_zero_share", low=0.0, high=1.0)
+        self.ff = check_choice(ff, "ff", tuple(FF_SIGNALS))
 
     def required_signals(self) -> tuple[str, ...]:
-        needs = ["probs_pool", "features_pool", "features_labeled", "labels_labeled", "ff_counts"]
+        needs = ["probs_pool", "features_pool", "features_labeled", "labels_labeled"]
+        needs.append(FF_SIGNALS[self.ff])
         if self.ood_gate:
             needs += [s for s in gate_id_needs(self.ood_scores) if s not in needs]
         if self.reliability or self.relabel:
@@ -184,15 +193,17 @@ class NCALPlus(_CmapMixin, RelabelAwareStrategy):
     def _informativeness(self, signals: Signals, info: dict[str, Any]) -> np.ndarray:
         """NCAL-R's composite, FF dropped explicitly when it is degenerate."""
         c = self._cmap(signals)
-        ff = np.asarray(signals.ff_counts, dtype=np.float64)
-        zero_share = float(np.mean(ff == 0)) if ff.size else 1.0
-        drop_ff = zero_share > self.ff_zero_share or np.ptp(ff) == 0.0
-        info.update(cmap=c, ff_zero_share=zero_share, ff_dropped=bool(drop_ff))
+        ff = ff_values(signals, self.ff)
+        state = ff_degeneracy(ff, self.ff_zero_share)
+        drop_ff = state["ff_degenerate"]
+        info.update(cmap=c, ff=self.ff, ff_zero_share=state["ff_zero_share"])
+        info["ff_dropped"] = drop_ff
         weights = self.weights
         if drop_ff:
             warnings.warn(
-                f"FF is 0 for {zero_share:.1%} of the pool (constant: {np.ptp(ff) == 0.0}); the "
-                f"FF term is dropped and NCAL-R+ ranks by CMAP alone",
+                ff_warning(
+                    state, self.ff, "the FF term is dropped and NCAL-R+ ranks by CMAP alone"
+                ),
                 RuntimeWarning,
                 stacklevel=4,
             )

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from .._utils.validation import check_choice
+from ..signals import POOL_ROW_SIGNALS as _POOL_ROWS  # rows follow the pool (MC: axis 1)
 from ._checks import check_float, check_int
 from ._ood_scores import COMBINE, IdEstimate, check_id_scores, id_probability
 from ._wrap import WrapsBase, build_base
@@ -37,8 +38,6 @@ from .relabel import RelabelAwareStrategy
 from .selection import top_k
 
 MODES = ("drop", "weight")
-# Pool-aligned signals: their rows (axis 1 for the MC passes) follow the pool.
-_POOL_ROWS = ("probs_pool", "logits_pool", "features_pool", "ff_counts")
 
 
 def subset_pool(signals: Signals, rows: np.ndarray) -> Signals:

@@ -28,7 +28,7 @@ from .._utils.torch import (
     thread_limit,
 )
 from .._utils.validation import as_label_vector
-from ..dynamics import FluctuationRecorder
+from ..dynamics import FluctuationRecorder, MarginFluctuationRecorder
 from ..models.inputs import input_layout_matches
 from .augment import Normalizer, default_crop_padding, default_flip, random_crop, random_hflip
 from .config import TrainConfig
@@ -44,10 +44,13 @@ class RoundOutputs:
     logits_pool, features_pool : (N, C), (N, d) float32 — final model, eval mode.
     logits_labeled, features_labeled : (N_L, C), (N_L, d) float32 — same model.
     ff_counts : (N,) int64 flip counts over the window, or None when FF was not asked for.
+    ff_margin_std : (N,) float64 std of the top-1 minus top-2 probability margin over the window
+        checkpoints (the continuous FF variant, :mod:`ncal.dynamics.margin`), or None with FF.
     mc_probs_pool : (T, N, C) float32 MC-dropout probabilities, or None.
     extra : name → (logits, features) for each extra set (e.g. "test").
     info : training record (epochs, stop reason, terminal phase, timings, per-epoch log, …).
     pred_history : (ff_window, N) int64 window predictions (only with ``record_history=True``).
+    logits_history : (ff_window, N, C) float32 window pool logits (only with ``record_history``).
     """
 
     logits_pool: np.ndarray
@@ -59,6 +62,8 @@ class RoundOutputs:
     extra: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
     pred_history: np.ndarray | None = None
+    logits_history: np.ndarray | None = None
+    ff_margin_std: np.ndarray | None = None
     # the round's input preprocessing, so later evaluations see inputs exactly as training did
     preprocess: Any = field(default=None, repr=False, compare=False)
     eval_batch_size: int = 256
@@ -87,6 +92,7 @@ class RoundOutputs:
             labels_labeled=y,
             probs_labeled=softmax(self.logits_labeled),
             ff_counts=self.ff_counts,
+            ff_margin_std=self.ff_margin_std,
             mc_probs_pool=self.mc_probs_pool,
             num_classes=int(num_classes),
         )
@@ -131,10 +137,11 @@ def train_round(
     progress : bool
         tqdm bar over epochs (phase, training accuracy, learning rate).
     need_ff : bool
-        Predict the pool after each window epoch and count flips. The window epochs are trained
-        either way, so the final model does not depend on which signals were asked for.
+        Predict the pool after each window epoch, count flips and track the spread of the
+        probability margin (``ff_counts``, ``ff_margin_std``). The window epochs are trained either
+        way, so the final model does not depend on which signals were asked for.
     record_history : bool
-        Debug: also return the (ff_window, N) window predictions.
+        Debug: also return the (ff_window, N) window predictions and (ff_window, N, C) logits.
 
     Returns
     -------
@@ -307,7 +314,9 @@ class _RoundTrainer:
         self.t_train = self.t_acc = self.t_ff = 0.0
         self.epoch_log: list[dict[str, Any]] = []
         self.history: list[np.ndarray] = []
+        self.logits_history: list[np.ndarray] = []
         self.recorder = FluctuationRecorder(n_pool) if need_ff else None
+        self.margin_recorder = MarginFluctuationRecorder(n_pool) if need_ff else None
         self.pool_logits: np.ndarray | None = None
         self.pool_feats: np.ndarray | None = None
         self.lab_logits: np.ndarray | None = None
@@ -469,8 +478,10 @@ class _RoundTrainer:
                 self.pool_feats = feats if last else None
                 preds = self.pool_logits.argmax(axis=1)
                 self.recorder.update(preds)
+                self.margin_recorder.update(self.pool_logits)
                 if record_history:
                     self.history.append(preds.astype(np.int64))
+                    self.logits_history.append(self.pool_logits.copy())
                 self.t_ff += time.perf_counter() - t2
             self.log_epoch(epoch, "window", loss, lr0, lr1, acc)
             epoch += 1
@@ -610,6 +621,14 @@ def _run(
         extra=extra_out,
         info=trainer.record(phases, seed=seed, n_pool=len(x_pool), times=times),
         pred_history=np.stack(trainer.history) if record_history and trainer.history else None,
+        logits_history=(
+            np.stack(trainer.logits_history) if record_history and trainer.logits_history else None
+        ),
+        ff_margin_std=(
+            trainer.margin_recorder.stat("margin_std")
+            if trainer.margin_recorder is not None
+            else None
+        ),
         preprocess=trainer.prep,
         eval_batch_size=config.eval_batch_size,
     )
