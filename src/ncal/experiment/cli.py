@@ -62,6 +62,8 @@ def _noise_help() -> str:
 
 
 def _add_run(sub: argparse._SubParsersAction) -> None:
+    # Long on purpose: argparse declarations only, one per flag, so every setting of `ncal run`
+    # reads in one place (no logic here).
     run = sub.add_parser(
         "run",
         help="run one active-learning experiment (resumable)",

@@ -244,6 +244,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add the ``session`` command and its subcommands to the ``ncal`` parser."""
+    # Long on purpose: argparse declarations only, one per flag, so the whole command-line interface
+    # of `ncal session` reads in one place (no logic here).
     p = subparsers.add_parser(
         "session",
         help="human-in-the-loop labeling session (init, next, import, review, status, export)",
