@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import test_experiment_run as run_tests
 from ncal.consensus import consensus_labels, latest_per_pair
 from ncal.errors import NcalError
 from ncal.experiment import ExperimentConfig, RunStore, run_experiment
@@ -38,22 +39,10 @@ NEW_FIELDS = {
 
 
 def tiny(**overrides) -> ExperimentConfig:
-    base = dict(
-        dataset="digits",
-        noise="sym:0.2",
-        strategy="activelab",
-        initial=40,
-        query=30,
-        rounds=2,
-        seed=0,
-        pool_size=600,
-        test_size=300,
-        model="mlp",
-        train={"epochs_max": 12, "ff_window": 3, "batch_size": 32, "num_threads": 1},
-        annotators=THREE,
+    """The tiny run of test_experiment_run, with three annotators and ActiveLab by default."""
+    return run_tests.tiny(
+        **{"strategy": "activelab", "model": "mlp", "annotators": THREE, **overrides}
     )
-    base.update(overrides)
-    return ExperimentConfig(**base)
 
 
 def strip(rows: list[dict]) -> list[dict]:
