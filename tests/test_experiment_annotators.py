@@ -9,7 +9,7 @@ import pytest
 import test_experiment_run as run_tests
 from ncal.consensus import consensus_labels, latest_per_pair
 from ncal.errors import NcalError
-from ncal.experiment import ExperimentConfig, RunStore, run_experiment
+from ncal.experiment import ExperimentConfig, run_experiment
 from ncal.experiment.annotations import (
     AnnotationLog,
     batch_noise_rate,
@@ -235,19 +235,7 @@ def test_relabel_wrapper_spends_its_share_and_resumes_identically(tmp_path, monk
     assert all(r["consensus_method"] == "majority" for r in full)
     _check_annotation_records(full, cfg, 30)
 
-    calls = {"n": 0}
-    original = RunStore.append_round
-
-    def crash_after_first(self, row):
-        original(self, row)
-        calls["n"] += 1
-        if calls["n"] == 1:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(RunStore, "append_round", crash_after_first)
-    with pytest.raises(KeyboardInterrupt):
-        run_experiment(cfg, tmp_path / "cut", quiet=True)
-    monkeypatch.setattr(RunStore, "append_round", original)
+    run_tests.interrupt_after_first_round(cfg, tmp_path / "cut", monkeypatch)
     resumed = run_experiment(cfg, tmp_path / "cut", quiet=True)
     assert strip(resumed) == strip(full)
 

@@ -66,22 +66,24 @@ def test_same_seed_same_run_and_paired_initial_set(tmp_path) -> None:
     assert r[0]["class_histogram"] == a[0]["class_histogram"]
 
 
-def test_resume_equals_uninterrupted(tmp_path, monkeypatch) -> None:
-    full = run_experiment(tiny(), tmp_path / "full", quiet=True)
-    calls = {"n": 0}
+def interrupt_after_first_round(config, out, monkeypatch) -> None:
+    """Run ``config`` into ``out`` and stop it with a Ctrl-C right after round 0 is stored."""
     original = RunStore.append_round
 
     def crash_after_first(self, row):
         original(self, row)
-        calls["n"] += 1
-        if calls["n"] == 1:
-            raise KeyboardInterrupt
+        raise KeyboardInterrupt
 
-    monkeypatch.setattr(RunStore, "append_round", crash_after_first)
-    with pytest.raises(KeyboardInterrupt):
-        run_experiment(tiny(), tmp_path / "cut", quiet=True)
+    with monkeypatch.context() as m:
+        m.setattr(RunStore, "append_round", crash_after_first)
+        with pytest.raises(KeyboardInterrupt):
+            run_experiment(config, out, quiet=True)
+
+
+def test_resume_equals_uninterrupted(tmp_path, monkeypatch) -> None:
+    full = run_experiment(tiny(), tmp_path / "full", quiet=True)
+    interrupt_after_first_round(tiny(), tmp_path / "cut", monkeypatch)
     assert len(RunStore(tmp_path / "cut").read_rounds()) == 1
-    monkeypatch.setattr(RunStore, "append_round", original)
     resumed = run_experiment(tiny(), tmp_path / "cut", quiet=True)
     assert strip(resumed) == strip(full)
 
@@ -225,21 +227,7 @@ def test_resume_refuses_a_changed_dataset_file(tmp_path, monkeypatch) -> None:
     path = tmp_path / "d.npz"
     np.savez(path, x_train=x[:600], y_train=y[:600], x_test=x[600:900], y_test=y[600:900])
     config = tiny(dataset=f"npz:{path}", pool_size=None, test_size=None, rounds=2, model="mlp")
-    import ncal.experiment.runner as runner
-
-    calls = {"n": 0}
-    real = runner._round_row
-
-    def stop_after_one(*a, **k):  # an interrupted run: one finished round, then a crash
-        calls["n"] += 1
-        if calls["n"] > 1:
-            raise KeyboardInterrupt
-        return real(*a, **k)
-
-    monkeypatch.setattr(runner, "_round_row", stop_after_one)
-    with pytest.raises(KeyboardInterrupt):
-        run_experiment(config, tmp_path / "run", quiet=True)
-    monkeypatch.setattr(runner, "_round_row", real)
+    interrupt_after_first_round(config, tmp_path / "run", monkeypatch)
     assert json.loads((tmp_path / "run" / "config.json").read_text())["data_fingerprint"]
 
     x2 = x.copy()
