@@ -132,3 +132,16 @@ def test_failed_cells_show_their_reason_even_when_quiet(tmp_path, capsys) -> Non
     assert "1 cell(s) stopped before their last round" in err
     assert _explain_unfinished(GridResult(tmp_path, result.outcomes[:1]), quiet=True) == 0
     assert last_line(None) == "unknown error" and last_line("a\nb\n\n") == "b"
+
+
+def test_bench_check_validates_and_runs_nothing(tmp_path, capsys) -> None:
+    from ncal.cli import main
+
+    path = tmp_path / "grid.yaml"
+    path.write_text(yaml.safe_dump({**GOOD, "out": str(tmp_path / "out")}))
+    assert main(["bench", str(path), "--check"]) == 0
+    assert "valid; 8 cell(s)" in capsys.readouterr().out  # 2 noise x 2 strategies x 2 seeds
+    assert not (tmp_path / "out").exists()
+    path.write_text(yaml.safe_dump({**GOOD, "strategies": ["nosuch"]}))
+    assert main(["bench", str(path), "--check"]) != 0
+    assert "strategies[0]: unknown strategy 'nosuch'" in capsys.readouterr().err

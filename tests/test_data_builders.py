@@ -11,6 +11,7 @@ from ncal.data import (
     contaminate_pool,
     long_tail_counts,
     long_tail_indices,
+    resize_images,
     shot_groups,
     stratified_split,
     stratified_subsample,
@@ -135,6 +136,24 @@ def test_contaminate_pool():
         contaminate_pool(x_in, y_in, x_ood[:, :2], 0.1)
     with pytest.raises(ValueError, match="fraction"):
         contaminate_pool(x_in, y_in, x_ood, 1.0)
+
+
+def test_resize_images_averages_the_area_each_pixel_covers():
+    x = np.arange(16, dtype=np.float32).reshape(1, 4, 4)
+    assert np.allclose(resize_images(x, (2, 2))[0], [[2.5, 4.5], [10.5, 12.5]])  # 2 x 2 blocks
+    # 3 -> 2: each output pixel covers one input pixel and half of the middle one
+    row = np.array([[[0.0, 3.0, 6.0]]], dtype=np.float32)
+    assert np.allclose(resize_images(row, (1, 2))[0], [[1.0, 5.0]])
+    rng = np.random.default_rng(0)
+    imgs = rng.integers(0, 256, size=(5000, 28, 28)).astype(np.uint8)  # > one chunk
+    small = resize_images(imgs, (8, 8))
+    assert small.shape == (5000, 8, 8) and small.dtype == np.uint8
+    assert abs(small.astype(float).mean() - imgs.astype(float).mean()) < 0.5  # mass preserved
+    assert resize_images(rng.random((2, 6, 6, 3)), (3, 3)).shape == (2, 3, 3, 3)  # channels kept
+    with pytest.raises(ValueError, match="`x` must be images"):
+        resize_images(np.zeros((4, 64)), (8, 8))
+    with pytest.raises(ValueError, match="`size`"):
+        resize_images(imgs[:2], (0, 8))
 
 
 def test_shot_groups_thresholds():

@@ -216,6 +216,21 @@ def test_ood_contaminated_pool_wastes_labels_and_counts_them(tmp_path) -> None:
     assert sum(rows[-1]["class_histogram"]) == rows[-1]["n_labeled_in_label_set"]
 
 
+def test_ood_images_of_another_size_are_area_averaged_to_the_pool_size() -> None:
+    """Fashion-MNIST (28 x 28) contaminates an 8 x 8 digits pool: resized, and the run records it."""
+    from ncal.data import load_dataset, resize_images
+    from ncal.experiment.problem import build_problem
+
+    problem = build_problem(tiny(pool_ood_dataset="fashion_mnist", pool_ood_fraction=0.2))
+    assert problem.x_pool.shape[1:] == (8, 8)
+    assert int(problem.is_ood.sum()) == 150  # 20% of a 600 + 150 pool
+    assert problem.info["pool_ood_resized_from"] == [28, 28]
+    # the OOD rows are resized Fashion-MNIST images, not digits
+    fashion = {r.tobytes() for r in resize_images(load_dataset("fashion_mnist").x_train, (8, 8))}
+    assert all(r.tobytes() in fashion for r in problem.x_pool[problem.is_ood])
+    assert np.all(problem.y_pool[problem.is_ood] == -1)
+
+
 def test_resume_refuses_a_changed_dataset_file(tmp_path, monkeypatch) -> None:
     """The run records a fingerprint of its data; a resume on changed data is refused."""
     from sklearn.datasets import load_digits

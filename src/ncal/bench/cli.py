@@ -51,6 +51,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=True,
         help="write the report after the run",
     )
+    bench.add_argument(
+        "--check",
+        action="store_true",
+        help="only validate the grid (every problem at once) and print its cells; run nothing",
+    )
     bench.set_defaults(func=_bench)
 
     rep = sub.add_parser(
@@ -89,7 +94,11 @@ def _bench(args: argparse.Namespace) -> int:
     from .report import write_report
     from .validate import check_grid
 
-    check_grid(args.config, out=args.out)  # every problem of the grid, before any cell runs
+    grid = check_grid(args.config, out=args.out)  # every problem of the grid, before any cell runs
+    if args.check:
+        cells = grid.cells()
+        print(f"{args.config}: valid; {len(cells)} cell(s), output {grid.out}")
+        return 0
     result = run_grid(
         args.config,
         executor=args.executor,

@@ -165,6 +165,45 @@ def stratified_split(y: Any, test_fraction: float, seed: Any = 0) -> tuple[np.nd
     return np.flatnonzero(mask).astype(np.int64), test_idx
 
 
+def resize_images(x: Any, size: tuple[int, int]) -> np.ndarray:
+    """Resize a stack of images by area averaging (each output pixel is the mean of the input area
+    it covers), e.g. 28 x 28 Fashion-MNIST to the 8 x 8 of scikit-learn's digits.
+
+    Parameters
+    ----------
+    x
+        Images ``(N, H, W)`` or ``(N, H, W, C)``.
+    size
+        Output ``(height, width)``.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(N, *size)`` (channels kept), of ``x``'s dtype (rounded when it is an integer type).
+    """
+    x = np.asarray(x)
+    if x.ndim not in (3, 4):
+        raise ValueError(f"`x` must be images (N, H, W) or (N, H, W, C); got shape {x.shape}")
+    h, w = (int(s) for s in size)
+    if h < 1 or w < 1:
+        raise ValueError(f"`size` must be two positive ints; got {size!r}")
+    result = np.empty((x.shape[0], h, w) + x.shape[3:], dtype=x.dtype)
+    for start in range(0, x.shape[0], 2048):  # chunks keep the upsampled copy small
+        out = x[start : start + 2048].astype(np.float32)
+        for axis, n_out in ((1, h), (2, w)):
+            n_in = out.shape[axis]
+            # repeat up to a common multiple, then average blocks: exact area weights
+            lcm = int(np.lcm(n_in, n_out))
+            out = np.repeat(out, lcm // n_in, axis=axis)
+            shape = out.shape[:axis] + (n_out, lcm // n_out) + out.shape[axis + 1 :]
+            out = out.reshape(shape).mean(axis=axis + 1)
+        if np.issubdtype(x.dtype, np.integer):
+            info = np.iinfo(x.dtype)
+            out = np.clip(np.rint(out), info.min, info.max)
+        result[start : start + 2048] = out
+    return result
+
+
 def contaminate_pool(
     x_pool: Any, y_pool: Any, x_ood: Any, fraction: float, seed: Any = 0
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

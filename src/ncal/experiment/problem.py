@@ -51,7 +51,13 @@ def _subsample(y: np.ndarray, n: int | None, seed: int, what: str) -> np.ndarray
 
 def build_problem(config: ExperimentConfig) -> Problem:
     """Load data, subsample, apply long tail / OOD contamination, and build the oracle."""
-    from ..data import contaminate_pool, load_dataset, long_tail_indices, make_oracle
+    from ..data import (
+        contaminate_pool,
+        load_dataset,
+        long_tail_indices,
+        make_oracle,
+        resize_images,
+    )
 
     ds = load_dataset(config.dataset, seed=config.data_seed)
     num_classes = len(ds.class_names)
@@ -68,15 +74,20 @@ def build_problem(config: ExperimentConfig) -> Problem:
     is_ood = np.zeros(len(y_pool), dtype=bool)
     if config.pool_ood_fraction:
         ood = load_dataset(config.pool_ood_dataset, seed=config.data_seed)
-        if ood.x_train.shape[1:] != x_pool.shape[1:]:
+        x_ood = ood.x_train
+        if _resizable(x_ood, x_pool):
+            # another image size (Fashion-MNIST 28 x 28 into an 8 x 8 digits pool): area-average it
+            info["pool_ood_resized_from"] = list(x_ood.shape[1:3])
+            x_ood = resize_images(x_ood, x_pool.shape[1:3])
+        if x_ood.shape[1:] != x_pool.shape[1:]:
             raise NcalError(
-                f"`pool_ood_dataset` {config.pool_ood_dataset!r} has inputs of shape {ood.x_train.shape[1:]}, "
+                f"`pool_ood_dataset` {config.pool_ood_dataset!r} has inputs of shape {x_ood.shape[1:]}, "
                 f"but the pool's are {x_pool.shape[1:]}"
             )
         x_pool, y_pool, is_ood = contaminate_pool(
             x_pool,
             y_pool,
-            ood.x_train,
+            x_ood,
             config.pool_ood_fraction,
             seed=derive_seed(config.data_seed, "ood"),
         )
@@ -183,3 +194,14 @@ def query(problem: Problem, idx: np.ndarray, round_: int) -> np.ndarray:
     labels = np.asarray(labels, dtype=np.int64).copy()
     labels[problem.is_ood[idx]] = -1
     return labels
+
+
+def _resizable(x_ood: np.ndarray, x_pool: np.ndarray) -> bool:
+    """Both are image stacks of the same channel layout and dtype that differ only in height and width."""
+    return (
+        x_ood.ndim == x_pool.ndim
+        and x_pool.ndim in (3, 4)
+        and x_ood.shape[3:] == x_pool.shape[3:]
+        and x_ood.dtype == x_pool.dtype == np.uint8
+        and x_ood.shape[1:3] != x_pool.shape[1:3]
+    )
