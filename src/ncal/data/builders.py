@@ -187,7 +187,7 @@ def resize_images(x: Any, size: tuple[int, int]) -> np.ndarray:
     h, w = (int(s) for s in size)
     if h < 1 or w < 1:
         raise ValueError(f"`size` must be two positive ints; got {size!r}")
-    result = np.empty((x.shape[0], h, w) + x.shape[3:], dtype=x.dtype)
+    result = np.empty((x.shape[0], h, w, *x.shape[3:]), dtype=x.dtype)
     for start in range(0, x.shape[0], 2048):  # chunks keep the upsampled copy small
         out = x[start : start + 2048].astype(np.float32)
         for axis, n_out in ((1, h), (2, w)):
@@ -195,7 +195,7 @@ def resize_images(x: Any, size: tuple[int, int]) -> np.ndarray:
             # repeat up to a common multiple, then average blocks: exact area weights
             lcm = int(np.lcm(n_in, n_out))
             out = np.repeat(out, lcm // n_in, axis=axis)
-            shape = out.shape[:axis] + (n_out, lcm // n_out) + out.shape[axis + 1 :]
+            shape = (*out.shape[:axis], n_out, lcm // n_out, *out.shape[axis + 1 :])
             out = out.reshape(shape).mean(axis=axis + 1)
         if np.issubdtype(x.dtype, np.integer):
             info = np.iinfo(x.dtype)
