@@ -19,8 +19,8 @@ def to_tensor(x: np.ndarray, sample_shape: tuple[int, ...]) -> torch.Tensor:
     """
     a = np.asarray(x)
     if len(sample_shape) == 1:
-        return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
-    t = torch.from_numpy(np.ascontiguousarray(a))
+        return torch.from_numpy(_owned(np.ascontiguousarray(a, dtype=np.float32)))
+    t = torch.from_numpy(_owned(np.ascontiguousarray(a)))
     if a.ndim == 3:
         t = t.unsqueeze(1)
     elif a.shape[1:] != tuple(sample_shape):  # (N, H, W, C), the Dataset layout
@@ -29,6 +29,12 @@ def to_tensor(x: np.ndarray, sample_shape: tuple[int, ...]) -> torch.Tensor:
     if a.dtype == np.uint8:
         t = t.div_(255.0)
     return t.contiguous()
+
+
+def _owned(a: np.ndarray) -> np.ndarray:
+    """``a``, or a copy when it is read-only (a slice of a read-only memmap): torch tensors must
+    not alias memory they cannot write, and the pages of a streamed memmap may be released."""
+    return a if a.flags.writeable else a.copy()
 
 
 def input_layout_matches(x_shape: tuple[int, ...], sample_shape: tuple[int, ...]) -> bool:

@@ -338,7 +338,7 @@ class Session:
             path = self.dir / self.meta["features"]["file"]
             if not path.is_file():
                 raise CorruptRunError(f"session features `{path}` are missing")
-            self._features = np.load(path, mmap_mode="c")
+            self._features = np.load(path, mmap_mode="r")
             if self._features.shape[0] != self.store.n_items():
                 raise CorruptRunError(
                     f"`{path}` has {self._features.shape[0]} rows but the store has "
@@ -353,7 +353,7 @@ class Session:
             path = self.dir / entry["file"]
             if not path.is_file():
                 raise CorruptRunError(f"session features `{path}` are missing")
-            sets[entry["name"]] = np.load(path, mmap_mode="c")
+            sets[entry["name"]] = np.load(path, mmap_mode="r")
         return sets
 
     @property

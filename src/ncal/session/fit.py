@@ -79,15 +79,19 @@ def _with_logreg(
     y: np.ndarray,
     extra: dict[str, np.ndarray],
     num_classes: int,
+    whole: bool,
     block: int = 65536,
 ) -> tuple[Signals, np.ndarray | None]:
     """``signals`` with the logistic regression's probabilities; and its held-out logits."""
     from .model_choice import LogReg
 
     lr = LogReg.fit(x_l, y, num_classes)
-    logits = np.empty((cand.size, int(num_classes)), dtype=np.float32)
-    for s in range(0, cand.size, block):  # candidate rows read block by block
-        logits[s : s + block] = lr.logits(features[cand[s : s + block]])
+    if whole:  # contiguous row blocks of the pool (streamed), then keep the candidates in place
+        logits = keep_rows(lr.logits(features), cand)
+    else:
+        logits = np.empty((cand.size, int(num_classes)), dtype=np.float32)
+        for s in range(0, cand.size, block):  # candidate rows read block by block
+            logits[s : s + block] = lr.logits(features[cand[s : s + block]])
     sig = replace(
         signals,
         logits_pool=logits,
@@ -227,7 +231,9 @@ def fit_session_round(
         with progress.phase(
             f"logistic regression on {count(len(y))} labels, scoring {count(cand.size)} candidates"
         ):
-            signals, logits_h = _with_logreg(signals, features, cand, x_l, y, extra, num_classes)
+            signals, logits_h = _with_logreg(
+                signals, features, cand, x_l, y, extra, num_classes, whole
+            )
     probs = signals.probs_pool
     acc = None
     if logits_h is not None and heldout_labels is not None:

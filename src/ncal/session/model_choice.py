@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from .._utils.memmap import read_rows
 from .._utils.random import derive_seed
 from .progress import SILENT, Progress, count
 
@@ -55,11 +56,12 @@ class LogReg:
             model.fit(np.asarray(x, dtype=np.float64), y)
         return cls(model, model.classes_, num_classes)
 
-    def logits(self, x: np.ndarray, block: int = 65536) -> np.ndarray:
-        """(N, num_classes) float32 logits (softmax = ``predict_proba``), in row blocks."""
+    def logits(self, x: np.ndarray, block: int = 16384) -> np.ndarray:
+        """(N, num_classes) float32 logits (softmax = ``predict_proba``), in row blocks (a
+        read-only memmap ``x`` is read block by block from its file)."""
         out = np.full((len(x), self.num_classes), ABSENT_LOGIT, dtype=np.float32)
         for s in range(0, len(x), block):
-            xb = np.asarray(x[s : s + block], dtype=np.float64)
+            xb = np.asarray(read_rows(x, s, s + block), dtype=np.float64)
             if self.model is None:
                 out[s : s + len(xb), self.classes] = 0.0
                 continue

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .._utils.memmap import read_rows
 from ..models.inputs import to_tensor
 from .augment import Normalizer
 
@@ -103,31 +104,44 @@ def eval_pass(
         ``batch_size`` (then ``x`` is not read).
     """
     if batches is None:
+        # a read-only memmap is read block by block from its file, never mapped whole
         inputs: Iterable[torch.Tensor] = (
-            prep(x[start : start + batch_size]) for start in range(0, len(x), batch_size)
+            prep(read_rows(x, start, start + batch_size)) for start in range(0, len(x), batch_size)
         )
     else:
         inputs = batches
+    n = len(x) if batches is None else sum(len(b) for b in batches)
+    n_cls = int(getattr(model, "num_classes", 0))
+    logits = np.empty((n, n_cls), dtype=np.float32)
+    feats: np.ndarray | None = None  # allocated at the first batch that has features
+    want = features
     was_training = model.training
     model.eval()
-    logits_out: list[np.ndarray] = []
-    feats_out: list[np.ndarray] = []
+    start = 0
     try:
-        # inference_mode: no autograd bookkeeping at all (same kernels as no_grad, same numbers)
+        # inference_mode: no autograd bookkeeping at all (same kernels as no_grad, same numbers).
+        # Outputs are written into preallocated arrays: no list of blocks and no concatenated copy
+        # (a 1M-row pool's features are 1 GB; a concatenation would briefly hold two).
         with torch.inference_mode():
             for xb in inputs:
                 z, h = _forward(model, xb)
-                logits_out.append(z.float().cpu().numpy())
-                if features and h is not None:
-                    feats_out.append(h.float().cpu().numpy())
+                stop = start + z.shape[0]
+                if start == 0 and z.shape[1] != logits.shape[1]:  # no `num_classes` attribute
+                    logits = np.empty((n, z.shape[1]), dtype=np.float32)
+                logits[start:stop] = z.float().cpu().numpy()
+                if want and h is not None:
+                    if feats is None:
+                        feats = np.empty((n, h.shape[1]), dtype=np.float32)
+                    feats[start:stop] = h.float().cpu().numpy()
+                elif want and start == 0:
+                    want = False  # the model gives no features
+                start = stop
     finally:
         model.train(was_training)
-    n_cls = int(getattr(model, "num_classes", 0))
-    logits = np.concatenate(logits_out) if logits_out else np.zeros((0, n_cls), np.float32)
-    if not features or (logits_out and not feats_out):
+    if not features or not want:
         return logits, None
-    d = int(getattr(model, "feature_dim", 0))
-    feats = np.concatenate(feats_out) if feats_out else np.zeros((0, d), np.float32)
+    if feats is None:
+        feats = np.zeros((0, int(getattr(model, "feature_dim", 0))), np.float32)
     return logits, feats
 
 
