@@ -144,6 +144,34 @@ def goals_table(settings: list[dict]) -> str:
     return head + "\n".join(rows) + "\n"
 
 
+def pct(x: float | None, spec: str = ".1f") -> str:
+    return "—" if x is None else format(100 * x, spec)
+
+
+def setting_table(setting: dict) -> str:
+    """Every strategy of one setting, best mean AUBC first, with its paired Δ against random."""
+    st = setting["strategies"]
+    rows = []
+    for name, v in sorted(st.items(), key=lambda kv: -mean(kv[1]["aubc"])):
+        a = [100 * x for x in v["aubc"]]
+        sd = (sum((x - mean(a)) ** 2 for x in a) / (len(a) - 1)) ** 0.5 if len(a) > 1 else 0.0
+        delta = "—"
+        if name != "random" and "random" in st:
+            _, diff, p = paired(v, st["random"])
+            delta = f"{diff:+.2f} ({fmt(None if math.isnan(p) else p, '.3f')})"
+        reach = v["annotations_to_random_final"]
+        rows.append(
+            f"| {name} | {len(a)} | {mean(a):.2f} ± {sd:.2f} | {delta} | {pct(v['final_purity'])} "
+            f"| {pct(v['wrong_rate'])} | {pct(v['ood_share'])} | {fmt(reach, '.0f')} |"
+        )
+    head = (
+        f"### {setting['name']}\n\n"
+        "| strategy | seeds | AUBC % | Δ vs random (p) | purity % | wrong % | OOD % "
+        "| annotations to random's final |\n|---|---|---|---|---|---|---|---|\n"
+    )
+    return head + "\n".join(rows) + "\n"
+
+
 def verdict(settings: list[dict]) -> str:
     noisy = [s["goals"] for s in settings if s.get("goals") and s["noisy"]]
     clean = [s["goals"] for s in settings if s.get("goals") and not s["noisy"]]
@@ -183,6 +211,13 @@ def main() -> int:
         + "\n"
         + verdict(settings)
         + (f"\nGrids without a report yet: {', '.join(missing)}.\n" if missing else "")
+        + "\n## Every setting\n\n"
+        "AUBC in % (mean ± sd over seeds) over the annotation axis; Δ: paired difference against "
+        "random over the shared seeds (t-test p); purity: final consensus purity of the "
+        "in-distribution training items; wrong: share of bought annotations that were wrong "
+        "in-distribution answers; OOD: share spent on OOD items; the last column is the "
+        "annotations the seed-mean curve needs to reach random's final mean accuracy.\n\n"
+        + "\n".join(setting_table(s) for s in settings)
     )
     (HERE / "goals.md").write_text(text)
     print(text)
