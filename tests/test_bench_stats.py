@@ -92,6 +92,15 @@ def test_paired_test_matches_scipy() -> None:
     assert res.p_t == pytest.approx(sps.ttest_1samp(a - b, 0).pvalue)
 
 
+def test_paired_test_without_wilcoxon_keeps_the_t_test() -> None:
+    d = np.array([0.01, 0.0, 0.02, 0.01, -0.01, 0.02, 0.0, 0.01, 0.03, 0.01])  # zeros and ties
+    full, fast = S.paired_test(d), S.paired_test(d, wilcoxon=False)
+    assert (fast.n, fast.mean, fast.std, fast.t, fast.p_t) == (
+        full.n, full.mean, full.std, full.t, full.p_t,
+    )  # fmt: skip
+    assert math.isnan(fast.w) and math.isnan(fast.p_w) and not math.isnan(full.p_w)
+
+
 def test_paired_test_drops_nan_and_handles_degenerate_cases() -> None:
     d = np.array([0.1, np.nan, -0.05, 0.2, 0.12])
     res = S.paired_test(d)

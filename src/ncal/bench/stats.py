@@ -116,13 +116,17 @@ class PairedTest:
         return asdict(self)
 
 
-def paired_test(differences: Any) -> PairedTest:
+def paired_test(differences: Any, *, wilcoxon: bool = True) -> PairedTest:
     """Paired t-test and Wilcoxon signed-rank test of differences against 0.
 
     Parameters
     ----------
     differences : array_like, shape (n,)
         Paired differences (NaN entries are dropped).
+    wilcoxon : bool
+        Also run the Wilcoxon test (default). False leaves ``w, p_w`` NaN: with ties or zeros among
+        few differences scipy computes its null distribution by permutation, about a second per
+        call, which callers that read only the t-test (the penalty matrix) need not pay.
 
     Returns
     -------
@@ -154,11 +158,13 @@ def paired_test(differences: Any) -> PairedTest:
         else:
             res = sps.ttest_1samp(d, 0.0)
             t, p_t = float(res.statistic), float(res.pvalue)
-        try:
-            wres = sps.wilcoxon(d)
-            w, p_w = float(wres.statistic), float(wres.pvalue)
-        except ValueError:
-            w, p_w = nan, nan
+        w, p_w = nan, nan
+        if wilcoxon:
+            try:
+                wres = sps.wilcoxon(d)
+                w, p_w = float(wres.statistic), float(wres.pvalue)
+            except ValueError:
+                pass
     return PairedTest(n, mean, std, t, p_t, w, p_w)
 
 
@@ -418,7 +424,9 @@ def penalty_matrix(
                         both = both.iloc[:max_seeds]
                     if len(both) < 2:
                         continue
-                    test = paired_test(both[i].to_numpy(float) - both[j].to_numpy(float))
+                    test = paired_test(
+                        both[i].to_numpy(float) - both[j].to_numpy(float), wilcoxon=False
+                    )
                     if test.mean < 0 and test.p_t < alpha:
                         mat.loc[j, i] += weight
     return mat, mat.mean(axis=0)
