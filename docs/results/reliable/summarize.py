@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import math
+import statistics
 import sys
 from pathlib import Path
 
@@ -154,7 +155,7 @@ def setting_table(setting: dict) -> str:
     rows = []
     for name, v in sorted(st.items(), key=lambda kv: -mean(kv[1]["aubc"])):
         a = [100 * x for x in v["aubc"]]
-        sd = (sum((x - mean(a)) ** 2 for x in a) / (len(a) - 1)) ** 0.5 if len(a) > 1 else 0.0
+        sd = statistics.stdev(a) if len(a) > 1 else 0.0
         delta = "—"
         if name != "random" and "random" in st:
             _, diff, p = paired(v, st["random"])

@@ -188,8 +188,9 @@ def resize_images(x: Any, size: tuple[int, int]) -> np.ndarray:
     if h < 1 or w < 1:
         raise ValueError(f"`size` must be two positive ints; got {size!r}")
     result = np.empty((x.shape[0], h, w, *x.shape[3:]), dtype=x.dtype)
-    for start in range(0, x.shape[0], 2048):  # chunks keep the upsampled copy small
-        out = x[start : start + 2048].astype(np.float32)
+    chunk = 2048  # images at a time: keeps the upsampled float copy small
+    for start in range(0, x.shape[0], chunk):
+        out = x[start : start + chunk].astype(np.float32)
         for axis, n_out in ((1, h), (2, w)):
             n_in = out.shape[axis]
             # repeat up to a common multiple, then average blocks: exact area weights
@@ -200,7 +201,7 @@ def resize_images(x: Any, size: tuple[int, int]) -> np.ndarray:
         if np.issubdtype(x.dtype, np.integer):
             info = np.iinfo(x.dtype)
             out = np.clip(np.rint(out), info.min, info.max)
-        result[start : start + 2048] = out
+        result[start : start + chunk] = out
     return result
 
 

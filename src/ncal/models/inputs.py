@@ -33,7 +33,7 @@ def to_tensor(x: np.ndarray, sample_shape: tuple[int, ...]) -> torch.Tensor:
 
 def _owned(a: np.ndarray) -> np.ndarray:
     """``a``, or a copy when it is read-only (a slice of a read-only memmap): torch tensors must
-    not alias memory they cannot write, and the pages of a streamed memmap may be released."""
+    not alias memory they cannot write."""
     return a if a.flags.writeable else a.copy()
 
 

@@ -76,7 +76,7 @@ def prepare_batches(
     """
     if len(x) * math.prod(sample_shape) * 4 > max_bytes:
         return None
-    return [prep(x[start : start + batch_size]) for start in range(0, len(x), batch_size)]
+    return [prep(read_rows(x, start, start + batch_size)) for start in range(0, len(x), batch_size)]
 
 
 def eval_pass(
@@ -111,34 +111,34 @@ def eval_pass(
     else:
         inputs = batches
     n = len(x) if batches is None else sum(len(b) for b in batches)
-    n_cls = int(getattr(model, "num_classes", 0))
-    logits = np.empty((n, n_cls), dtype=np.float32)
-    feats: np.ndarray | None = None  # allocated at the first batch that has features
-    want = features
+    # Outputs go into arrays allocated at the first batch (its widths): no list of blocks and no
+    # concatenated copy (a 1M-row pool's features are 1 GB; a concatenation would hold two).
+    logits: np.ndarray | None = None
+    feats: np.ndarray | None = None
+    has_features = True
     was_training = model.training
     model.eval()
     start = 0
     try:
-        # inference_mode: no autograd bookkeeping at all (same kernels as no_grad, same numbers).
-        # Outputs are written into preallocated arrays: no list of blocks and no concatenated copy
-        # (a 1M-row pool's features are 1 GB; a concatenation would briefly hold two).
+        # inference_mode: no autograd bookkeeping at all (same kernels as no_grad, same numbers)
         with torch.inference_mode():
             for xb in inputs:
                 z, h = _forward(model, xb)
                 stop = start + z.shape[0]
-                if start == 0 and z.shape[1] != logits.shape[1]:  # no `num_classes` attribute
+                if logits is None:
                     logits = np.empty((n, z.shape[1]), dtype=np.float32)
                 logits[start:stop] = z.float().cpu().numpy()
-                if want and h is not None:
+                has_features = has_features and h is not None
+                if features and has_features:
                     if feats is None:
                         feats = np.empty((n, h.shape[1]), dtype=np.float32)
                     feats[start:stop] = h.float().cpu().numpy()
-                elif want and start == 0:
-                    want = False  # the model gives no features
                 start = stop
     finally:
         model.train(was_training)
-    if not features or not want:
+    if logits is None:  # no rows
+        logits = np.zeros((0, int(getattr(model, "num_classes", 0))), np.float32)
+    if not features or not has_features:
         return logits, None
     if feats is None:
         feats = np.zeros((0, int(getattr(model, "feature_dim", 0))), np.float32)
