@@ -82,29 +82,32 @@ def test_all_parts_off_equals_ncal_r(seed: int, flags: dict[str, Any]) -> None:
     got = S.get("ncal_plus", **OFF, **flags).select(sig, 25)
     np.testing.assert_array_equal(got.indices, want.indices)
     np.testing.assert_array_equal(got.scores, want.scores)
-    assert not got.info["ff_dropped"]
 
 
-def test_constant_ff_warns_and_is_dropped_explicitly() -> None:
+def test_constant_ff_warns_and_adds_nothing() -> None:
     sig = make_signals(seed=3)
     sig.ff_counts = np.zeros(sig.n_pool, dtype=np.int64)
-    with pytest.warns(RuntimeWarning, match=r"FF is 0 for 100\.0% of the pool"):
+    with pytest.warns(RuntimeWarning, match=r"FF is 0 for 100\.0% of the pool.*CMAP alone"):
         got = S.get("ncal_plus", **OFF).select(sig, 20)
-    assert got.info["ff_dropped"] and got.info["ff_zero_share"] == 1.0
-    np.testing.assert_array_equal(got.indices, S.get("ncal_r").select(sig, 20).indices)
+    assert got.info["ff_degenerate"] and got.info["ff_zero_share"] == 1.0
+    np.testing.assert_array_equal(got.indices, S.get("cmap").select(sig, 20).indices)
 
 
-def test_sparse_ff_is_dropped_above_the_zero_share() -> None:
+def test_sparse_ff_warns_above_the_zero_share_and_is_kept() -> None:
     sig = make_signals(seed=4)
     ff = np.zeros(sig.n_pool, dtype=np.int64)
     ff[[3, 50]] = 2  # 98.3 % zeros
     sig.ff_counts = ff
-    with pytest.warns(RuntimeWarning, match=r"98\.3%"):
-        dropped = S.get("ncal_plus", **OFF).select(sig, 20)
-    np.testing.assert_array_equal(dropped.indices, S.get("cmap").select(sig, 20).indices)
-    kept = S.get("ncal_plus", **OFF, ff_zero_share=1.0).select(sig, 20)
-    np.testing.assert_array_equal(kept.indices, S.get("ncal_r").select(sig, 20).indices)
-    assert not kept.info["ff_dropped"]
+    with pytest.warns(RuntimeWarning, match=r"98\.3%.*FF is kept"):
+        sparse = S.get("ncal_plus", **OFF).select(sig, 20)
+    assert sparse.info["ff_degenerate"]
+    np.testing.assert_array_equal(sparse.indices, S.get("ncal_r").select(sig, 20).indices)
+    assert {3, 50} <= set(sparse.indices.tolist())  # the items that flip rank first
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        quiet = S.get("ncal_plus", **OFF, ff_zero_share=1.0).select(sig, 20)
+    assert not quiet.info["ff_degenerate"]
+    np.testing.assert_array_equal(quiet.indices, sparse.indices)
 
 
 def test_gate_buys_far_fewer_ood_items_than_ncal_r() -> None:
@@ -125,19 +128,65 @@ def test_reliability_discount_avoids_items_annotators_get_wrong() -> None:
         discounted = S.get("ncal_plus", **{**OFF, "reliability": True}).select(sig, 40)
         assert hard[plain].mean() >= 0.3
         assert hard[discounted.indices].mean() <= hard[plain].mean() / 3
-        assert 0.0 < discounted.info["reliability"]["mean_agreement"] < 1.0
+        rel = discounted.info["reliability"]
+        assert rel["source"] == "pairs" and 0.3 < rel["pair_agreement"] < 1.0
+
+
+def test_reliability_discount_leaves_the_ranking_to_annotators_who_agree() -> None:
+    # perfect annotators on hard items too: the model's doubt there is not the annotators' error
+    sig, _, _ = ood_blobs(n_ood=1, n_lab=150, scale=0.5, seed=0)
+    sig.annotations_labeled = np.repeat(sig.labels_labeled[:, None], 3, axis=1)
+    plain = S.get("ncal_plus", **OFF).select(sig, 40)
+    discounted = S.get("ncal_plus", **{**OFF, "reliability": True}).select(sig, 40)
+    np.testing.assert_array_equal(discounted.indices, plain.indices)
+    assert discounted.info["reliability"]["pair_agreement"] == 1.0
+
+
+def _annotations_against_the_model(
+    sig: S.Signals, flipped: np.ndarray, noise: float, seed: int
+) -> np.ndarray:
+    """Three annotations per item that follow the out-of-fold prediction except for ``noise`` of
+    them; the ``flipped`` items get one annotation, which contradicts the model."""
+    rng = np.random.default_rng(seed)
+    pred = sig.probs_labeled_oof.argmax(axis=1)
+    ann = np.repeat(pred[:, None], 3, axis=1)
+    wrong = rng.random(ann.shape) < noise
+    ann[wrong] = (ann[wrong] + 1) % 4
+    ann[flipped, 0] = (pred[flipped] + 1) % 4
+    ann[flipped, 1:] = -1
+    return ann
 
 
 def test_relabel_competes_on_one_scale() -> None:
     sig, _, _ = ood_blobs(n_ood=0, seed=5)
-    oof_pred = sig.probs_labeled_oof.argmax(axis=1)
     flipped = np.array([4, 9, 17, 30, 41])
-    ann = sig.annotations_labeled.copy()
-    ann[:, :] = oof_pred[:, None]
-    ann[flipped, 0] = (oof_pred[flipped] + 1) % 4  # one of three annotators contradicts the model
-    ann[flipped, 1:] = -1
-    sig.annotations_labeled = ann
+    sig.annotations_labeled = _annotations_against_the_model(sig, flipped, noise=0.25, seed=0)
     sel = S.get("ncal_plus", ood_gate=False).select(sig, 12)
-    assert sorted(sel.relabel.tolist()) == flipped.tolist()
-    assert sel.indices.size == 7 and sel.n_annotations == 12
-    assert sel.info["n_relabel"] == 5 and min(sel.info["relabel_gain"]) > 0.3
+    assert set(flipped.tolist()) <= set(sel.relabel.tolist())
+    assert sel.indices.size + sel.relabel.size == sel.n_annotations == 12
+    assert sel.info["reliability"]["source"] == "pairs"
+    gain = dict(zip(sel.relabel.tolist(), sel.info["relabel_gain"], strict=True))
+    first = sorted(gain, key=gain.get, reverse=True)[: flipped.size]
+    assert sorted(first) == flipped.tolist() and min(gain[i] for i in first) > 0.3
+
+
+def test_clean_annotators_are_not_overruled_by_the_model() -> None:
+    # same contradicted items, but the annotators never disagree among themselves
+    sig, _, _ = ood_blobs(n_ood=0, seed=5)
+    flipped = np.array([4, 9, 17, 30, 41])
+    sig.annotations_labeled = _annotations_against_the_model(sig, flipped, noise=0.0, seed=0)
+    sel = S.get("ncal_plus", ood_gate=False).select(sig, 12)
+    assert sel.relabel.size == 0 and sel.indices.size == 12
+
+
+def test_without_repeats_a_tenth_of_the_batch_measures_the_annotators() -> None:
+    sig, _, _ = ood_blobs(n_ood=0, n_lab=100, seed=6)
+    sig.annotations_labeled = np.where(
+        np.arange(3)[None, :] == 0, sig.annotations_labeled[:, :1], -1
+    )  # one annotation per item
+    sel = S.get("ncal_plus", ood_gate=False).select(sig, 50)
+    assert sel.info["reliability"]["source"] == "confident_model"
+    assert sel.info["n_calibration"] == 5
+    calibration = sel.relabel[:5]
+    assert calibration.min() <= 10 and calibration.max() >= 90  # spread over the labeled set
+    assert sel.n_annotations == 50

@@ -1,24 +1,33 @@
 """NCAL-R+: NCAL-R made aware of OOD items, unreliable annotators and weak labels.
 
 Informativeness is NCAL-R's ``w_cmap·z(CMAP') + w_ff·z(FF)`` (docs/algorithms.md §1.10), FF being
-the flip count or the margin std (``ff``, as for ``ncal_r``), with FF dropped explicitly, with a
-RuntimeWarning, when it carries no ranking (more than ``ff_zero_share`` of the pool at 0, or
-constant). Three parts, each switched by a parameter, act on it:
+the flip count or the margin std (``ff``, as for ``ncal_r``). When FF is sparse (more than
+``ff_zero_share`` of the pool at 0) or constant a RuntimeWarning says so; FF is kept, as in
+``ncal_r`` (the few items that flip are the ones it ranks first; a constant FF adds 0 to every
+score). Three parts, each switched by a parameter, act on it:
 
 * ``ood_gate``: items whose P(in-distribution) (:mod:`._ood_scores`, no OOD labels) is below
   ``threshold`` come after every likely-ID item, ordered among themselves by P(ID);
 * ``reliability``: the informativeness, as a pool percentile in (0, 1], is multiplied by the
-  estimated probability that a bought label is correct (:func:`label_reliability`), so that the
-  items annotators get wrong, which uncertainty seekers favour, are not bought at full value;
+  estimated probability that a bought label is right, ``q_ann`` at the item's margin
+  (:mod:`._annotation_model`). ``q_ann`` varies with the margin only once items annotated twice
+  or more show that annotators disagree more on hard items; before that, and with annotators who
+  agree, it is one constant and leaves the ranking as it is;
 * ``relabel``: labeled items compete with new ones for the ``k`` annotations on one scale, "the
   probability that the current best guess of the item's label is wrong, times the probability that
-  the bought annotation is right": ``consensus_weakness · r`` for a labeled item (votes plus the
-  out-of-fold model, :func:`.relabel.consensus_weakness`), ``(1 - max_c p_c) · r · P(ID)`` for a new
-  one. The labeled items in the top-k of that scale are relabeled; the new items are the top of the
-  NCAL-R+ ranking.
+  the bought annotation is right": ``weakness · q_ann`` for a labeled item (its annotations and
+  the out-of-fold model as voters of known accuracy, :func:`._annotation_model.posterior_weakness`)
+  and ``(1 - max_c p_c) · q_ann · P(ID)`` for a new one. The labeled items in the top-k of that
+  scale are relabeled; the new items are the top of the NCAL-R+ ranking.
 
-With all three off the picks equal ``ncal_r``'s unless FF is dropped (with FF constant they equal
-them too, since a constant FF adds 0 to every score).
+With all three off the picks equal ``ncal_r``'s.
+
+Version 2 (this one) changed three things after the first study (docs/findings.md §10): FF is no
+longer dropped when sparse; the discount and the relabel scale use the annotators' own agreement
+instead of their agreement with the model (which is low on hard items even for perfect
+annotators); and a labeled item's weakness weighs each voter by its accuracy (an overconfident
+model no longer overrules clean annotations, which had sent most of the late budget of clean
+runs to relabels).
 
 References
 ----------
@@ -35,6 +44,12 @@ from typing import Any
 
 import numpy as np
 
+from ._annotation_model import (
+    MIN_REPEATED,
+    fit_annotation_model,
+    posterior_weakness,
+    top_two_margin,
+)
 from ._checks import check_float
 from ._ood_scores import COMBINE, check_id_scores
 from .base import Selection, Signals, Strategy
@@ -48,58 +63,10 @@ from .ncal_r import (
     ff_warning,
 )
 from .ood_gate import estimate_id, gate_id_needs
-from .relabel import RelabelAwareStrategy, consensus_weakness
+from .relabel import RelabelAwareStrategy
 from .selection import ncal_r_scores, top_k
 
 _ANNOTATION_NEEDS = ("annotations_labeled", "probs_labeled_oof")
-
-
-def top_two_margin(probs: np.ndarray) -> np.ndarray:
-    """Top-1 minus top-2 probability of every row (1 for a single class)."""
-    p = np.asarray(probs, dtype=np.float64)
-    if p.shape[1] < 2:
-        return np.ones(p.shape[0])
-    top2 = np.partition(p, -2, axis=1)[:, -2:]
-    return top2.max(axis=1) - top2.min(axis=1)
-
-
-def label_reliability(
-    annotations_labeled: np.ndarray, probs_labeled_oof: np.ndarray, margins: np.ndarray
-) -> tuple[np.ndarray, dict[str, Any]]:
-    """Estimated probability that one bought annotation is correct, at each of ``margins``.
-
-    Fits an increasing isotonic map from a labeled item's out-of-fold margin to whether each of
-    its annotations agrees with the out-of-fold prediction, and applies it to ``margins``.
-    Agreement with the model stands in for correctness (no ground truth exists); it is low where
-    annotators err on hard items and where the model itself is unsure, which is the item
-    difficulty both share. With fewer than two distinct margins or one outcome the map is the
-    constant mean agreement.
-
-    Returns
-    -------
-    (len(margins),) float64 in [0, 1], and details (annotations used, mean agreement).
-    """
-    from sklearn.isotonic import IsotonicRegression
-
-    ann = np.asarray(annotations_labeled)
-    p = np.asarray(probs_labeled_oof, dtype=np.float64)
-    if ann.ndim != 2 or p.ndim != 2 or ann.shape[0] != p.shape[0]:
-        raise ValueError(
-            f"`annotations_labeled` (N_L, M) and `probs_labeled_oof` (N_L, C) must share rows; "
-            f"got shapes {ann.shape} and {p.shape}"
-        )
-    rows, cols = np.nonzero(ann >= 0)
-    q = np.asarray(margins, dtype=np.float64)
-    if rows.size == 0:
-        return np.ones_like(q), {"n_annotations": 0, "mean_agreement": None}
-    x = top_two_margin(p)[rows]
-    agree = (ann[rows, cols] == p.argmax(axis=1)[rows]).astype(np.float64)
-    info = {"n_annotations": int(rows.size), "mean_agreement": float(agree.mean())}
-    if np.unique(x).size < 2 or np.unique(agree).size < 2:
-        return np.full_like(q, agree.mean()), info
-    iso = IsotonicRegression(increasing=True, y_min=0.0, y_max=1.0, out_of_bounds="clip")
-    iso.fit(x, agree)
-    return iso.predict(q), info
 
 
 def percentile(scores: np.ndarray) -> np.ndarray:
@@ -130,8 +97,8 @@ class NCALPlus(_CmapMixin, RelabelAwareStrategy):
     combine : {"rank", "z"}
         How the ID-ness scores are averaged.
     ff_zero_share : float
-        FF is dropped (with a warning) when more than this share of the pool has FF == 0, or when
-        it is constant; in [0, 1].
+        A RuntimeWarning reports FF as degenerate when more than this share of the pool has
+        FF == 0, or when it is constant; in [0, 1]. FF is kept either way.
     ff : {"flips", "margin_std"}
         Which feature fluctuation is z-scored (as for ``ncal_r``).
     """
@@ -191,25 +158,19 @@ class NCALPlus(_CmapMixin, RelabelAwareStrategy):
         return Strategy.select(self, signals, k, rng)
 
     def _informativeness(self, signals: Signals, info: dict[str, Any]) -> np.ndarray:
-        """NCAL-R's composite, FF dropped explicitly when it is degenerate."""
+        """NCAL-R's composite; a sparse or constant FF is reported, not dropped."""
         c = self._cmap(signals)
         ff = ff_values(signals, self.ff)
         state = ff_degeneracy(ff, self.ff_zero_share)
-        drop_ff = state["ff_degenerate"]
         info.update(cmap=c, ff=self.ff, ff_zero_share=state["ff_zero_share"])
-        info["ff_dropped"] = drop_ff
-        weights = self.weights
-        if drop_ff:
-            warnings.warn(
-                ff_warning(
-                    state, self.ff, "the FF term is dropped and NCAL-R+ ranks by CMAP alone"
-                ),
-                RuntimeWarning,
-                stacklevel=4,
-            )
-            weights, ff = (weights[0] or 1.0, 0.0), np.zeros_like(ff)
+        info["ff_degenerate"] = state["ff_degenerate"]
+        if state["ff_degenerate"]:
+            consequence = "FF is kept, as in ncal_r, so the few items that flip rank first"
+            if state["ff_constant"]:
+                consequence = "FF adds 0 to every score and NCAL-R+ ranks by CMAP alone"
+            warnings.warn(ff_warning(state, self.ff, consequence), RuntimeWarning, stacklevel=4)
         finite = np.where(np.isfinite(c), c, 0.0)
-        scores = ncal_r_scores(finite, ff, direction=self.direction, weights=weights)
+        scores = ncal_r_scores(finite, ff, direction=self.direction, weights=self.weights)
         return _keep_policy_infinities(scores, c)
 
     def _select(self, signals: Signals, k: int, rng: np.random.Generator) -> Selection:
@@ -225,17 +186,18 @@ class NCALPlus(_CmapMixin, RelabelAwareStrategy):
             p_id = est.p_id
             info["id_mixture"] = est.info
         probs = signals.probabilities()
-        r_pool = np.ones(n)
+        q_pool, model = np.ones(n), None
         if self.reliability or self.relabel:
-            r_pool, info["reliability"] = label_reliability(
-                signals.annotations_labeled, signals.probs_labeled_oof, top_two_margin(probs)
-            )
-        value = percentile(score) * (r_pool if self.reliability else 1.0)
+            model = fit_annotation_model(signals.annotations_labeled, signals.probs_labeled_oof)
+            q_pool = model.annotator_accuracy(top_two_margin(probs))
+            info["reliability"] = model.info
+        value = percentile(score) * (q_pool if self.reliability else 1.0)
         if self.ood_gate:  # below the threshold: after every likely-ID item, by P(ID)
             value = np.where(p_id >= self.threshold, value, p_id - 2.0)
         n_new, relabel = k, np.zeros(0, dtype=np.int64)
         if self.relabel:
-            n_new, relabel = self._relabel_split(signals, k, probs, r_pool, p_id, info)
+            gain_new = (1.0 - probs.max(axis=1)) * q_pool * p_id
+            n_new, relabel = self._relabel_split(signals, k, gain_new, model, info)
         idx = top_k(value, n_new)
         return Selection(idx, value[idx], info, relabel)
 
@@ -243,19 +205,32 @@ class NCALPlus(_CmapMixin, RelabelAwareStrategy):
         self,
         signals: Signals,
         k: int,
-        probs: np.ndarray,
-        r_pool: np.ndarray,
-        p_id: np.ndarray,
+        gain_new: np.ndarray,
+        model: Any,
         info: dict[str, Any],
     ) -> tuple[int, np.ndarray]:
-        """How many of the ``k`` annotations go to new items, and which labeled rows to relabel."""
+        """How many of the ``k`` annotations go to new items, and which labeled rows to relabel.
+
+        Until enough items carry two annotations, up to a tenth of ``k`` relabels items with one
+        annotation, spread evenly over the labeled set (not chosen by difficulty, which would bias
+        the agreement down): without repeats the annotators' accuracy cannot be measured.
+        """
         oof = np.asarray(signals.probs_labeled_oof, dtype=np.float64)
-        weakness = consensus_weakness(signals.annotations_labeled, oof)
-        r_lab, _ = label_reliability(signals.annotations_labeled, oof, top_two_margin(oof))
-        gain_new = (1.0 - probs.max(axis=1)) * r_pool * p_id
-        gain_rel = weakness * r_lab
-        merged = top_k(np.concatenate([gain_new, gain_rel]), k)  # ties go to the pool
-        relabel = merged[merged >= gain_new.size] - gain_new.size
+        n_votes = (np.asarray(signals.annotations_labeled) >= 0).sum(axis=1)
+        calibrate = np.zeros(0, dtype=np.int64)
+        if model.info["source"] != "pairs":
+            single = np.flatnonzero(n_votes == 1)
+            want = min(MIN_REPEATED - model.info.get("n_repeated", 0), max(1, k // 10), single.size)
+            if want > 0:
+                calibrate = np.unique(
+                    single[np.linspace(0, single.size - 1, want).round().astype(int)]
+                )
+        weakness = posterior_weakness(signals.annotations_labeled, oof, model)
+        gain_rel = weakness * model.annotator_accuracy(top_two_margin(oof))
+        gain_rel[calibrate] = -np.inf  # already bought
+        merged = top_k(np.concatenate([gain_new, gain_rel]), k - calibrate.size)  # ties: pool
+        chosen = merged[merged >= gain_new.size] - gain_new.size
+        relabel = np.concatenate([calibrate, chosen]).astype(np.int64)
         info.update(n_new=int(k - relabel.size), n_relabel=int(relabel.size))
-        info["relabel_gain"] = gain_rel[relabel].tolist()
-        return int(k - relabel.size), relabel.astype(np.int64)
+        info.update(n_calibration=int(calibrate.size), relabel_gain=gain_rel[chosen].tolist())
+        return int(k - relabel.size), relabel
