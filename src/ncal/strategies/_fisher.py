@@ -57,16 +57,20 @@ def top_classes(probs: torch.Tensor, rank: int | None) -> torch.Tensor:
     return torch.as_tensor(np.sort(order, axis=1), device=probs.device)
 
 
-# candidates scored exactly before the bound test prunes the others
-FIRST_SCORED = 64
+# candidates scored exactly before the bound test prunes the others (in practice one or two reach
+# the bound, so a small first batch keeps the per-step work low)
+FIRST_SCORED = 4
 
 
 class BaitState:
-    """``A⁻¹``, ``G = A⁻¹FA⁻¹`` and the per-candidate ``K1 = VGVᵀ``, ``K2 = VA⁻¹Vᵀ``, kept exact
-    under low-rank Woodbury updates as candidates are added to / removed from ``A``.
+    """``A⁻¹``, ``G = A⁻¹FA⁻¹`` and every candidate's ``tr K1 = tr(VGVᵀ)``, kept exact under
+    low-rank Woodbury updates as candidates are added to / removed from ``A``; the per-candidate
+    ``K1 = VGVᵀ`` and ``K2 = VA⁻¹Vᵀ`` are formed only for the few candidates scored exactly.
 
     A candidate's factor is ``V = B ⊗ hᵀ`` with ``B = scale·diag(√p_R)(E_R - 1pᵀ)`` (rows R: all
-    classes, or the top ``rank``); ``B`` is applied through its structure, O(C) per column.
+    classes, or the top ``rank``); ``B`` is applied through its structure, O(C) per column. ``G`` is
+    stored as ``H`` with ``G = H + Hᵀ``, so that its symmetric rank-2r update is one rank-r product;
+    ``A⁻¹`` and ``H`` share one (2, D, D) tensor, so that each pass over them is one call.
 
     Parameters
     ----------
@@ -84,23 +88,55 @@ class BaitState:
         scale: float = 1.0,
         rank: int | None = None,
     ) -> None:
-        self.c = probs.shape[1]
+        m, self.c = probs.shape
         self.d = h.shape[1]
-        self.a_inv = a_inv
-        self.g = K.matmul(K.matmul(a_inv, fisher), a_inv)
-        self.g = 0.5 * (self.g + self.g.T)
+        dim = self.c * self.d
+        g = K.matmul(K.matmul(a_inv, fisher), a_inv)
+        self.mats = torch.empty(2, dim, dim, dtype=torch.float64, device=h.device)
+        self.mats[0] = a_inv
+        torch.add(g, g.T, alpha=1.0, out=self.mats[1]).mul_(0.25)  # H = sym(G) / 2
+        del g
         self.p = probs
         self.h = h
         self.rows = top_classes(probs, rank)
         self.sp = scale * torch.gather(probs, 1, self.rows).sqrt()
         self.r = self.rows.shape[1]
-        self.k2 = self._sandwich(project_kron(self.a_inv, h, self.c))
-        self.k1 = self._sandwich(project_kron(self.g, h, self.c))
+        # tr(BᵀBQ) = Σ s2_c Q_cc - s2ᵀQp - pᵀQs2 + Σs2·pᵀQp with s2 = sp² on the kept classes (0
+        # elsewhere); with every class kept s2 = scale²·p
+        self.scale2 = scale * scale
+        self.s2 = torch.zeros_like(probs).scatter_(1, self.rows, self.sp * self.sp)
+        self.s2sum = self.s2.sum(1)
+        # rank-t trace updates: project the t columns on every candidate directly while 2t <= d,
+        # else go through the d×d diagonal blocks and the rows p ⊗ h (fewer multiply-adds)
+        self.direct = 2 * self.r <= self.d
+        self.zp = self.zs = None
+        if not self.direct:
+            self.zp = (probs[:, :, None] * h[:, None, :]).reshape(m, dim)
+            if self.r < self.c:
+                self.zs = (self.s2[:, :, None] * h[:, None, :]).reshape(m, dim)
+        self.tk1 = self._trace_sym(2.0 * self.mats[1])
+        # A⁻¹(I⊗h) and H(I⊗h) of the candidates last scored (reused by the next update)
+        self._cols: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    @property
+    def a_inv(self) -> torch.Tensor:
+        """(D, D) ``A⁻¹``."""
+        return self.mats[0]
+
+    @property
+    def g(self) -> torch.Tensor:
+        """(D, D) ``G = A⁻¹FA⁻¹``."""
+        return self.mats[1] + self.mats[1].T
 
     def subset(self, keep: torch.Tensor) -> None:
         """Keep only the candidates ``keep`` (e.g. the forward picks before pruning)."""
-        for name in ("p", "h", "rows", "sp", "k1", "k2"):
-            setattr(self, name, getattr(self, name)[keep])
+        for name in ("p", "h", "rows", "sp", "s2", "s2sum", "zp", "zs", "tk1"):
+            val = getattr(self, name)
+            if val is not None:
+                setattr(self, name, val[keep])
+        self._cols = None
+
+    # ------------------------------------------------------------------ per-candidate products
 
     def _bmul(self, q: torch.Tensor, sel: slice | torch.Tensor | int = slice(None)) -> torch.Tensor:
         """(m, r, t): ``B_m q_m`` for (m, C, t) matrices q of the candidates ``sel``."""
@@ -116,24 +152,78 @@ class BaitState:
         )
         return sp[:, :, None] * (qr - pq)
 
-    def _sandwich(self, x: torch.Tensor) -> torch.Tensor:
-        """(M, r, r): ``B_m x_m B_mᵀ`` for (M, C, C) matrices x."""
-        y = self._bmul(x)  # B x  (M, r, C)
-        out = self._bmul(y.transpose(1, 2).contiguous())  # B (B x)ᵀ = B xᵀ Bᵀ
+    def _sandwich(self, x: torch.Tensor, sel: slice | torch.Tensor = slice(None)) -> torch.Tensor:
+        """(m, r, r): ``B_m x_m B_mᵀ`` for (m, C, C) matrices x of the candidates ``sel``."""
+        y = self._bmul(x, sel)  # B x  (m, r, C)
+        out = self._bmul(y.transpose(1, 2).contiguous(), sel)  # B (B x)ᵀ = B xᵀ Bᵀ
         return 0.5 * (out + out.transpose(1, 2))
 
-    def _apply(self, mat: torch.Tensor, j: int) -> torch.Tensor:
-        """(D, r): ``mat V_jᵀ`` via the Kronecker structure."""
-        dim = self.c * self.d
-        t = K.matmul(mat.reshape(dim * self.c, self.d), self.h[j]).reshape(dim, self.c)
-        return self._bmul(t.T.contiguous()[None], j)[0].T  # (B_j tᵀ)ᵀ
+    def _diag_quad(self, blocks: torch.Tensor) -> torch.Tensor:
+        """(M, C): ``h_mᵀ N_c h_m`` for (C, d, d) matrices N_c."""
+        c, d = self.c, self.d
+        hn = K.matmul(self.h, blocks.permute(1, 0, 2).reshape(d, c * d)).reshape(-1, c, d)
+        return (hn * self.h[:, None, :]).sum(2)
 
-    def _project(self, u: torch.Tensor) -> torch.Tensor:
-        """(M, r, r'): ``V_m u`` for every candidate m, for a (D, r') matrix u."""
-        rr = u.shape[1]
-        u3 = u.reshape(self.c, self.d, rr).permute(1, 0, 2).reshape(self.d, self.c * rr)
-        q = K.matmul(self.h, u3).reshape(-1, self.c, rr)  # (I⊗h_mᵀ) u
-        return self._bmul(q)
+    def _trace_sym(self, g: torch.Tensor) -> torch.Tensor:
+        """(M,): ``tr(V_m g V_mᵀ)`` for a symmetric (D, D) matrix g (O(M·D²), once)."""
+        c, d = self.c, self.d
+        diag = torch.diagonal(g.reshape(c, d, c, d), dim1=0, dim2=2).permute(2, 0, 1)
+        qd = self._diag_quad(diag)  # Q_cc with Q = (I⊗hᵀ) g (I⊗h)
+        zp = (self.p[:, :, None] * self.h[:, None, :]).reshape(-1, c * d)
+        gz = K.matmul(zp, g)  # rows g (p⊗h)
+        pqp = (gz * zp).sum(1)
+        if self.r == self.c:
+            pqs = self.scale2 * pqp
+        else:
+            pqs = (gz * (self.s2[:, :, None] * self.h[:, None, :]).reshape(-1, c * d)).sum(1)
+        return (self.s2 * qd).sum(1) - 2.0 * pqs + self.s2sum * pqp
+
+    def _trace_lowrank(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """(M,): ``tr(V_m x yᵀ V_mᵀ)`` for (D, t) matrices x, y."""
+        c, d, t = self.c, self.d, x.shape[1]
+        xy = torch.cat([x, y], dim=1)
+        if self.direct:  # Σ <B(I⊗hᵀ)x, B(I⊗hᵀ)y>, one product with every candidate's h
+            w = xy.reshape(c, d, 2 * t).permute(1, 0, 2).reshape(d, c * 2 * t)
+            out = torch.empty_like(self.tk1)
+            step = K.rows_per_block(c * 2 * t)
+            for s in range(0, out.shape[0], step):
+                blk = slice(s, s + step)
+                q = self._bmul(K.matmul(self.h[blk], w).reshape(-1, c, 2 * t), blk)
+                out[blk] = (q[:, :, :t] * q[:, :, t:]).sum((1, 2))
+            return out
+        blocks = torch.bmm(x.reshape(c, d, t), y.reshape(c, d, t).transpose(1, 2))
+        qd = self._diag_quad(blocks)  # Q_cc with Q = (I⊗hᵀ) x yᵀ (I⊗h)
+        xpyp = K.matmul(self.zp, xy)  # rows (p⊗h)ᵀ[x y]
+        xp, yp = xpyp[:, :t], xpyp[:, t:]
+        pqp = (xp * yp).sum(1)
+        if self.zs is None:
+            cross = 2.0 * self.scale2 * pqp
+        else:
+            xsys = K.matmul(self.zs, xy)
+            cross = (xp * xsys[:, t:]).sum(1) + (yp * xsys[:, :t]).sum(1)
+        return (self.s2 * qd).sum(1) - cross + self.s2sum * pqp
+
+    def _columns(self, hb: torch.Tensor) -> torch.Tensor:
+        """(n, 2, D, C): ``A⁻¹(I⊗h)`` and ``H(I⊗h)`` for the n rows of ``hb``: one pass."""
+        dim = self.c * self.d
+        flat = self.mats.reshape(2 * dim * self.c, self.d)
+        return K.matmul(hb, flat.T).reshape(-1, 2, dim, self.c)
+
+    # ------------------------------------------------------------------ scores
+
+    def kernels(self, sel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(K1, K2), each (m, r, r), of the candidates ``sel`` from the current ``A⁻¹`` and ``G``."""
+        c, d = self.c, self.d
+        hb = self.h[sel]
+        cols = self._columns(hb)
+        self._cols = (sel, cols)
+        # (I⊗hᵀ) M (I⊗h): contract the row index (c, i) of the columns with h
+        q = torch.matmul(hb[:, None, None, None, :], cols.reshape(-1, 2, c, d, c)).squeeze(3)
+        q1 = q[:, 1]
+        x = torch.cat([q1 + q1.transpose(1, 2), q[:, 0]])  # K1 before B: G = H + Hᵀ
+        k = self._sandwich(x, torch.cat([sel, sel]))
+        n = sel.shape[0]
+        return k[:n], k[n:]
 
     def scores(self, sign: float, allowed: torch.Tensor | None = None) -> torch.Tensor:
         """``tr(K1 (sign·I + K2)⁻¹)`` for every candidate (sign = +1 forward: candidates not in
@@ -143,13 +233,14 @@ class BaitState:
         Every score is at most a cheap bound (:meth:`upper_bounds`). The candidates with the
         largest bounds are scored first; the rest only where their bound reaches the best score
         found (with a relative margin far above round-off), so the maximum and its first index are
-        those of the full computation; a computed score equals the full computation's up to the
-        last bit (LAPACK and the reduction may round differently for another batch size).
+        those of the full computation.
         """
-        idx = torch.arange(self.k1.shape[0], device=self.h.device)
+        idx = torch.arange(self.tk1.shape[0], device=self.h.device)
         if allowed is not None:
             idx = idx[allowed]
-        out = torch.full((self.k1.shape[0],), -torch.inf, dtype=torch.float64, device=self.h.device)
+        out = torch.full(
+            (self.tk1.shape[0],), -torch.inf, dtype=torch.float64, device=self.h.device
+        )
         if idx.shape[0] == 0:
             return out
         ub = self.upper_bounds(sign)[idx]
@@ -160,60 +251,63 @@ class BaitState:
         rest = idx[(ub >= best - slack) & (out[idx] == -torch.inf)]
         if rest.shape[0]:
             out[rest] = self._exact_scores(rest, sign)
+            self._cols = None  # the columns of `first` are gone; the update recomputes its own
         return out
 
     def upper_bounds(self, sign: float) -> torch.Tensor:
         """Upper bounds on the scores, with ``K1 ⪰ 0``: forward ``tr K1`` (``K2 ⪰ 0``, so
         ``(I + K2)⁻¹ ≼ I``); backward ``-tr K1`` (for a candidate in ``A``, ``K2 ≺ I``, so
         ``(I - K2)⁻¹ ≽ I`` and the score ``-tr(K1 (I - K2)⁻¹)`` is at most ``-tr K1``)."""
-        return sign * torch.diagonal(self.k1, dim1=1, dim2=2).sum(1)
+        return sign * self.tk1
 
     def _exact_scores(self, sel: torch.Tensor, sign: float) -> torch.Tensor:
+        k1, k2 = self.kernels(sel)
         eye = torch.eye(self.r, dtype=torch.float64, device=self.h.device)
-        spd = eye + sign * self.k2[sel]  # I + K2, or I - K2 = -(-I + K2): positive definite
+        spd = eye + sign * k2  # I + K2, or I - K2 = -(-I + K2): positive definite
         chol, info = torch.linalg.cholesky_ex(spd)
         if bool((info != 0).any()):  # lost definiteness to round-off: general solve
             inv = torch.linalg.inv(spd)
         else:
             inv = torch.cholesky_inverse(chol)
-        return sign * (inv * self.k1[sel]).sum((1, 2))
+        return sign * (inv * k1).sum((1, 2))
+
+    # ------------------------------------------------------------------ updates
 
     def update(self, j: int, sign: float) -> None:
         """Add (``sign=+1``) or remove (``sign=-1``) candidate ``j``'s ``V_jᵀV_j`` from ``A``.
 
         With ``U = A⁻¹V_jᵀ``, ``R = GV_jᵀ``, ``S = (sign·I + V_jA⁻¹V_jᵀ)⁻¹``:
-        ``A⁻¹ -= USUᵀ`` and ``G -= USRᵀ + RSUᵀ - US(V_jGV_jᵀ)SUᵀ``; every candidate's ``K2`` and
-        ``K1`` follow by projecting these updates with its own ``V``.
+        ``A⁻¹ -= USUᵀ`` and ``G -= USZᵀ + Z(US)ᵀ`` with ``Z = R - ½US(V_jGV_jᵀ)``; every
+        candidate's ``tr K1`` follows from the trace of the projected rank-r product.
         """
-        eye = torch.eye(self.r, dtype=torch.float64, device=self.h.device)
-        u = self._apply(self.a_inv, j)  # A⁻¹Vᵀ  (D, r)
-        r = self._apply(self.g, j)  # G Vᵀ    (D, r)
+        c, d, rr = self.c, self.d, self.r
+        dim = c * d
         hj = self.h[j]
-        k2 = self._bmul(torch.einsum("cir,i->cr", u.reshape(self.c, self.d, -1), hj)[None], j)[0]
-        k1 = self._bmul(torch.einsum("cir,i->cr", r.reshape(self.c, self.d, -1), hj)[None], j)[0]
-        k2 = 0.5 * (k2 + k2.T)
-        k1 = 0.5 * (k1 + k1.T)
+        cols = None
+        if self._cols is not None:
+            hit = torch.nonzero(self._cols[0] == j)
+            if hit.shape[0]:
+                cols = self._cols[1][int(hit[0, 0])]
+        if cols is None:
+            cols = self._columns(hj[None])[0]
+        self._cols = None
+        # [A⁻¹(I⊗h_j) | G(I⊗h_j)], (C, 2D): G(I⊗h) = H(I⊗h) + ((I⊗hᵀ)H)ᵀ
+        q = torch.cat([cols[0].T, cols[1].T + torch.matmul(hj, self.mats[1].reshape(c, d, dim))], 1)
+        bq = self._bmul(q[None], j)[0]  # [U | R]ᵀ = B_j q  (r, 2D)
+        # (I⊗h_jᵀ)[U R], then B_j: [K2 | K1] of j, (r, 2r)
+        w = torch.matmul(bq.reshape(rr, 2, c, d), hj).permute(2, 1, 0).reshape(c, 2 * rr)
+        kk = self._bmul(w[None], j)[0]
+        k2 = 0.5 * (kk[:, :rr] + kk[:, :rr].T)
+        k1 = 0.5 * (kk[:, rr:] + kk[:, rr:].T)
+        eye = torch.eye(rr, dtype=torch.float64, device=self.h.device)
         s = torch.linalg.inv(sign * eye + k2)
         s = 0.5 * (s + s.T)
+        u, r = bq[:, :dim].T, bq[:, dim:].T
         us = K.matmul(u, s)
         z = r - 0.5 * K.matmul(us, k1)  # USRᵀ + RSUᵀ - USK1SUᵀ = US Zᵀ + Z (US)ᵀ
-        # In place: these are the only O(D²) passes of a step (the updates are symmetric by
-        # construction; S is symmetrised above, so no drift to correct).
-        self.a_inv.sub_(K.matmul(us, u.T))
-        t = K.matmul(us, z.T)
-        self.g.sub_(t).sub_(t.T)
-        rr = self.r
-        wy = self._project(torch.cat([u, r], dim=1))  # [V_m U | V_m R]  (M, r, 2r), one pass
-        m = wy.shape[0]
-        w, y = wy[:, :, :rr].contiguous(), wy[:, :, rr:].contiguous()
-        # products with the shared S and K1_j are single GEMMs over all candidates; the two
-        # per-candidate products (W S)Wᵀ and (W S)(Y - W S K1_j/2)ᵀ share one batched call
-        ws = K.matmul(w.reshape(m * rr, rr), s).reshape(m, rr, rr)
-        y -= 0.5 * K.matmul(ws.reshape(m * rr, rr), k1).reshape(m, rr, rr)
-        both = torch.bmm(ws, torch.cat([w, y], dim=1).transpose(1, 2))
-        self.k2 -= both[:, :, :rr]
-        t = both[:, :, rr:]
-        self.k1 -= t + t.transpose(1, 2)
+        # In place, one rank-r product for each of A⁻¹ and H: the only O(D²) work of a step.
+        self.mats.baddbmm_(torch.stack([us, us]), torch.stack([u.T, z.T]), alpha=-1.0)
+        self.tk1 -= 2.0 * self._trace_lowrank(us, z)
 
 
 # --------------------------------------------------------------------------- strategy
