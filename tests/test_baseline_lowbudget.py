@@ -22,6 +22,7 @@ class TestTypiClustContract(StrategyContract):
         "min_cluster_size": [(5, None), (0, None), (-1, ValueError)],
         "knn": [(5, None), (1, None), (0, ValueError), ("20", TypeError)],
         "device": [("cpu", None), ("tpu", ValueError)],
+        "kmeans": [("float32", None), ("sklearn", None), ("lloyd", ValueError), (1, TypeError)],
     }
 
 
@@ -32,6 +33,15 @@ class TestProbCoverContract(StrategyContract):
         "purity": [(0.95, None), (0.5, None), (0.0, ValueError), (1.5, ValueError)],
         "max_edges": [(200_000_000, None), (0, ValueError)],
         "device": [("cpu", None), ("tpu", ValueError)],
+        "purity_sample": [
+            (2000, None),
+            (None, None),
+            (10, None),
+            (0, ValueError),
+            (1.5, TypeError),
+        ],
+        "cross_edges": [(False, None), (True, None), (1, TypeError)],
+        "kmeans": [("float32", None), ("sklearn", None), ("lloyd", ValueError)],
     }
 
 
@@ -59,12 +69,12 @@ def _blobs(seed: int, n: int, nl: int, d: int = 4, c: int = 6) -> S.Signals:
     return S.Signals(features_pool=fp, features_labeled=fl, num_classes=c)
 
 
-def reference_typiclust(fp, fl, k, seed, max_clusters=500, min_size=5, knn=20):
+def reference_typiclust(fp, fl, k, seed, max_clusters=500, min_size=5, knn=20, kmeans="float32"):
     """The reference algorithm with dense distances (clusters from the same seeded k-means)."""
     n_lab = len(fl)
     x = np.concatenate([fl, fp]).astype(np.float32)
     kk = min(n_lab + k, max_clusters, len(x))
-    labels = kmeans_labels(x, kk, seed)
+    labels = kmeans_labels(x, kk, seed, kmeans)
     sizes = np.bincount(labels, minlength=kk)
     counts = np.bincount(labels[:n_lab], minlength=kk)
     keep = [c for c in range(kk) if sizes[c] > min_size]
@@ -84,13 +94,14 @@ def reference_typiclust(fp, fl, k, seed, max_clusters=500, min_size=5, knn=20):
     return picks
 
 
-@pytest.mark.parametrize(("nl", "k"), [(20, 15), (40, 30)])  # KMeans (K <= 50) and MiniBatchKMeans
-def test_typiclust_equals_reference(nl: int, k: int) -> None:
+@pytest.mark.parametrize("kmeans", ["float32", "sklearn"])
+@pytest.mark.parametrize(("nl", "k"), [(20, 15), (40, 30)])  # full-batch (K <= 50) and mini-batch
+def test_typiclust_equals_reference(nl: int, k: int, kmeans: str) -> None:
     sig = _blobs(0, 600, nl)
-    sel = S.get("typiclust").select(sig, k, np.random.default_rng(4))
+    sel = S.get("typiclust", kmeans=kmeans).select(sig, k, np.random.default_rng(4))
     seed = int(np.random.default_rng(4).integers(2**31 - 1))
     assert sel.indices.tolist() == reference_typiclust(
-        sig.features_pool, sig.features_labeled, k, seed
+        sig.features_pool, sig.features_labeled, k, seed, kmeans=kmeans
     )
     assert sel.info["random_fill"] == 0 and sel.info["clusters"] == nl + k
 
@@ -136,7 +147,7 @@ def test_kmeans_seeding_equals_scikit_learn(clusters: int, seed: int) -> None:
     else:
         km = MiniBatchKMeans(n_clusters=clusters, batch_size=5000, random_state=seed, n_init="auto")
     expect = km.fit_predict(x)
-    got = kmeans_labels(x, clusters, seed)
+    got = kmeans_labels(x, clusters, seed, "sklearn")
     np.testing.assert_array_equal(got, expect)
     assert len(np.unique(got)) > clusters // 2
 
@@ -172,16 +183,20 @@ def test_probcover_equals_dense_reference(delta: float) -> None:
     assert sel.info["edges"] == int(adj.sum())
 
 
-def test_probcover_purity_radius() -> None:
-    sig = _blobs(3, 300, 20)
-    rng = np.random.default_rng(5)
-    sel = S.get("probcover", purity=0.9).select(sig, 10, rng)
-    x_all = np.concatenate([sig.features_labeled, sig.features_pool])
-    labels = kmeans_labels(x_all, 6, int(np.random.default_rng(5).integers(2**31 - 1)))
+def _nearest_other_cluster(x_all: np.ndarray, labels: np.ndarray) -> np.ndarray:
     d = cdist(x_all, x_all)
-    r = np.where(labels[:, None] != labels[None, :], d, np.inf).min(
-        1
-    )  # nearest other-cluster point
+    return np.where(labels[:, None] != labels[None, :], d, np.inf).min(1)
+
+
+@pytest.mark.parametrize("kmeans", ["float32", "sklearn"])
+def test_probcover_purity_radius(kmeans: str) -> None:
+    """The exact settings: δ is the exact order statistic, the graph has the cross-cluster edges."""
+    sig = _blobs(3, 300, 20)
+    strat = S.get("probcover", purity=0.9, purity_sample=None, cross_edges=True, kmeans=kmeans)
+    sel = strat.select(sig, 10, np.random.default_rng(5))
+    x_all = np.concatenate([sig.features_labeled, sig.features_pool])
+    seed = int(np.random.default_rng(5).integers(2**31 - 1))
+    r = _nearest_other_cluster(x_all, kmeans_labels(x_all, 6, seed, kmeans))
 
     def purity(delta: float) -> float:  # fraction of δ-balls with only same-cluster points
         return float(np.mean(r >= delta))
@@ -191,6 +206,76 @@ def test_probcover_purity_radius() -> None:
     assert purity(delta * (1 + 1e-9)) < 0.9
     ref = reference_probcover(x_all, 20, delta, 10, None)
     assert sel.indices.tolist() == ref
+    assert sel.info["edges"] == int((cdist(x_all, x_all) < delta).sum())
+
+
+def reference_probcover_within(x_all, labels, n_lab, delta, k) -> list[int]:
+    """Dense ProbCover on the graph restricted to within-cluster edges."""
+    adj = (cdist(x_all, x_all) < delta) & (labels[:, None] == labels[None, :])
+    covered = adj[:n_lab].any(0)
+    picks: list[int] = []
+    while len(picks) < k:
+        deg = (adj[n_lab:] & ~covered[None, :]).sum(1)
+        deg[picks] = -1
+        picks.append(int(np.argmax(deg)))
+        covered |= adj[n_lab + picks[-1]]
+    return picks
+
+
+def test_probcover_default_graph_is_within_cluster() -> None:
+    """Default settings, N below the sample size: the exact δ, the within-cluster graph."""
+    sig = _blobs(3, 300, 20)
+    sel = S.get("probcover", purity=0.9).select(sig, 10, np.random.default_rng(5))
+    exact = S.get("probcover", purity=0.9, purity_sample=None, cross_edges=True)
+    assert sel.info["delta"] == exact.select(sig, 10, np.random.default_rng(5)).info["delta"]
+    x_all = np.concatenate([sig.features_labeled, sig.features_pool])
+    labels = kmeans_labels(x_all, 6, int(np.random.default_rng(5).integers(2**31 - 1)))
+    ref = reference_probcover_within(x_all, labels, 20, sel.info["delta"], 10)
+    assert sel.indices.tolist() == ref
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_probcover_sampled_purity_radius(seed: int) -> None:
+    """δ is the order statistic over the sampled ball centres (the draws of ``rng`` after the
+    k-means seed), and its purity over all points is α within a few sampling deviations."""
+    sig = _blobs(10 + seed, 1500, 30, d=6, c=5)
+    m, alpha = 300, 0.9
+    sel = S.get("probcover", purity=alpha, purity_sample=m).select(
+        sig, 20, np.random.default_rng(seed)
+    )
+    x_all = np.concatenate([sig.features_labeled, sig.features_pool])
+    rng = np.random.default_rng(seed)
+    labels = kmeans_labels(x_all, 5, int(rng.integers(2**31 - 1)))
+    centres = rng.choice(len(x_all), size=m, replace=False)
+    r = _nearest_other_cluster(x_all, labels)
+    expect = np.sort(r[centres])[m - int(np.ceil(alpha * m))]
+    assert sel.info["delta"] == pytest.approx(expect, rel=1e-12)
+    assert abs(np.mean(r >= sel.info["delta"]) - alpha) <= 4 * np.sqrt(alpha * (1 - alpha) / m)
+
+
+@pytest.mark.parametrize(("seed", "shared"), [(21, 10), (23, 2)])
+def test_probcover_approximations_against_exact(seed: int, shared: int) -> None:
+    """The defaults against the exact settings on one pool: δ within 5%, and the coverage of the
+    exact δ-ball graph reached by the picks within 1% (which picks are shared depends on how δ
+    moved: 10 and 3 of 12 on these two pools)."""
+    sig = _blobs(seed, 3000, 40, d=6, c=5)
+    k = 12
+    fast = S.get("probcover", purity_sample=500).select(sig, k, np.random.default_rng(3))
+    exact = S.get("probcover", purity_sample=None, cross_edges=True).select(
+        sig, k, np.random.default_rng(3)
+    )
+    assert fast.info["random_fill"] == exact.info["random_fill"] == 0
+    x_all = np.concatenate([sig.features_labeled, sig.features_pool])
+    adj = cdist(x_all, x_all) < exact.info["delta"]
+    n_lab = len(sig.features_labeled)
+    assert fast.info["edges"] < exact.info["edges"]  # a smaller δ or fewer cross-cluster edges
+
+    def coverage(picks: np.ndarray) -> float:
+        return float((adj[:n_lab].any(0) | adj[n_lab + picks].any(0)).mean())
+
+    assert fast.info["delta"] == pytest.approx(exact.info["delta"], rel=0.05)
+    assert len(set(fast.indices.tolist()) & set(exact.indices.tolist())) >= shared
+    assert coverage(fast.indices) >= coverage(exact.indices) - 0.01
 
 
 def test_probcover_random_fill_when_covered() -> None:

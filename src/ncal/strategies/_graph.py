@@ -143,41 +143,93 @@ class BallSpace:
             np.minimum.at(out, s + r, self.exact(p[r], c))
         return out
 
-    # ---------------------------------------------------------------- balls
+    def other_group_sqdist_rows(self, pos: np.ndarray) -> np.ndarray:
+        """Exact nearest-other-group squared distance of the sorted positions ``pos`` (``inf``
+        where a point has no other group): one float32 pass over their rows, then exact
+        rechecks of every entry within the error bound of its row's minimum."""
+        out = np.full(len(pos), np.inf)
+        if len(self.bounds) <= 2:
+            return out  # one group: no other-group point
+        step = K.rows_per_block(self.n, BLOCK32)
+        everything = slice(0, self.n)
+        for s in range(0, len(pos), step):
+            p = pos[s : s + step]
+            rows = torch.as_tensor(p, device=self.device)
+            d = self.block(rows, everything)
+            d.masked_fill_(self.gid_t[rows, None] == self.gid_t[None, :], torch.inf)
+            # exact_j >= d_j - tol and the exact minimum <= min_j d_j + tol
+            lim = d.min(1).values + 2.0 * self.tol(rows, everything)
+            cand = torch.nonzero(d <= lim[:, None])
+            r, c = K.to_numpy(cand[:, 0]), K.to_numpy(cand[:, 1])
+            np.minimum.at(out, s + r, self.exact(p[r], c))
+        return out
 
-    def ball_counts(
-        self, rows: np.ndarray, radius_sq: float, open_set: np.ndarray | None = None
-    ) -> np.ndarray:
-        """(N,) in sorted order: for every point j, how many of the sorted positions ``rows`` have
-        j in their δ-ball. Balls span the row's own group, plus, for rows in ``open_set`` (sorted
-        bool mask of the points that may have neighbours in other groups), the open points of other
-        groups."""
-        counts = np.zeros(self.n, dtype=np.int64)
-        rows = np.sort(rows)
-        for q in np.unique(self.gid[rows]):
+    # ---------------------------------------------------------------- the δ-ball graph
+
+    def graph(
+        self, radius_sq: float, open_set: np.ndarray | None, max_edges: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The δ-ball graph as CSR arrays ``(indptr, indices)`` over the *original* indices
+        (symmetric, self-loops included, neighbours ascending).
+
+        Every within-group pair is decided once (upper-triangle blocks of each group); the pairs
+        of different groups are decided only among the points of ``open_set`` (sorted bool mask
+        of those that may have neighbours in other groups; None: no cross-group edges).
+
+        Raises
+        ------
+        ValueError
+            When the graph has more than ``max_edges`` edges (counted as it is built).
+        """
+        src: list[np.ndarray] = []
+        dst: list[np.ndarray] = []
+        total = self.n  # self-loops
+        for q in range(len(self.bounds) - 1):
             lo, hi = int(self.bounds[q]), int(self.bounds[q + 1])
-            mine = rows[(rows >= lo) & (rows < hi)]
-            cols = slice(lo, hi)
             step = K.rows_per_block(hi - lo, BLOCK32)
-            for s in range(0, len(mine), step):
-                r = torch.as_tensor(mine[s : s + step], device=self.device)
-                counts[lo:hi] += K.to_numpy(self.edges(r, cols, radius_sq).sum(0))
+            for r0 in range(lo, hi, step):
+                r1 = min(r0 + step, hi)
+                e = self.edges(slice(r0, r1), slice(r0, hi), radius_sq)
+                e = torch.triu(e, diagonal=1)  # each pair once, from its smaller position
+                ij = K.to_numpy(torch.nonzero(e))
+                total += 2 * len(ij)
+                _check_edges(total, max_edges)
+                src.append((ij[:, 0] + r0).astype(np.int32))
+                dst.append((ij[:, 1] + r0).astype(np.int32))
         if open_set is not None and open_set.any():
-            counts += self._cross_counts(rows[open_set[rows]], radius_sq, open_set)
-        return counts
+            opened = np.flatnonzero(open_set)
+            step = K.rows_per_block(len(opened), BLOCK32)
+            for s in range(0, len(opened), step):
+                rp = opened[s : s + step]
+                later = opened[s:]
+                rows = torch.as_tensor(rp, device=self.device)
+                cols = torch.as_tensor(later, device=self.device)
+                e = self.edges(rows, cols, radius_sq)
+                e &= self.gid_t[rows, None] != self.gid_t[None, cols]  # other groups only
+                e = torch.triu(e, diagonal=1)  # cols start at the first row: pairs i < j once
+                ij = K.to_numpy(torch.nonzero(e))
+                total += 2 * len(ij)
+                _check_edges(total, max_edges)
+                src.append(rp[ij[:, 0]].astype(np.int32))
+                dst.append(later[ij[:, 1]].astype(np.int32))
+        i = np.concatenate([*src, np.arange(self.n, dtype=np.int32)])
+        j = np.concatenate([*dst, np.arange(self.n, dtype=np.int32)])
+        order = self.order.astype(np.int32)  # sorted position -> original index
+        a = np.concatenate([order[i], order[j[: len(i) - self.n]]])
+        b = np.concatenate([order[j], order[i[: len(i) - self.n]]])
+        del i, j
+        perm = np.lexsort((b, a))
+        indptr = np.zeros(self.n + 1, dtype=np.int64)
+        np.cumsum(np.bincount(a, minlength=self.n), out=indptr[1:])
+        return indptr, b[perm]
 
-    def _cross_counts(self, rows: np.ndarray, radius_sq: float, open_set: np.ndarray) -> np.ndarray:
-        """Ball counts over open points of *other* groups (the rare cross-group edges)."""
-        counts = np.zeros(self.n, dtype=np.int64)
-        opened = np.flatnonzero(open_set)
-        cols = torch.as_tensor(opened, device=self.device)
-        step = K.rows_per_block(len(opened), BLOCK32)
-        for s in range(0, len(rows), step):
-            r = torch.as_tensor(rows[s : s + step], device=self.device)
-            e = self.edges(r, cols, radius_sq)
-            e &= self.gid_t[r, None] != self.gid_t[None, cols]
-            counts[opened] += K.to_numpy(e.sum(0))
-        return counts
+
+def _check_edges(total: int, max_edges: int) -> None:
+    if total > max_edges:
+        raise ValueError(
+            f"the δ-ball graph has more than `max_edges`={max_edges} edges; "
+            "use a smaller `delta` (or a smaller `purity` target) or raise `max_edges`"
+        )
 
 
 def _positions(idx: Index, local: np.ndarray) -> np.ndarray:
@@ -271,3 +323,15 @@ def purity_sqradius(space: BallSpace, purity: float) -> tuple[float, np.ndarray]
     exact = space.other_group_sqdist_exact(unsure, hi[unsure])
     at = q - int(below.sum())
     return float(np.partition(exact, at)[at]), lo
+
+
+def sampled_purity_sqradius(space: BallSpace, purity: float, pos: np.ndarray) -> float:
+    """The ⌈purity·m⌉-th largest exact nearest-other-group squared distance over the ``m``
+    sorted positions ``pos`` (``inf`` with a single group): the estimate of
+    :func:`purity_sqradius` on a sample of ball centres, equal to it when ``pos`` holds every
+    point. Costs one pass over ``m`` rows instead of all pairs."""
+    r2 = space.other_group_sqdist_rows(np.sort(pos))
+    if not np.isfinite(r2).any():
+        return np.inf
+    q = len(r2) - int(np.ceil(purity * len(r2)))
+    return float(np.partition(r2, q)[q])

@@ -3,22 +3,38 @@
 Graph on L ∪ U: ``x → y`` iff ``||x - y|| < δ`` (symmetric, self-loops included; distances are the
 exact float64 ``Σ (x - y)²`` of the rows). Points within δ of the labeled set are covered. Each pick
 is the pool point whose ball holds the most uncovered points (smallest index on ties); its ball
-becomes covered, and the out-degrees of all points adjacent to newly covered ones are decremented
-(incremental: each point's ball is visited once, when it becomes covered). Once every point is
-covered the remaining picks are uniform over the unchosen pool (from ``rng``), as in the paper (the
-code would re-pick 0).
+becomes covered, and the out-degrees of all points adjacent to newly covered ones are decremented.
+Once every point is covered the remaining picks are uniform over the unchosen pool (from ``rng``),
+as in the paper (the code would re-pick 0).
 
 δ is ``delta`` when given; otherwise the largest radius whose *purity* is at least ``purity``
-(default α = 0.95): with k-means (K = C, ``random_state`` from ``rng``) cluster labels, a ball is
-pure when it holds no point of another cluster, i.e. when δ <= r(x), the distance from x to the
-nearest point of another cluster. The purity of δ is the fraction of points with r(x) >= δ, so δ is
-the ⌈αN⌉-th largest r(x).
+(default α = 0.95): with k-means (K = C, seed from ``rng``) cluster labels, a ball is pure when it
+holds no point of another cluster, i.e. when δ <= r(x), the distance from x to the nearest point of
+another cluster. The purity of δ is the fraction of points with r(x) >= δ, so δ is the ⌈αN⌉-th
+largest r(x).
 
-Cost: the graph is never stored (memory O(N)); distances run as float32 matrix products in blocks
-with exact float64 rechecks within a proven error bound of every threshold (``_graph``). With
-clusters, an edge between two clusters joins two impure points, so only the within-cluster pairs
-and the pairs of (possibly) impure points are scanned for the graph; the purity radius costs one
-pass over the pairs of distinct clusters.
+Approximations (the defaults; each has an exact setting):
+
+* ``purity_sample`` (default 2,000): δ is the ⌈αm⌉-th largest r(x) over m ball centres drawn from
+  ``rng`` without replacement, so the purity of the chosen δ is α up to sampling error (standard
+  deviation ``sqrt(α(1-α)/m)``, 0.005 at m = 2,000). Cost O(mNd) instead of O(N²d). ``None``
+  (or m >= N): the exact order statistic over all points.
+* ``cross_edges=False`` (default): when δ comes from the purity, the graph keeps only the edges
+  within k-means clusters. An edge between clusters joins two impure points (r(x) < δ), at most a
+  fraction 1 - α of the points by the choice of δ, so at most their balls change; finding those
+  edges exactly needs the O(N²d) pass over all pairs of different clusters. ``True``: that pass
+  runs (its bounds mark the points that may have such neighbours) and the graph is exact.
+* ``kmeans="float32"`` (default): the clustering of :func:`ncal.strategies.typiclust.kmeans_labels`
+  in float32 without scikit-learn; ``"sklearn"``: scikit-learn's ``KMeans`` (the clusters differ,
+  so δ may differ).
+
+``ProbCover(kmeans="sklearn", purity_sample=None, cross_edges=True)`` is the exact algorithm as
+implemented before these approximations (same δ, same picks).
+
+Cost: distances run as float32 matrix products in blocks with exact float64 rechecks within a
+proven error bound of every threshold (``_graph``); each within-cluster pair is decided once and
+the graph is stored as sparse neighbour lists (4 bytes per edge, ``max_edges`` guard), never as an
+N × N matrix.
 
 References
 ----------
@@ -28,21 +44,16 @@ Yehuda, Dekel, Hacohen & Weinshall, "Active learning through a covering lens", N
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 
 from ._checks import check_device, check_float, check_int
 from .base import Selection, Signals, Strategy
 from .coreset import check_feature_pair
-from .typiclust import kmeans_labels
-
-if TYPE_CHECKING:
-    from ._graph import BallSpace
+from .typiclust import check_kmeans, kmeans_labels
 
 
 class ProbCover(Strategy):
-    """ProbCover with a blocked sparse δ-ball graph and incremental degree updates.
+    """ProbCover with a blocked sparse δ-ball graph.
 
     Parameters
     ----------
@@ -52,9 +63,16 @@ class ProbCover(Strategy):
         Target purity α in (0, 1] used when ``delta`` is None.
     max_edges : int
         Refuse to build a graph with more edges than this (memory guard: the graph takes 4 bytes
-        per edge, up to about twice that while it is built).
+        per edge, about 20 while it is built).
     device : str
         Where the distance blocks are computed.
+    purity_sample : int or None
+        Ball centres sampled to estimate the purity radius; None: all points (exact).
+    cross_edges : bool
+        Whether the graph built for a purity radius includes the edges between k-means clusters
+        (exact, one O(N²d) pass); False keeps the within-cluster edges only.
+    kmeans : {"float32", "sklearn"}
+        The k-means implementation (see :func:`ncal.strategies.typiclust.kmeans_labels`).
     """
 
     name = "probcover"
@@ -67,11 +85,19 @@ class ProbCover(Strategy):
         purity: float = 0.95,
         max_edges: int = 200_000_000,
         device: str = "cpu",
+        purity_sample: int | None = 2000,
+        cross_edges: bool = False,
+        kmeans: str = "float32",
     ) -> None:
         self.delta = check_float(delta, "delta", low=0.0, low_open=True, allow_none=True)
         self.purity = check_float(purity, "purity", low=0.0, high=1.0, low_open=True)
         self.max_edges = check_int(max_edges, "max_edges")
         self.device = check_device(device)
+        self.purity_sample = check_int(purity_sample, "purity_sample", allow_none=True)
+        if not isinstance(cross_edges, (bool, np.bool_)):
+            raise TypeError(f"`cross_edges` must be a bool; got {type(cross_edges).__name__}")
+        self.cross_edges = bool(cross_edges)
+        self.kmeans = check_kmeans(kmeans)
 
     def required_signals(self) -> tuple[str, ...]:
         extra = ("num_classes",) if self.delta is None else ()
@@ -82,28 +108,36 @@ class ProbCover(Strategy):
         n, n_lab = fp.shape[0], fl.shape[0]
         x = np.concatenate([fl, fp])
         from .._utils.torch import resolve_device
-        from ._graph import BallSpace, purity_sqradius  # torch, only when selecting
+        from ._graph import BallSpace, purity_sqradius, sampled_purity_sqradius
 
         dev = resolve_device(self.device)
         delta, space, open_set = self.delta, None, None
         if delta is None:
-            c = min(int(signals.num_classes), x.shape[0])
-            labels = kmeans_labels(x, c, int(rng.integers(2**31 - 1)))
+            n_all = x.shape[0]
+            c = min(int(signals.num_classes), n_all)
+            labels = kmeans_labels(x, c, int(rng.integers(2**31 - 1)), self.kmeans)
             space = BallSpace(x, labels, dev)
-            r2, lower = purity_sqradius(space, self.purity)
+            m = n_all if self.purity_sample is None else min(self.purity_sample, n_all)
+            if m < n_all:
+                rank = np.empty(n_all, dtype=np.int64)
+                rank[space.order] = np.arange(n_all)
+                centres = rng.choice(n_all, size=m, replace=False)
+                r2 = sampled_purity_sqradius(space, self.purity, rank[centres])
+                lower = space.other_group_sqdist_bounds()[0] if self.cross_edges else None
+            else:
+                r2, lower = purity_sqradius(space, self.purity)
             delta = float(np.sqrt(r2)) if np.isfinite(r2) else np.inf
+            if self.cross_edges:  # points that may have a neighbour in another cluster
+                open_set = lower < delta * delta
         if not np.isfinite(delta):
             raise ValueError(
                 "could not choose δ: every point is in one k-means cluster; pass `delta`"
             )
-        radius_sq = delta * delta
         if space is None:
             space = BallSpace(x, None, dev)
-        else:  # points that may have a neighbour in another cluster (see module doc)
-            open_set = lower < radius_sq
-        degree, edges = self._degrees(space, radius_sq, open_set)
-        picks, gains, covered = greedy_cover(space, radius_sq, open_set, degree, n_lab, k)
-        info = {"delta": float(delta), "edges": edges, "random_fill": 0}
+        indptr, indices = space.graph(delta * delta, open_set, self.max_edges)
+        picks, gains, covered = greedy_cover(indptr, indices, n_lab, k)
+        info = {"delta": float(delta), "edges": int(indptr[-1]), "random_fill": 0}
         info["coverage"] = float(covered.mean())
         if len(picks) < k:
             chosen = np.zeros(n, dtype=bool)
@@ -116,46 +150,32 @@ class ProbCover(Strategy):
             np.asarray(picks, dtype=np.int64), np.asarray(gains, dtype=np.float64), info
         )
 
-    def _degrees(
-        self, space: BallSpace, radius_sq: float, open_set: np.ndarray | None
-    ) -> tuple[np.ndarray, int]:
-        """Ball sizes of every point (original order) and the edge count, within ``max_edges``."""
-        degree = np.empty(space.n, dtype=np.int64)
-        degree[space.order] = space.ball_counts(np.arange(space.n), radius_sq, open_set)
-        edges = int(degree.sum())
-        if edges > self.max_edges:
-            raise ValueError(
-                f"the δ-ball graph has {edges} > `max_edges`={self.max_edges} edges; "
-                "use a smaller `delta` (or a smaller `purity` target) or raise `max_edges`"
-            )
-        return degree, edges
+
+def neighbours(indptr: np.ndarray, indices: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """The neighbour lists of ``rows`` in a CSR graph, concatenated."""
+    starts = indptr[rows]
+    lens = indptr[rows + 1] - starts
+    if len(lens) == 1:
+        return indices[starts[0] : starts[0] + lens[0]]
+    offsets = np.repeat(starts - (np.cumsum(lens) - lens), lens)
+    return indices[offsets + np.arange(int(lens.sum()))]
 
 
 def greedy_cover(
-    space: BallSpace,
-    radius_sq: float,
-    open_set: np.ndarray | None,
-    degree: np.ndarray,
-    n_lab: int,
-    k: int,
+    indptr: np.ndarray, indices: np.ndarray, n_lab: int, k: int
 ) -> tuple[list[int], list[int], np.ndarray]:
-    """Greedy max coverage: up to ``k`` pool picks (indices into the pool), their gains, and the
-    covered mask over L ∪ U (original order). ``degree`` (ball sizes) is updated in place."""
-    n_all = space.n
-    rank = np.empty(n_all, dtype=np.int64)
-    rank[space.order] = np.arange(n_all)
+    """Greedy max coverage on the CSR graph of L ∪ U (labeled points first): up to ``k`` pool
+    picks (indices into the pool), their gains, and the covered mask over L ∪ U."""
+    n_all = len(indptr) - 1
+    degree = np.diff(indptr)  # uncovered points in each ball
     covered = np.zeros(n_all, dtype=bool)
 
-    def ball_counts(points: np.ndarray) -> np.ndarray:  # original order in, original order out
-        out = np.empty(n_all, dtype=np.int64)
-        out[space.order] = space.ball_counts(rank[points], radius_sq, open_set)
-        return out
-
     def cover(centers: np.ndarray) -> None:
-        new = np.flatnonzero((ball_counts(centers) > 0) & ~covered)
+        nb = neighbours(indptr, indices, centers)
+        new = np.unique(nb[~covered[nb]])
         covered[new] = True
         # every y newly covered leaves the ball of each of its neighbours (symmetric graph)
-        degree[:] -= ball_counts(new)
+        np.subtract.at(degree, neighbours(indptr, indices, new), 1)
 
     if n_lab:
         cover(np.arange(n_lab))
