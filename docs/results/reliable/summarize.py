@@ -173,6 +173,36 @@ def setting_table(setting: dict) -> str:
     return head + "\n".join(rows) + "\n"
 
 
+def versions_table(settings: list[dict]) -> str:
+    """NCAL-R+ version 2 against version 1 (``v1/summary.json``), paired over the seeds, and
+    version 2 against NCAL-R."""
+    path = HERE / "v1" / "summary.json"
+    if not path.is_file():
+        return ""
+    v1 = {s["name"]: s["strategies"].get(OURS) for s in json.loads(path.read_text())["settings"]}
+    rows = []
+    for s in settings:
+        new, old = s["strategies"].get(OURS), v1.get(s["name"])
+        if not new or not old:
+            continue
+        _, d_old, p_old = paired(new, old)
+        r = s["strategies"].get("ncal_r")
+        d_r, p_r = paired(new, r)[1:] if r else (math.nan, math.nan)
+        rows.append(
+            f"| {s['name']} | {100 * mean(old['aubc']):.2f} | {100 * mean(new['aubc']):.2f} "
+            f"| {d_old:+.2f} ({p_old:.3f}) | {d_r:+.2f} ({p_r:.3f}) "
+            f"| {pct(old['final_purity'])} → {pct(new['final_purity'])} "
+            f"| {pct(old['ood_share'])} → {pct(new['ood_share'])} |"
+        )
+    return (
+        "\n## Version 2 against version 1 and NCAL-R\n\n"
+        "AUBC % (mean over seeds) of NCAL-R+ version 1 (`v1/summary.json`) and version 2; Δ paired "
+        "over the seeds (t-test p); purity and OOD share, version 1 → version 2.\n\n"
+        "| setting | v1 AUBC | v2 AUBC | Δ v2 − v1 (p) | Δ v2 − ncal_r (p) | purity % | OOD % |\n"
+        "|---|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n"
+    )
+
+
 def verdict(settings: list[dict]) -> str:
     noisy = [s["goals"] for s in settings if s.get("goals") and s["noisy"]]
     clean = [s["goals"] for s in settings if s.get("goals") and not s["noisy"]]
@@ -212,6 +242,7 @@ def main() -> int:
         + "\n"
         + verdict(settings)
         + (f"\nGrids without a report yet: {', '.join(missing)}.\n" if missing else "")
+        + versions_table(settings)
         + "\n## Every setting\n\n"
         "AUBC in % (mean ± sd over seeds) over the annotation axis; Δ: paired difference against "
         "random over the shared seeds (t-test p); purity: final consensus purity of the "
