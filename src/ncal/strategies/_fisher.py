@@ -57,9 +57,10 @@ def top_classes(probs: torch.Tensor, rank: int | None) -> torch.Tensor:
     return torch.as_tensor(np.sort(order, axis=1), device=probs.device)
 
 
-# candidates scored exactly before the bound test prunes the others (in practice one or two reach
-# the bound, so a small first batch keeps the per-step work low)
-FIRST_SCORED = 4
+# candidates scored exactly before the bound test prunes the others: in practice the candidate
+# with the largest bound is the only one whose bound reaches its score, and every extra candidate
+# costs a pass over A⁻¹ and H (memory-bound at C = 100)
+FIRST_SCORED = 1
 
 
 class BaitState:
@@ -115,8 +116,9 @@ class BaitState:
             if self.r < self.c:
                 self.zs = (self.s2[:, :, None] * h[:, None, :]).reshape(m, dim)
         self.tk1 = self._trace_sym(2.0 * self.mats[1])
-        # A⁻¹(I⊗h) and H(I⊗h) of the candidates last scored (reused by the next update)
-        self._cols: tuple[torch.Tensor, torch.Tensor] | None = None
+        # A⁻¹(I⊗h) and H(I⊗h) of the candidates scored since the last update (the next update
+        # picks one of them and reuses its columns instead of another pass)
+        self._cols: list[tuple[torch.Tensor, torch.Tensor]] = []
 
     @property
     def a_inv(self) -> torch.Tensor:
@@ -134,7 +136,7 @@ class BaitState:
             val = getattr(self, name)
             if val is not None:
                 setattr(self, name, val[keep])
-        self._cols = None
+        self._cols = []
 
     # ------------------------------------------------------------------ per-candidate products
 
@@ -143,7 +145,7 @@ class BaitState:
         p, rows, sp = self.p[sel], self.rows[sel], self.sp[sel]
         if p.ndim == 1:
             p, rows, sp = p[None], rows[None], sp[None]
-        pq = torch.bmm(p[:, None, :], q)  # (m, 1, t)
+        pq = K.matmul(p[:, None, :], q)  # (m, 1, t); numpy's batched product: small matrices
         # with every class kept, the row selection is the identity: skip the gather
         qr = (
             q
@@ -191,7 +193,7 @@ class BaitState:
                 q = self._bmul(K.matmul(self.h[blk], w).reshape(-1, c, 2 * t), blk)
                 out[blk] = (q[:, :, :t] * q[:, :, t:]).sum((1, 2))
             return out
-        blocks = torch.bmm(x.reshape(c, d, t), y.reshape(c, d, t).transpose(1, 2))
+        blocks = K.matmul(x.reshape(c, d, t), y.reshape(c, d, t).transpose(1, 2))
         qd = self._diag_quad(blocks)  # Q_cc with Q = (I⊗hᵀ) x yᵀ (I⊗h)
         xpyp = K.matmul(self.zp, xy)  # rows (p⊗h)ᵀ[x y]
         xp, yp = xpyp[:, :t], xpyp[:, t:]
@@ -216,9 +218,9 @@ class BaitState:
         c, d = self.c, self.d
         hb = self.h[sel]
         cols = self._columns(hb)
-        self._cols = (sel, cols)
+        self._cols.append((sel, cols))
         # (I⊗hᵀ) M (I⊗h): contract the row index (c, i) of the columns with h
-        q = torch.matmul(hb[:, None, None, None, :], cols.reshape(-1, 2, c, d, c)).squeeze(3)
+        q = K.matmul(hb[:, None, None, None, :], cols.reshape(-1, 2, c, d, c)).squeeze(3)
         q1 = q[:, 1]
         x = torch.cat([q1 + q1.transpose(1, 2), q[:, 0]])  # K1 before B: G = H + Hᵀ
         k = self._sandwich(x, torch.cat([sel, sel]))
@@ -251,7 +253,6 @@ class BaitState:
         rest = idx[(ub >= best - slack) & (out[idx] == -torch.inf)]
         if rest.shape[0]:
             out[rest] = self._exact_scores(rest, sign)
-            self._cols = None  # the columns of `first` are gone; the update recomputes its own
         return out
 
     def upper_bounds(self, sign: float) -> torch.Tensor:
@@ -283,19 +284,17 @@ class BaitState:
         c, d, rr = self.c, self.d, self.r
         dim = c * d
         hj = self.h[j]
-        cols = None
-        if self._cols is not None:
-            hit = torch.nonzero(self._cols[0] == j)
-            if hit.shape[0]:
-                cols = self._cols[1][int(hit[0, 0])]
+        cols = next(
+            (cs[i] for sel, cs in self._cols for i, m in enumerate(sel.tolist()) if m == j), None
+        )
         if cols is None:
             cols = self._columns(hj[None])[0]
-        self._cols = None
+        self._cols = []
         # [A⁻¹(I⊗h_j) | G(I⊗h_j)], (C, 2D): G(I⊗h) = H(I⊗h) + ((I⊗hᵀ)H)ᵀ
-        q = torch.cat([cols[0].T, cols[1].T + torch.matmul(hj, self.mats[1].reshape(c, d, dim))], 1)
+        q = torch.cat([cols[0].T, cols[1].T + K.matmul(hj, self.mats[1].reshape(c, d, dim))], 1)
         bq = self._bmul(q[None], j)[0]  # [U | R]ᵀ = B_j q  (r, 2D)
         # (I⊗h_jᵀ)[U R], then B_j: [K2 | K1] of j, (r, 2r)
-        w = torch.matmul(bq.reshape(rr, 2, c, d), hj).permute(2, 1, 0).reshape(c, 2 * rr)
+        w = K.matmul(bq.reshape(rr, 2, c, d), hj).permute(2, 1, 0).reshape(c, 2 * rr)
         kk = self._bmul(w[None], j)[0]
         k2 = 0.5 * (kk[:, :rr] + kk[:, :rr].T)
         k1 = 0.5 * (kk[:, rr:] + kk[:, rr:].T)
