@@ -20,7 +20,16 @@ The key cells (CoreSet at N=50k, k=1000; BADGE at N=50k, C=10 and C=100, k=100):
 The output is a table, then ONE JSON line: a list of objects with keys ``strategy, n, d, classes, k,
 seconds, peak_mb, peer_seconds, speedup`` (plus ``peer_status``, ``peer_peak_mb``,
 ``same_selection`` and ``status``); ``peer_seconds`` is null where scikit-activeml has no
-counterpart or did not finish.
+counterpart or did not finish. For TypiClust and ProbCover, whose picks differ from the peer's by
+design, rows also give ``shared_picks`` and what both pick sets achieve, measured the same way:
+``coverage_ours`` / ``coverage_peer`` (ProbCover: fraction of L ∪ U within our δ of the labeled
+set or a pick) and ``mean_nearest_ours`` / ``mean_nearest_peer`` (TypiClust: mean distance from a
+pool point to its nearest labeled point or pick). With ``--repeat R`` ours and the peer run
+alternately R times: ``seconds`` and ``peer_seconds`` are medians, ``seconds_all`` and
+``peer_seconds_all`` every run, and ``speedup_min`` the smallest ratio of a pair run back to back::
+
+    python benchmarks/bench_selection.py --n 10000 --classes 10 --k 100 \\
+        --strategies typiclust,probcover --repeat 3
 """
 
 from __future__ import annotations
@@ -178,7 +187,8 @@ def worker_ours(data: Path, spec: str, k: int, out: Path) -> dict[str, Any]:
     seconds = time.perf_counter() - t0
     peak = _peak_mb(rss, reset)
     np.save(out, sel.indices)
-    return {"seconds": seconds, "peak_mb": peak, "status": "ok"}
+    info = {k: v for k, v in sel.info.items() if isinstance(v, (int, float, str, bool))}
+    return {"seconds": seconds, "peak_mb": peak, "status": "ok", "info": info}
 
 
 def _frozen_head_classifier(w: np.ndarray, b: np.ndarray):
@@ -295,6 +305,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--timeout", type=float, default=1800.0, help="seconds before ours is cut")
     p.add_argument("--threads", type=int, default=1, help="BLAS/torch threads, both sides")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="run ours and the peer alternately this many times; report medians and the "
+        "smallest speed-up of a pair run back to back",
+    )
     p.add_argument("--_worker", choices=["ours", "peer"], help=argparse.SUPPRESS)
     p.add_argument("--_data", help=argparse.SUPPRESS)
     p.add_argument("--_spec", help=argparse.SUPPRESS)
@@ -350,7 +367,18 @@ def _cell(a, data: Path, spec: str, n: int, c: int, k: int, use_peers: bool) -> 
     name, _ = _parse_spec(spec)
     common = ["--_data", str(data), "--_spec", spec, "--k", str(k)]
     ours_out = data / "sel_ours.npy"
-    ours = run_worker("ours", [*common, "--_out", str(ours_out)], a.timeout, a.threads)
+    peer_out = data / "sel_peer.npy"
+    with_peer = use_peers and name in PEERS and not _parse_spec(spec)[1]
+    ours_runs: list[dict[str, Any]] = []
+    peer_runs: list[dict[str, Any]] = []
+    for _ in range(max(1, a.repeat)):  # alternate, so that both sides see the same load
+        ours_runs.append(
+            run_worker("ours", [*common, "--_out", str(ours_out)], a.timeout, a.threads)
+        )
+        if with_peer:
+            args = [*common, "--_out", str(peer_out), "--peer-mem-gb", str(a.peer_mem_gb)]
+            peer_runs.append(run_worker("peer", args, a.peer_timeout, a.threads))
+    ours = _median_run(ours_runs)
     row: dict[str, Any] = {
         "strategy": spec,
         "n": n,
@@ -366,15 +394,23 @@ def _cell(a, data: Path, spec: str, n: int, c: int, k: int, use_peers: bool) -> 
         "peer_peak_mb": None,
         "same_selection": None,
     }
-    if use_peers and name in PEERS and not _parse_spec(spec)[1]:
-        peer_out = data / "sel_peer.npy"
-        args = [*common, "--_out", str(peer_out), "--peer-mem-gb", str(a.peer_mem_gb)]
-        peer = run_worker("peer", args, a.peer_timeout, a.threads)
+    if a.repeat > 1:
+        row["seconds_all"] = [r["seconds"] for r in ours_runs]
+    if with_peer:
+        peer = _median_run(peer_runs)
         row["peer_seconds"] = peer["seconds"]
         row["peer_status"] = f"{PEERS[name]}: {peer['status']}"
         row["peer_peak_mb"] = peer["peak_mb"]
         if peer["seconds"] and ours["seconds"]:
             row["speedup"] = peer["seconds"] / ours["seconds"]
+        if a.repeat > 1:
+            row["peer_seconds_all"] = [r["seconds"] for r in peer_runs]
+            pairs = [
+                p["seconds"] / o["seconds"]
+                for o, p in zip(ours_runs, peer_runs, strict=True)
+                if o["seconds"] and p["seconds"]
+            ]
+            row["speedup_min"] = min(pairs) if pairs else None
         if peer["status"] == "ok" and ours["status"] == "ok":
             mine, theirs = np.load(ours_out), np.load(peer_out)
             if name == "coreset":  # deterministic, same pick order expected
@@ -383,11 +419,52 @@ def _cell(a, data: Path, spec: str, n: int, c: int, k: int, use_peers: bool) -> 
                 row["same_selection"] = sorted(mine.tolist()) == sorted(theirs.tolist())
             else:  # stochastic, different clusterings: how many picks the two share
                 row["shared_picks"] = len(set(mine.tolist()) & set(theirs.tolist()))
+                row.update(_pick_quality(data, name, mine, theirs, ours.get("info", {})))
             peer_out.unlink()
     if ours_out.exists():
         ours_out.unlink()
     _print_row(row)
     return row
+
+
+def _median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run of median time (the last one when none finished), as the row reports it."""
+    done = sorted((r for r in runs if r["seconds"] is not None), key=lambda r: r["seconds"])
+    return done[(len(done) - 1) // 2] if done else runs[-1]
+
+
+def _pick_quality(
+    data: Path, name: str, mine: np.ndarray, theirs: np.ndarray, info: dict[str, Any]
+) -> dict[str, Any]:
+    """What the two pick sets achieve, measured the same way for both: for ProbCover the
+    fraction of L ∪ U within our δ of the labeled set or a pick (the objective it maximises),
+    for TypiClust the mean distance from each pool point to its nearest labeled point or pick."""
+    fp = np.load(data / "features_pool.npy").astype(np.float64)
+    fl = np.load(data / "features_labeled.npy").astype(np.float64)
+    x = np.concatenate([fl, fp])
+    nx = np.einsum("ij,ij->i", x, x)
+
+    def nearest(picks: np.ndarray) -> np.ndarray:
+        """Each point's distance to its nearest labeled point or pick (blocked over points)."""
+        c = np.concatenate([np.arange(len(fl)), len(fl) + picks])
+        out = np.empty(len(x))
+        for s in range(0, len(x), 4096):
+            d = nx[s : s + 4096, None] + nx[None, c] - 2.0 * (x[s : s + 4096] @ x[c].T)
+            out[s : s + 4096] = np.sqrt(np.maximum(d.min(1), 0.0))
+        return out
+
+    if name == "probcover" and "delta" in info:
+        delta = info["delta"]
+        return {
+            "coverage_ours": float((nearest(mine) < delta).mean()),
+            "coverage_peer": float((nearest(theirs) < delta).mean()),
+        }
+    if name == "typiclust":
+        return {
+            "mean_nearest_ours": float(nearest(mine)[len(fl) :].mean()),
+            "mean_nearest_peer": float(nearest(theirs)[len(fl) :].mean()),
+        }
+    return {}
 
 
 def _fmt(v: Any, spec: str) -> str:
@@ -400,6 +477,17 @@ def _print_row(r: dict[str, Any]) -> None:
         note += f", same selection: {r['same_selection']}"
     if r.get("shared_picks") is not None:
         note += f", shared picks: {r['shared_picks']}/{r['k']}"
+    if r.get("coverage_ours") is not None:
+        note += (
+            f", coverage at our δ: ours {r['coverage_ours']:.3f} / peer {r['coverage_peer']:.3f}"
+        )
+    if r.get("mean_nearest_ours") is not None:
+        note += (
+            f", mean pool distance to nearest pick: ours {r['mean_nearest_ours']:.3f}"
+            f" / peer {r['mean_nearest_peer']:.3f}"
+        )
+    if r.get("speedup_min") is not None:
+        note += f", smallest paired speed-up {r['speedup_min']:.1f}x"
     if r["status"] != "ok":
         note = f"ours {r['status']}; {note}"
     print(

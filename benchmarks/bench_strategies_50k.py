@@ -16,7 +16,8 @@ Examples
     OMP_NUM_THREADS=1 python benchmarks/bench_strategies_50k.py --n 10000 --strategies probcover,bait
 
 Output: a table, then ONE JSON line (a list of objects with keys ``strategy, n, d, classes, k,
-seconds, peak_mb, status, budget_s, within_budget, x_gemm, x_margin``).
+seconds, peak_mb, status, budget_s, within_budget, x_gemm, x_margin, info``; ``info``: the
+selection's scalar diagnostics, e.g. ProbCover's δ and coverage).
 """
 
 from __future__ import annotations
@@ -146,6 +147,7 @@ def _row(
         "within_budget": None if sec is None else bool(sec < budget and mb < BUDGET_MB),
         "x_gemm": None if sec is None else sec / gemm,
         "x_margin": None if sec is None else sec / margin,
+        "info": res.get("info"),
     }
     print(
         f"{name:<14}{B._fmt(sec, '9.2f')}{B._fmt(mb, '9.0f')}{budget:>8.0f}"

@@ -183,6 +183,31 @@ def test_probcover_equals_dense_reference(delta: float) -> None:
     assert sel.info["edges"] == int(adj.sum())
 
 
+@pytest.mark.parametrize(
+    ("bitmap_rows", "block"), [(1 << 14, 1 << 22), (1 << 14, 3000), (64, 3000)]
+)
+@pytest.mark.parametrize("delta", [1.5, 3.0])
+def test_probcover_graph_storage_equals_dense_reference(
+    monkeypatch: pytest.MonkeyPatch, bitmap_rows: int, block: int, delta: float
+) -> None:
+    """Bit matrices built from many row blocks (mirrored tiles), and neighbour lists for groups
+    above ``BITMAP_ROWS``: the same picks and edge count as the dense reference."""
+    from ncal.strategies import _graph
+
+    monkeypatch.setattr(_graph, "BITMAP_ROWS", bitmap_rows)
+    monkeypatch.setattr(_graph, "BLOCK32", block)
+    sig = _blobs(2, 250, 10)
+    x_all = np.concatenate([sig.features_labeled, sig.features_pool])
+    sel = S.get("probcover", delta=delta).select(sig, 40, np.random.default_rng(9))
+    assert sel.indices.tolist() == reference_probcover(
+        x_all, 10, delta, 40, np.random.default_rng(9)
+    )
+    assert sel.info["edges"] == int((cdist(x_all, x_all) < delta).sum())
+    exact = S.get("probcover", purity=0.9, purity_sample=None, cross_edges=True)
+    sel = exact.select(sig, 10, np.random.default_rng(5))
+    assert sel.indices.tolist() == reference_probcover(x_all, 10, sel.info["delta"], 10, None)
+
+
 def _nearest_other_cluster(x_all: np.ndarray, labels: np.ndarray) -> np.ndarray:
     d = cdist(x_all, x_all)
     return np.where(labels[:, None] != labels[None, :], d, np.inf).min(1)

@@ -32,6 +32,9 @@ BLOCK32 = 1 << 22
 # exact rechecks are done this many pairs at a time (bounds the float64 difference buffer)
 RECHECK_PAIRS = 4096
 
+# groups up to this many points keep their δ-ball edges as a bit matrix (at most 32 MiB)
+BITMAP_ROWS = 1 << 14
+
 # neighbours kept per member beyond TypiClust's `knn`, so most lists outlive a few picks
 CACHE_SLACK = 16
 
@@ -164,64 +167,164 @@ class BallSpace:
             np.minimum.at(out, s + r, self.exact(p[r], c))
         return out
 
-    # ---------------------------------------------------------------- the δ-ball graph
 
-    def graph(
-        self, radius_sq: float, open_set: np.ndarray | None, max_edges: int
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """The δ-ball graph as CSR arrays ``(indptr, indices)`` over the *original* indices
-        (symmetric, self-loops included, neighbours ascending).
+class BallGraph:
+    """The δ-ball graph ``i ~ j iff exact ||x_i - x_j||² < radius_sq`` of a :class:`BallSpace`,
+    in its sorted positions (symmetric, self-loops included).
 
-        Every within-group pair is decided once (upper-triangle blocks of each group); the pairs
-        of different groups are decided only among the points of ``open_set`` (sorted bool mask
-        of those that may have neighbours in other groups; None: no cross-group edges).
+    Within-group edges are stored per group as a bit matrix (``n_q² / 8`` bytes) when the group
+    has at most ``BITMAP_ROWS`` points, else as neighbour lists (4 bytes per edge); cross-group
+    edges, decided only among the points of ``open_set`` (sorted bool mask of those that may have
+    neighbours in other groups; None: none), as neighbour lists. Each within-group pair of a bit
+    matrix is computed once (upper-triangle blocks, mirrored), so building costs half the
+    group's pairs; nothing of size N × N is formed unless a single group holds every point.
 
-        Raises
-        ------
-        ValueError
-            When the graph has more than ``max_edges`` edges (counted as it is built).
-        """
-        src: list[np.ndarray] = []
-        dst: list[np.ndarray] = []
-        total = self.n  # self-loops
+    Raises
+    ------
+    ValueError
+        When the graph has more than ``max_edges`` edges (counted as it is built).
+    """
+
+    def __init__(
+        self,
+        space: BallSpace,
+        radius_sq: float,
+        open_set: np.ndarray | None,
+        max_edges: int,
+    ) -> None:
+        self.n = space.n
+        self.bounds = space.bounds
+        self.gid = space.gid
+        self.degree = np.zeros(self.n, dtype=np.int64)
+        self.bits: dict[int, np.ndarray] = {}
+        self.lists: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         for q in range(len(self.bounds) - 1):
             lo, hi = int(self.bounds[q]), int(self.bounds[q + 1])
-            step = K.rows_per_block(hi - lo, BLOCK32)
-            for r0 in range(lo, hi, step):
-                r1 = min(r0 + step, hi)
-                e = self.edges(slice(r0, r1), slice(r0, hi), radius_sq)
-                e = torch.triu(e, diagonal=1)  # each pair once, from its smaller position
-                ij = K.to_numpy(torch.nonzero(e))
-                total += 2 * len(ij)
-                _check_edges(total, max_edges)
-                src.append((ij[:, 0] + r0).astype(np.int32))
-                dst.append((ij[:, 1] + r0).astype(np.int32))
+            if hi - lo <= BITMAP_ROWS:
+                self.bits[q] = self._bit_matrix(space, lo, hi, radius_sq)
+                self.degree[lo:hi] = np.bitwise_count(self.bits[q]).sum(1)
+            else:
+                self.lists[q] = self._lists(space, lo, hi, radius_sq, max_edges)
+                self.degree[lo:hi] = np.diff(self.lists[q][0])
+            _check_edges(int(self.degree.sum()), max_edges)
+        self.cross = None
         if open_set is not None and open_set.any():
-            opened = np.flatnonzero(open_set)
-            step = K.rows_per_block(len(opened), BLOCK32)
-            for s in range(0, len(opened), step):
-                rp = opened[s : s + step]
-                later = opened[s:]
-                rows = torch.as_tensor(rp, device=self.device)
-                cols = torch.as_tensor(later, device=self.device)
-                e = self.edges(rows, cols, radius_sq)
-                e &= self.gid_t[rows, None] != self.gid_t[None, cols]  # other groups only
-                e = torch.triu(e, diagonal=1)  # cols start at the first row: pairs i < j once
-                ij = K.to_numpy(torch.nonzero(e))
-                total += 2 * len(ij)
-                _check_edges(total, max_edges)
-                src.append(rp[ij[:, 0]].astype(np.int32))
-                dst.append(later[ij[:, 1]].astype(np.int32))
-        i = np.concatenate([*src, np.arange(self.n, dtype=np.int32)])
-        j = np.concatenate([*dst, np.arange(self.n, dtype=np.int32)])
-        order = self.order.astype(np.int32)  # sorted position -> original index
-        a = np.concatenate([order[i], order[j[: len(i) - self.n]]])
-        b = np.concatenate([order[j], order[i[: len(i) - self.n]]])
-        del i, j
+            self.cross = self._cross(space, radius_sq, open_set, max_edges)
+            self.degree += np.diff(self.cross[0])
+            _check_edges(int(self.degree.sum()), max_edges)
+
+    @staticmethod
+    def _bit_matrix(space: BallSpace, lo: int, hi: int, radius_sq: float) -> np.ndarray:
+        """Packed rows (bit j of row i: ``lo + i ~ lo + j``) of one group, from the blocks on and
+        above the diagonal: each block fills its rows and, transposed, the columns of later rows.
+        Row blocks start at multiples of 8 so that both land on whole bytes."""
+        m = hi - lo
+        packed = np.zeros((m, (m + 7) // 8), dtype=np.uint8)
+        step = max(8, K.rows_per_block(m, BLOCK32) // 8 * 8)
+        for a in range(0, m, step):
+            b = min(a + step, m)
+            e = K.to_numpy(space.edges(slice(lo + a, lo + b), slice(lo + a, hi), radius_sq))
+            packed[a:b, a // 8 :] |= np.packbits(e, axis=1)
+            if b < m:
+                packed[b:, a // 8 : b // 8] |= np.packbits(e[:, b - a :].T, axis=1)
+        return packed
+
+    @staticmethod
+    def _lists(
+        space: BallSpace, lo: int, hi: int, radius_sq: float, max_edges: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Neighbour lists (local CSR) of one large group, row block by row block."""
+        m = hi - lo
+        counts = np.zeros(m, dtype=np.int64)
+        cols: list[np.ndarray] = []
+        step = K.rows_per_block(m, BLOCK32)
+        total = 0
+        for a in range(0, m, step):
+            b = min(a + step, m)
+            nz = K.to_numpy(
+                torch.nonzero(space.edges(slice(lo + a, lo + b), slice(lo, hi), radius_sq))
+            )
+            counts[a:b] = np.bincount(nz[:, 0], minlength=b - a)
+            cols.append(nz[:, 1].astype(np.int32))  # row-major: sorted by row, then column
+            total += len(nz)
+            _check_edges(total, max_edges)
+        indptr = np.zeros(m + 1, dtype=np.int64)
+        np.cumsum(counts, out=indptr[1:])
+        return indptr, np.concatenate(cols)
+
+    @staticmethod
+    def _cross(
+        space: BallSpace, radius_sq: float, open_set: np.ndarray, max_edges: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Cross-group neighbour lists (CSR over all sorted positions), each pair decided once."""
+        src: list[np.ndarray] = []
+        dst: list[np.ndarray] = []
+        opened = np.flatnonzero(open_set)
+        step = K.rows_per_block(len(opened), BLOCK32)
+        total = 0
+        for s in range(0, len(opened), step):
+            rp, later = opened[s : s + step], opened[s:]
+            rows = torch.as_tensor(rp, device=space.device)
+            cols = torch.as_tensor(later, device=space.device)
+            e = space.edges(rows, cols, radius_sq)
+            e &= space.gid_t[rows, None] != space.gid_t[None, cols]  # other groups only
+            ij = K.to_numpy(torch.nonzero(torch.triu(e, diagonal=1)))  # pairs i < j once
+            total += 2 * len(ij)
+            _check_edges(total, max_edges)
+            src.append(rp[ij[:, 0]])
+            dst.append(later[ij[:, 1]])
+        i, j = np.concatenate(src), np.concatenate(dst)
+        a, b = np.concatenate([i, j]), np.concatenate([j, i])
         perm = np.lexsort((b, a))
-        indptr = np.zeros(self.n + 1, dtype=np.int64)
-        np.cumsum(np.bincount(a, minlength=self.n), out=indptr[1:])
-        return indptr, b[perm]
+        indptr = np.zeros(space.n + 1, dtype=np.int64)
+        np.cumsum(np.bincount(a, minlength=space.n), out=indptr[1:])
+        return indptr, b[perm].astype(np.int32)
+
+    def _by_group(self, rows: np.ndarray):
+        """(group, lo, hi, local row indices) for the groups of the sorted positions ``rows``."""
+        rows = np.sort(rows)
+        cut = np.searchsorted(rows, self.bounds)
+        for q in range(len(self.bounds) - 1):
+            if cut[q] < cut[q + 1]:
+                lo, hi = int(self.bounds[q]), int(self.bounds[q + 1])
+                yield q, lo, hi, rows[cut[q] : cut[q + 1]] - lo
+
+    def union(self, rows: np.ndarray) -> np.ndarray:
+        """(N,) bool: the points in the ball of any of the sorted positions ``rows``."""
+        out = np.zeros(self.n, dtype=bool)
+        for q, lo, hi, loc in self._by_group(rows):
+            if q in self.bits:
+                bits = np.bitwise_or.reduce(self.bits[q][loc], axis=0)
+                out[lo:hi] |= np.unpackbits(bits, count=hi - lo).astype(bool)
+            else:
+                out[lo + _gather(*self.lists[q], loc)] = True
+        if self.cross is not None:
+            out[_gather(*self.cross, np.asarray(rows))] = True
+        return out
+
+    def counts(self, rows: np.ndarray) -> np.ndarray:
+        """(N,) int64: for every point, how many of the sorted positions ``rows`` have it in
+        their ball (the graph is symmetric: also how many of them are in its ball)."""
+        out = np.zeros(self.n, dtype=np.int64)
+        for q, lo, hi, loc in self._by_group(rows):
+            if q in self.bits:
+                step = max(1, (1 << 24) // (hi - lo))  # unpacked bytes per chunk
+                for s in range(0, len(loc), step):
+                    u = np.unpackbits(self.bits[q][loc[s : s + step]], axis=1, count=hi - lo)
+                    out[lo:hi] += u.sum(0, dtype=np.int64)
+            else:
+                out[lo:hi] += np.bincount(_gather(*self.lists[q], loc), minlength=hi - lo)
+        if self.cross is not None:
+            out += np.bincount(_gather(*self.cross, np.asarray(rows)), minlength=self.n)
+        return out
+
+
+def _gather(indptr: np.ndarray, indices: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """The CSR lists of ``rows``, concatenated."""
+    starts = indptr[rows]
+    lens = indptr[rows + 1] - starts
+    offsets = np.repeat(starts - (np.cumsum(lens) - lens), lens)
+    return indices[offsets + np.arange(int(lens.sum()))]
 
 
 def _check_edges(total: int, max_edges: int) -> None:

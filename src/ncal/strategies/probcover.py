@@ -44,12 +44,17 @@ Yehuda, Dekel, Hacohen & Weinshall, "Active learning through a covering lens", N
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from ._checks import check_device, check_float, check_int
 from .base import Selection, Signals, Strategy
 from .coreset import check_feature_pair
 from .typiclust import check_kmeans, kmeans_labels
+
+if TYPE_CHECKING:
+    from ._graph import BallGraph
 
 
 class ProbCover(Strategy):
@@ -108,7 +113,7 @@ class ProbCover(Strategy):
         n, n_lab = fp.shape[0], fl.shape[0]
         x = np.concatenate([fl, fp])
         from .._utils.torch import resolve_device
-        from ._graph import BallSpace, purity_sqradius, sampled_purity_sqradius
+        from ._graph import BallGraph, BallSpace, purity_sqradius, sampled_purity_sqradius
 
         dev = resolve_device(self.device)
         delta, space, open_set = self.delta, None, None
@@ -135,9 +140,9 @@ class ProbCover(Strategy):
             )
         if space is None:
             space = BallSpace(x, None, dev)
-        indptr, indices = space.graph(delta * delta, open_set, self.max_edges)
-        picks, gains, covered = greedy_cover(indptr, indices, n_lab, k)
-        info = {"delta": float(delta), "edges": int(indptr[-1]), "random_fill": 0}
+        graph = BallGraph(space, delta * delta, open_set, self.max_edges)
+        picks, gains, covered = greedy_cover(graph, space.order, n_lab, k)
+        info = {"delta": float(delta), "edges": int(graph.degree.sum()), "random_fill": 0}
         info["coverage"] = float(covered.mean())
         if len(picks) < k:
             chosen = np.zeros(n, dtype=bool)
@@ -151,44 +156,38 @@ class ProbCover(Strategy):
         )
 
 
-def neighbours(indptr: np.ndarray, indices: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """The neighbour lists of ``rows`` in a CSR graph, concatenated."""
-    starts = indptr[rows]
-    lens = indptr[rows + 1] - starts
-    if len(lens) == 1:
-        return indices[starts[0] : starts[0] + lens[0]]
-    offsets = np.repeat(starts - (np.cumsum(lens) - lens), lens)
-    return indices[offsets + np.arange(int(lens.sum()))]
-
-
 def greedy_cover(
-    indptr: np.ndarray, indices: np.ndarray, n_lab: int, k: int
+    graph: BallGraph, order: np.ndarray, n_lab: int, k: int
 ) -> tuple[list[int], list[int], np.ndarray]:
-    """Greedy max coverage on the CSR graph of L ∪ U (labeled points first): up to ``k`` pool
-    picks (indices into the pool), their gains, and the covered mask over L ∪ U."""
-    n_all = len(indptr) - 1
-    degree = np.diff(indptr)  # uncovered points in each ball
+    """Greedy max coverage on the δ-ball graph of L ∪ U (labeled points first; ``order``: the
+    original index of each sorted position of ``graph``): up to ``k`` pool picks (indices into the
+    pool), their gains, and the covered mask over L ∪ U (original order)."""
+    n_all = graph.n
+    rank = np.empty(n_all, dtype=np.int64)
+    rank[order] = np.arange(n_all)
+    degree = graph.degree.copy()  # uncovered points in each ball, sorted positions
     covered = np.zeros(n_all, dtype=bool)
 
     def cover(centers: np.ndarray) -> None:
-        nb = neighbours(indptr, indices, centers)
-        new = np.unique(nb[~covered[nb]])
+        new = np.flatnonzero(graph.union(centers) & ~covered)
         covered[new] = True
         # every y newly covered leaves the ball of each of its neighbours (symmetric graph)
-        np.subtract.at(degree, neighbours(indptr, indices, new), 1)
+        if len(new):
+            degree[:] -= graph.counts(new)
 
     if n_lab:
-        cover(np.arange(n_lab))
+        cover(rank[:n_lab])
+    pool = rank[n_lab:]
     chosen = np.zeros(n_all - n_lab, dtype=bool)
     picks: list[int] = []
     gains: list[int] = []
     while len(picks) < k:
-        deg = degree[n_lab:]
+        deg = degree[pool]
         j = int(np.argmax(np.where(chosen, -1, deg)))
         if deg[j] <= 0:
             break
         picks.append(j)
         gains.append(int(deg[j]))
         chosen[j] = True
-        cover(np.array([n_lab + j]))
-    return picks, gains, covered
+        cover(pool[j : j + 1])
+    return picks, gains, covered[rank]

@@ -231,7 +231,10 @@ def _lloyd(
 ) -> np.ndarray:
     """Lloyd iterations from ``centers`` (updated in place); the final labels."""
     k = len(centers)
-    thresh = tol * float(np.mean(np.var(x, axis=0, dtype=np.float64)))
+    # mean feature variance = (mean ||x||² - ||mean x||²) / d, from the norms at hand
+    mean = x.mean(0, dtype=np.float64)
+    var = (float(norms.sum(dtype=np.float64)) / len(x) - float(mean @ mean)) / x.shape[1]
+    thresh = tol * max(var, 0.0)
     labels = None
     for _ in range(max_iter):
         new, _ = _assign(x, norms, centers)
