@@ -1,23 +1,28 @@
-"""Low-budget kernels: exact δ-ball graphs that are never stored (ProbCover) and cached
+"""Low-budget kernels: exact δ-ball graphs stored compactly (ProbCover) and cached
 nearest-neighbour lists (TypiClust). Imports torch: strategies import it inside ``_select``.
 
 δ-ball graphs: float32 matrix products as a filter, float64 rechecks.
 
 ProbCover needs, for points grouped by k-means cluster, (1) each point's squared distance to the
-nearest point of another group (the purity radius) and (2) the δ-ball graph ``i ~ j iff
-||x_i - x_j||² < δ²``. Both are O(N²d); here they run as float32 GEMMs in row blocks, with a
-rigorous bound on the float32 error so that only the pairs within that bound of a threshold are
-recomputed exactly. "Exact" means the float64 sum of squared differences ``Σ (x_i - x_j)²`` of the
-input rows, which is symmetric bit for bit, so every pair is decided the same way whichever block,
-pass or orientation computes it (docs/algorithms.md §1.8).
+nearest point of another group (the purity radius: over all points, or over a sample of ball
+centres) and (2) the δ-ball graph ``i ~ j iff ||x_i - x_j||² < δ²``. They run as float32 GEMMs in
+row blocks, with a rigorous bound on the float32 error so that only the pairs within that bound of
+a threshold are recomputed exactly. "Exact" means the float64 sum of squared differences
+``Σ (x_i - x_j)²`` of the input rows, which is symmetric bit for bit, so every pair is decided the
+same way whichever block, pass or orientation computes it (docs/algorithms.md §1.8).
 
-Two facts keep the graph cheap when groups are given:
+What keeps the graph cheap when groups are given:
 
 * an edge between groups needs ``||x - y|| < δ <= ...``: both endpoints are then *impure* (their
   nearest other-group point is closer than δ), so cross-group pairs are only scanned among the
-  (few) points whose lower bound on that distance is below δ²;
-* nothing is stored: a point's ball is recomputed when needed (greedy coverage asks for each
-  point's ball at most once, when it becomes covered), so memory is O(N + block).
+  points whose lower bound on that distance is below δ² (or not at all, the within-cluster
+  approximation of ProbCover);
+* within a group each pair is computed once (upper-triangle blocks), and the edges are kept as
+  one bit matrix per group (``n_q² / 8`` bytes: 3 MB for a 5,000-point cluster; groups above
+  ``BITMAP_ROWS`` points keep neighbour lists), so greedy coverage updates its counts from the
+  stored graph without recomputing distances. With C clusters the bit matrices hold about
+  ``N² / (8C)`` bytes; no N × N matrix is formed unless one group holds every point (a fixed
+  ``delta``), and then only as bits up to ``BITMAP_ROWS`` points.
 """
 
 from __future__ import annotations
