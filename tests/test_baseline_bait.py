@@ -74,10 +74,14 @@ def test_mean_fisher_equals_dense(monkeypatch: pytest.MonkeyPatch) -> None:
     np.testing.assert_allclose(got, fisher_dense(pp, hp), atol=1e-13)
 
 
-# c = 20 and a truncated rank 18 < C: larger per-candidate systems and the class gather
-@pytest.mark.parametrize(("rank", "c"), [(None, 4), (2, 4), (None, 20), (18, 20)])
-def test_woodbury_updates_equal_direct_inversion(rank: int | None, c: int) -> None:
-    hp, pp, hl, pl = _problem(1, c=c)
+# c = 20 and a truncated rank 18 < C: larger per-candidate systems and the class gather; d >= 2r:
+# the trace updates project on every candidate's features directly (else through d×d blocks)
+@pytest.mark.parametrize(
+    ("rank", "c", "d"),
+    [(None, 4, 3), (2, 4, 3), (None, 20, 3), (18, 20, 3), (None, 3, 7), (2, 5, 4)],
+)
+def test_woodbury_updates_equal_direct_inversion(rank: int | None, c: int, d: int) -> None:
+    hp, pp, hl, pl = _problem(1, c=c, d=d)
     c, d = pp.shape[1], hp.shape[1]
     lamb, scale = 0.7, 0.8
     f = fisher_dense(np.vstack([pl, pp]), np.vstack([hl, hp]))
@@ -90,6 +94,7 @@ def test_woodbury_updates_equal_direct_inversion(rank: int | None, c: int) -> No
         scale,
         rank,
     )
+    assert state.direct == (2 * (rank or c) <= d)
     v = [factor(p, h, scale, rank) for p, h in zip(pp, hp)]
     inside: list[int] = []  # the candidates currently added to A
     for j, sign in [(3, 1.0), (7, 1.0), (0, 1.0), (7, -1.0), (11, 1.0), (3, -1.0)]:

@@ -102,6 +102,7 @@ class BaitState:
         self.rows = top_classes(probs, rank)
         self.sp = scale * torch.gather(probs, 1, self.rows).sqrt()
         self.r = self.rows.shape[1]
+        self.full = self.r == self.c
         # tr(BᵀBQ) = Σ s2_c Q_cc - s2ᵀQp - pᵀQs2 + Σs2·pᵀQp with s2 = sp² on the kept classes (0
         # elsewhere); with every class kept s2 = scale²·p
         self.scale2 = scale * scale
@@ -113,7 +114,7 @@ class BaitState:
         self.zp = self.zs = None
         if not self.direct:
             self.zp = (probs[:, :, None] * h[:, None, :]).reshape(m, dim)
-            if self.r < self.c:
+            if not self.full:
                 self.zs = (self.s2[:, :, None] * h[:, None, :]).reshape(m, dim)
         self.tk1 = self._trace_sym(2.0 * self.mats[1])
         # A⁻¹(I⊗h) and H(I⊗h) of the candidates scored since the last update (the next update
@@ -174,36 +175,56 @@ class BaitState:
         zp = (self.p[:, :, None] * self.h[:, None, :]).reshape(-1, c * d)
         gz = K.matmul(zp, g)  # rows g (p⊗h)
         pqp = (gz * zp).sum(1)
-        if self.r == self.c:
+        if self.full:
             pqs = self.scale2 * pqp
         else:
             pqs = (gz * (self.s2[:, :, None] * self.h[:, None, :]).reshape(-1, c * d)).sum(1)
         return (self.s2 * qd).sum(1) - 2.0 * pqs + self.s2sum * pqp
 
     def _trace_lowrank(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """(M,): ``tr(V_m x yᵀ V_mᵀ)`` for (D, t) matrices x, y."""
+        """(M,): ``tr(V_m x yᵀ V_mᵀ)`` for (D, t) matrices x, y.
+
+        With ``Q_x = (I⊗h_mᵀ)x`` (C × t), ``xp = pᵀQ_x`` and ``xs = s2ᵀQ_x``, the trace is
+        ``Σ_c s2_c <Q_x[c], Q_y[c]> - xp·ys - yp·xs + Σs2·xp·yp``: no per-candidate matrix product.
+        """
         c, d, t = self.c, self.d, x.shape[1]
-        xy = torch.cat([x, y], dim=1)
-        if self.direct:  # Σ <B(I⊗hᵀ)x, B(I⊗hᵀ)y>, one product with every candidate's h
-            w = xy.reshape(c, d, 2 * t).permute(1, 0, 2).reshape(d, c * 2 * t)
-            out = torch.empty_like(self.tk1)
-            step = K.rows_per_block(c * 2 * t)
-            for s in range(0, out.shape[0], step):
-                blk = slice(s, s + step)
-                q = self._bmul(K.matmul(self.h[blk], w).reshape(-1, c, 2 * t), blk)
-                out[blk] = (q[:, :, :t] * q[:, :, t:]).sum((1, 2))
-            return out
-        blocks = K.matmul(x.reshape(c, d, t), y.reshape(c, d, t).transpose(1, 2))
-        qd = self._diag_quad(blocks)  # Q_cc with Q = (I⊗hᵀ) x yᵀ (I⊗h)
-        xpyp = K.matmul(self.zp, xy)  # rows (p⊗h)ᵀ[x y]
+        if not self.direct:  # Σ_c s2_c h_mᵀ(x_c y_cᵀ)h_m through C d×d blocks; xp, ... by GEMM
+            blocks = K.matmul(x.reshape(c, d, t), y.reshape(c, d, t).transpose(1, 2))
+            xy = torch.cat([x, y], dim=1)
+            xpyp = K.matmul(self.zp, xy)  # rows (p⊗h)ᵀ[x y]
+            xsys = None if self.full else K.matmul(self.zs, xy)
+            return self._combine(self._diag_quad(blocks), xpyp, xsys, t)
+        # project x and y on every candidate's h at once: (m, 2, C, t)
+        w = torch.stack([x, y]).reshape(2, c, d, t).permute(2, 0, 1, 3).reshape(d, 2 * c * t)
+        wts = self.p[:, None, :] if self.full else torch.stack([self.p, self.s2], 1)
+        out = torch.empty_like(self.tk1)
+        step = K.rows_per_block(2 * c * t)
+        for s in range(0, out.shape[0], step):
+            blk = slice(s, s + step)
+            q = K.matmul(self.h[blk], w).reshape(-1, 2, c, t)
+            diag = (q[:, 0] * q[:, 1]).sum(2)  # (m, C): <Q_x[c], Q_y[c]>
+            proj = K.matmul(wts[blk, None], q)  # (m, 2, 1 or 2, t): [x y] × [p s2]
+            xs = None if self.full else torch.cat([proj[:, 0, 1], proj[:, 1, 1]], 1)
+            out[blk] = self._combine(diag, torch.cat([proj[:, 0, 0], proj[:, 1, 0]], 1), xs, t, blk)
+        return out
+
+    def _combine(
+        self,
+        diag: torch.Tensor,
+        xpyp: torch.Tensor,
+        xsys: torch.Tensor | None,
+        t: int,
+        blk: slice = slice(None),
+    ) -> torch.Tensor:
+        """``Σ_c s2_c diag_c - xp·ys - yp·xs + Σs2·xp·yp`` (``xs = scale²·xp`` when ``xsys`` is
+        None: every class kept)."""
         xp, yp = xpyp[:, :t], xpyp[:, t:]
         pqp = (xp * yp).sum(1)
-        if self.zs is None:
-            cross = 2.0 * self.scale2 * pqp
+        if xsys is None:
+            cross = (2.0 * self.scale2) * pqp
         else:
-            xsys = K.matmul(self.zs, xy)
             cross = (xp * xsys[:, t:]).sum(1) + (yp * xsys[:, :t]).sum(1)
-        return (self.s2 * qd).sum(1) - cross + self.s2sum * pqp
+        return (self.s2[blk] * diag).sum(1) - cross + self.s2sum[blk] * pqp
 
     def _columns(self, hb: torch.Tensor) -> torch.Tensor:
         """(n, 2, D, C): ``A⁻¹(I⊗h)`` and ``H(I⊗h)`` for the n rows of ``hb``: one pass."""

@@ -168,11 +168,18 @@ class Bait(Strategy):
         c, d = pp.shape[1], hp.shape[1]
         n_lab = hl.shape[0]
 
-        fisher = mean_fisher(torch.cat([pl, pp]), torch.cat([hl, hp]))
+        # F over L ∪ U as the weighted mean of its two parts: the labeled rows are summed once
+        fisher = mean_fisher(pp, hp)
         a = self.lamb * torch.eye(c * d, dtype=f64, device=dev)
         if n_lab:
-            a += (n_lab / (n_lab + k)) * mean_fisher(pl, hl)
-        a_inv = torch.linalg.inv(a)
+            f_lab = mean_fisher(pl, hl)
+            n_all = n_lab + pp.shape[0]
+            fisher.mul_(pp.shape[0] / n_all).add_(f_lab, alpha=n_lab / n_all)
+            a.add_(f_lab, alpha=n_lab / (n_lab + k))
+            del f_lab
+        # A is symmetric positive definite (λ > 0): a Cholesky inverse, half the work of LU
+        a_inv = torch.cholesky_inverse(torch.linalg.cholesky(a))
+        del a
         a_inv = 0.5 * (a_inv + a_inv.T)
 
         cand = self._candidates(hp, pp_np, k, rng)
