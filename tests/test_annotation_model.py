@@ -47,6 +47,24 @@ def test_pairs_recover_the_annotators_accuracy() -> None:
         assert abs(est.mean() - q) < 0.05
 
 
+def test_margin_dependence_needs_evidence() -> None:
+    # symmetric annotators: one level whatever the margin
+    for seed in range(3):
+        ann, p = _annotators(0.7, seed=seed)
+        assert not fit_annotation_model(ann, p).info["margin_dependent"]
+    # annotators who err on the items the model finds hard: two levels, the hard half lower
+    ann, p = _annotators(0.95, seed=0)
+    rng = np.random.default_rng(1)
+    margin = np.sort(p, axis=1)[:, -1] - np.sort(p, axis=1)[:, -2]
+    hard = margin < np.median(margin)
+    wrong = (rng.random(ann.shape) < 0.4) & hard[:, None]
+    ann[wrong] = (ann[wrong] + 1) % 5
+    model = fit_annotation_model(ann, p)
+    assert model.info["margin_dependent"]
+    q_hard, q_easy = model.annotator_accuracy(np.array([0.0, 1.0]))
+    assert q_hard < q_easy - 0.2
+
+
 def test_single_annotations_use_the_confident_model() -> None:
     ann, p = _annotators(0.8)
     ann[:, 1:] = -1

@@ -4,8 +4,8 @@ truth (NCAL-R+'s reliability discount and relabel-or-new decision).
 Two accuracies, both functions of an item's top-two margin under the out-of-fold model:
 
 * the **annotators'** ``q_ann(m)``: from items annotated more than once, the share of agreeing
-  annotation pairs, fitted increasing in the margin (isotonic) and inverted under symmetric
-  errors, ``agreement = q² + (1 - q)² / (C - 1)``. Disagreement between annotators is evidence
+  annotation pairs, inverted under symmetric errors, ``agreement = q² + (1 - q)² / (C - 1)``; one
+  level, or two split at the median margin when the harder half agrees significantly less. Disagreement between annotators is evidence
   of annotator error alone; agreement with a model is not (a low-margin item disagrees with the
   model because the model is unsure). Until ``min_repeated`` items have two or more annotations,
   ``q_ann`` is one constant: the agreement of the annotations with the out-of-fold prediction on
@@ -37,6 +37,7 @@ from .relabel import vote_matrix
 
 MIN_REPEATED = 20  # items with >= 2 annotations before q_ann follows the annotators' agreement
 CONFIDENT_SHARE = 0.25  # the most confident share of labeled items that sets the early q_ann
+Z_ONE_SIDED_5PCT = 1.645
 
 
 def top_two_margin(probs: np.ndarray) -> np.ndarray:
@@ -59,6 +60,32 @@ def accuracy_from_agreement(agreement: np.ndarray, num_classes: int) -> np.ndarr
     if c < 2:
         return np.ones_like(a)
     return (1.0 + np.sqrt(np.maximum((c - 1.0) * (a * c - 1.0), 0.0))) / c
+
+
+def _agreement_by_margin(
+    margin: np.ndarray, agreeing: np.ndarray, pairs: np.ndarray
+) -> tuple[Any, dict[str, Any]]:
+    """Pair agreement as a function of the margin: two levels split at the median margin when the
+    harder half agrees significantly less (one-sided z-test over items, p < 0.05), else one.
+
+    A finer fit (isotonic regression) on the few dozen repeated items of early rounds follows
+    their noise: a handful of disagreeing low-margin items sets q near chance there, and the
+    discount then buries the most informative items.
+    """
+    overall = float(agreeing.sum() / pairs.sum())
+    cut = float(np.median(margin))
+    low = margin < cut
+    detail: dict[str, Any] = {"margin_dependent": False}
+    if low.any() and (~low).any():
+        a_lo = float(agreeing[low].sum() / pairs[low].sum())
+        a_hi = float(agreeing[~low].sum() / pairs[~low].sum())
+        var = overall * (1.0 - overall) * (1.0 / low.sum() + 1.0 / (~low).sum())
+        z = (a_hi - a_lo) / np.sqrt(var) if var > 0 else 0.0
+        detail.update(margin_cut=cut, agreement_low=a_lo, agreement_high=a_hi, z=float(z))
+        if z > Z_ONE_SIDED_5PCT:
+            detail["margin_dependent"] = True
+            return lambda q: np.where(np.asarray(q) < cut, a_lo, a_hi), detail
+    return lambda q: np.full(np.shape(q), overall), detail
 
 
 def _isotonic(x: np.ndarray, y: np.ndarray, w: np.ndarray | None = None):
@@ -137,8 +164,8 @@ def fit_annotation_model(
     info["n_repeated"] = int(repeated.sum())
     if repeated.sum() >= min_repeated:
         agreeing = (votes * (votes - 1.0) / 2.0).sum(axis=1)
-        rate = _isotonic(margin[repeated], agreeing[repeated] / pairs[repeated], pairs[repeated])
-        info.update(source="pairs", pair_agreement=float(agreeing.sum() / pairs.sum()))
+        rate, detail = _agreement_by_margin(margin[repeated], agreeing[repeated], pairs[repeated])
+        info.update(source="pairs", pair_agreement=float(agreeing.sum() / pairs.sum()), **detail)
         return AnnotationModel(c, lambda q: accuracy_from_agreement(rate(q), c), q_model, info)
     # too few repeats: agreement with the model where the model is most confident
     cut = np.quantile(margin, 1.0 - CONFIDENT_SHARE)
