@@ -183,19 +183,18 @@ def test_probcover_equals_dense_reference(delta: float) -> None:
     assert sel.info["edges"] == int(adj.sum())
 
 
-@pytest.mark.parametrize(
-    ("bitmap_rows", "block"), [(1 << 14, 1 << 22), (1 << 14, 3000), (64, 3000)]
-)
+@pytest.mark.parametrize(("bitmap_rows", "tile"), [(1 << 14, 2048), (1 << 14, 16), (64, 16)])
 @pytest.mark.parametrize("delta", [1.5, 3.0])
 def test_probcover_graph_storage_equals_dense_reference(
-    monkeypatch: pytest.MonkeyPatch, bitmap_rows: int, block: int, delta: float
+    monkeypatch: pytest.MonkeyPatch, bitmap_rows: int, tile: int, delta: float
 ) -> None:
-    """Bit matrices built from many row blocks (mirrored tiles), and neighbour lists for groups
-    above ``BITMAP_ROWS``: the same picks and edge count as the dense reference."""
+    """Bit matrices built from many tiles (mirrored off the diagonal), and neighbour lists for
+    groups above ``BITMAP_ROWS``: the same picks and edge count as the dense reference."""
     from ncal.strategies import _graph
 
     monkeypatch.setattr(_graph, "BITMAP_ROWS", bitmap_rows)
-    monkeypatch.setattr(_graph, "BLOCK32", block)
+    monkeypatch.setattr(_graph, "TILE", tile)
+    monkeypatch.setattr(_graph, "BLOCK32", 3000)
     sig = _blobs(2, 250, 10)
     x_all = np.concatenate([sig.features_labeled, sig.features_pool])
     sel = S.get("probcover", delta=delta).select(sig, 40, np.random.default_rng(9))
@@ -259,10 +258,15 @@ def test_probcover_default_graph_is_within_cluster() -> None:
     assert sel.indices.tolist() == ref
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_probcover_sampled_purity_radius(seed: int) -> None:
+@pytest.mark.parametrize(("seed", "tile"), [(0, 2048), (1, 2048), (2, 2048), (0, 64)])
+def test_probcover_sampled_purity_radius(
+    monkeypatch: pytest.MonkeyPatch, seed: int, tile: int
+) -> None:
     """δ is the order statistic over the sampled ball centres (the draws of ``rng`` after the
     k-means seed), and its purity over all points is α within a few sampling deviations."""
+    from ncal.strategies import _graph
+
+    monkeypatch.setattr(_graph, "TILE", tile)
     sig = _blobs(10 + seed, 1500, 30, d=6, c=5)
     m, alpha = 300, 0.9
     sel = S.get("probcover", purity=alpha, purity_sample=m).select(
@@ -374,3 +378,25 @@ def test_sisom_proxy_needs_labeled_rows() -> None:
     sig.labels_labeled = np.zeros(0, dtype=int)
     with pytest.raises(ValueError, match="non-empty labeled set"):
         S.get("sisom_proxy").select(sig, 3)
+
+
+def test_ball_edges_have_no_gap_at_float32_thresholds() -> None:
+    """Radii placed so that a pair's float32 distance sits on the float32 rounding of
+    ``radius_sq - tol``: every pair is still decided as the exact float64 distance says (at
+    N = 51k such a pair was once neither certain nor rechecked, and its edge was lost)."""
+    import torch
+
+    from ncal.strategies import _graph
+
+    rng = np.random.default_rng(0)
+    x = np.maximum(rng.normal(0.5, 1.2, size=(40, 512)), 0).astype(np.float32)
+    space = _graph.BallSpace(x, None, torch.device("cpu"))
+    d32 = space.block(slice(0, 40), slice(0, 40)).numpy().astype(np.float64)
+    tol = space.tol(slice(0, 40), slice(0, 40))
+    exact = space.exact(*np.divmod(np.arange(1600), 40)).reshape(40, 40)
+    for i, j in [(0, 1), (2, 7), (5, 30), (11, 12)]:
+        ulp = float(np.spacing(np.float32(d32[i, j])))
+        for frac in (0.1, 0.3, 0.45):
+            radius_sq = d32[i, j] + tol + frac * ulp
+            got = space.edges(slice(0, 40), slice(0, 40), radius_sq).numpy()
+            np.testing.assert_array_equal(got, exact < radius_sq)
