@@ -7,21 +7,25 @@ kept as in the reference code) by forward greedy over ``2k`` picks and backward 
 with rank-C Woodbury updates of ``A⁻¹`` (float64).
 
 Never materialised: ``V_x = B_x ⊗ h_xᵀ`` with ``B_x = diag(√p)(I - 1pᵀ)`` (C × C), so every
-projection ``V_x M V_xᵀ`` of a (C·d)² matrix is ``B_x [(I⊗h_xᵀ) M (I⊗h_x)] B_xᵀ``. For every
-candidate the two C × C matrices ``K1 = V_x A⁻¹FA⁻¹ V_xᵀ`` and ``K2 = V_x A⁻¹ V_xᵀ`` are kept and
-updated after every pick (low-rank updates), so a step costs O(M·(C²d' + C³) + D²C) with D = C·d'.
-A step scores exactly (one C × C Cholesky each) only the candidates whose cheap upper bound
-(``tr K1``) reaches the best score found, which leaves the picks unchanged.
+projection ``V_x M V_xᵀ`` of a (C·d)² matrix is ``B_x [(I⊗h_xᵀ) M (I⊗h_x)] B_xᵀ``. Every
+candidate's bound ``tr K1`` (``K1 = V_x A⁻¹FA⁻¹ V_xᵀ``) is kept exact under the rank-C updates of
+``A⁻¹`` and ``A⁻¹FA⁻¹`` (its change is the trace of a projected rank-C product, O(M·D·C) for all
+candidates, D = C·d'); a step forms ``K1`` and ``K2 = V_x A⁻¹ V_xᵀ`` (C × C) and scores exactly
+(one Cholesky) only the candidates whose bound reaches the best score found, usually one, so the
+picks are those of scoring every candidate. A step costs O(D²C) for the two rank-C updates,
+O(M·D·C) for the bounds and a few passes over the two D × D matrices.
 
-Two documented approximations make it run at C = 100 (both recorded in ``params()``):
+Three documented approximations make it run at C = 100 (all recorded in ``params()``):
 
 * ``pca_dim`` (default 32): features are projected on the top ``pca_dim`` eigenvectors of the
   uncentred second-moment matrix of L ∪ U (the directions that carry most of ``h hᵀ``);
   the objective is invariant to the basis chosen inside that subspace. ``None`` keeps all d.
+* ``max_fisher_dim`` (default 1600): a cap on ``D = C·d'``; above it the features are projected on
+  ``max_fisher_dim // C`` directions instead (16 at C = 100; no effect up to C = 50 with the
+  default ``pca_dim``). ``None``: no cap.
 * ``max_candidates`` (default 1000) with ``prefilter``: only M = max(max_candidates, 2k) pool
-samples
-  are candidates, chosen by ``fisher_trace`` (``tr I(x) = (1 - ||p||²)·||h||²``, default),
-  ``entropy``, ``margin`` or ``random`` (from ``rng``). ``None`` keeps the whole pool.
+  samples are candidates, chosen by ``fisher_trace`` (``tr I(x) = (1 - ||p||²)·||h||²``,
+  default), ``entropy``, ``margin`` or ``random`` (from ``rng``). ``None`` keeps the whole pool.
 
 References
 ----------
@@ -80,12 +84,19 @@ class Bait(Strategy):
         ``p``); a step then costs O(M·(C·r·d' + r³) + D²r) instead of O(M·C³ + D²C).
     device : str
         ``"cpu"`` (default), ``"cuda"``, ``"cuda:i"`` or ``"auto"``.
+    max_fisher_dim : int or None
+        Cap on the Fisher dimension ``D = C·d'`` (default 1600): when ``C`` times the feature
+        dimension (``pca_dim``, or all features) exceeds it, the features are projected on
+        ``max(1, max_fisher_dim // C)`` principal directions instead (C = 100: 16; no effect up to
+        C = 50 with ``pca_dim=32``). Every cost grows with ``D`` (setup ``O(N·D² + D³)``, a step
+        ``O(D²C)``), so this bounds them at large C; an approximation like ``pca_dim``. None: no cap.
 
     Notes
     -----
     ``Selection.scores`` holds each kept pick's forward-greedy objective decrease
     ``tr(K1 (I + K2)⁻¹)`` at the time it was added. ``info`` records the effective feature
-    dimension, the number of candidates and the picks removed by pruning.
+    dimension (after ``pca_dim`` and ``max_fisher_dim``), the number of candidates and the picks
+    removed by pruning.
     """
 
     name = "bait"
@@ -101,6 +112,7 @@ class Bait(Strategy):
         oversample: int = 2,
         fisher_rank: int | None = None,
         device: str = "cpu",
+        max_fisher_dim: int | None = 1600,
     ) -> None:
         self.lamb = check_float(lamb, "lamb", low=0.0, low_open=True)
         self.pca_dim = check_int(pca_dim, "pca_dim", allow_none=True)
@@ -111,6 +123,14 @@ class Bait(Strategy):
         self.oversample = check_int(oversample, "oversample")
         self.fisher_rank = check_int(fisher_rank, "fisher_rank", allow_none=True)
         self.device = check_device(device)
+        self.max_fisher_dim = check_int(max_fisher_dim, "max_fisher_dim", allow_none=True)
+
+    def _feature_dim(self, d: int, c: int) -> int:
+        """Feature dimension BAIT works in for ``d`` input features and ``c`` classes."""
+        dim = d if self.pca_dim is None else min(self.pca_dim, d)
+        if self.max_fisher_dim is not None and c * dim > self.max_fisher_dim:
+            dim = max(1, self.max_fisher_dim // c)
+        return dim
 
     def _inputs(self, signals: Signals) -> tuple[np.ndarray, ...]:
         hp = as_float_matrix(signals.features_pool, "features_pool")
@@ -159,7 +179,8 @@ class Bait(Strategy):
         f64 = torch.float64
         hp = K.as_tensor(hp_np, dev, f64)
         hl = K.as_tensor(hl_np, dev, f64)
-        basis = pca_basis([hp, hl] if hl.shape[0] else [hp], self.pca_dim)
+        dim = self._feature_dim(hp.shape[1], pp_np.shape[1])
+        basis = pca_basis([hp, hl] if hl.shape[0] else [hp], dim)
         if basis is not None:
             hp = K.matmul(hp, basis)
             hl = K.matmul(hl, basis) if hl.shape[0] else hl.new_zeros(0, basis.shape[1])
