@@ -104,20 +104,21 @@ def kmeans_float32(
     """k-means in float32 with numpy: the structure of the reference, not its exact numbers.
 
     Greedy k-means++ seeding (``2 + ln K`` candidates per center, the one lowering the potential
-    most is kept), then, for K <= 50, Lloyd iterations over all points (stop when no label
-    changes or the squared center shift falls to ``tol`` times the mean feature variance, at most
-    ``max_iter``); for K > 50, mini-batch k-means (Sculley 2010): seeding on a random subset of
-    ``init_size`` points (default 3·K, scikit-learn's rule when ``3 * batch_size < K``: each
-    seeding step streams the subset once, so its size sets the cost), then at most
-    ``max_steps`` steps on random batches of ``batch_size`` points that move each center to the
-    running mean of the points assigned to it, stopped earlier when an exponentially smoothed
-    batch inertia has not improved for ``max_no_improvement`` steps. Labels are the nearest
-    centers over all points. On the synthetic benchmark features (N = 51k, d = 512, K = 500) the
+    most is kept) on ``init_size`` points drawn at random (default: all of them for K <= 50, as
+    scikit-learn's ``KMeans``; 3·K above, the rule of its ``MiniBatchKMeans`` when
+    ``3 * batch_size < K``: each seeding step streams the subset once, so its size sets the
+    cost), then, for K <= 50, Lloyd iterations over all
+    points (stop when no label changes or the squared center shift falls to ``tol`` times the
+    mean feature variance, at most ``max_iter``); for K > 50, mini-batch k-means (Sculley 2010):
+    at most ``max_steps`` steps on random batches of ``batch_size`` points that move each center
+    to the running mean of the points assigned to it, stopped earlier when an exponentially
+    smoothed batch inertia has not improved for ``max_no_improvement`` steps. Labels are the
+    nearest centers over all points. On the synthetic benchmark features (N = 51k, d = 512, K = 500) the
     inertia fell from 464 (seeds) to 274.6 after 10 steps, 274.1 after 20 and 273.4 after 80,
     hence the cap of 20 steps (the early stop alone ran 47-58).
 
-    Distances are float32 ``||x||² + ||c||² - 2<x, c>`` from chunked matrix products; sums and
-    the sampling weights are accumulated in float64. Unlike scikit-learn, centers that lose all
+    Distances are float32 ``||x||² + ||c||² - 2<x, c>`` from chunked matrix products, cluster
+    sums float32 scatter-adds; the seeding potentials and sampling weights are float64. Unlike scikit-learn, centers that lose all
     their points keep their position (no relocation), and the mini-batch steps do not reassign
     small clusters.
 
@@ -141,13 +142,14 @@ def kmeans_float32(
     n = x.shape[0]
     k = int(min(num_clusters, n))
     norms = np.einsum("ij,ij->i", x, x)
+    if init_size is None:  # K <= 50: all points, as scikit-learn's KMeans
+        init_size = n if k <= 50 else 3 * k
+    m = min(n, max(init_size, k))
+    sub = np.sort(rng.choice(n, size=m, replace=False)) if m < n else np.arange(n)
+    centers = _kmeanspp_greedy(x[sub], norms[sub], k, rng)
     if k <= 50:
-        centers = _kmeanspp_greedy(x, norms, k, rng)
         labels = _lloyd(x, norms, centers, max_iter, tol)
     else:
-        m = min(n, 3 * k if init_size is None else init_size)
-        sub = np.sort(rng.choice(n, size=m, replace=False)) if m < n else np.arange(n)
-        centers = _kmeanspp_greedy(x[sub], norms[sub], k, rng)
         steps = min(max_steps, max(1, (max_iter * n) // batch_size))
         _minibatch(x, norms, centers, rng, batch_size, steps, max_no_improvement)
         labels = _assign(x, norms, centers)[0]
@@ -218,7 +220,7 @@ def _assign(
 
 
 def _cluster_sums(x: np.ndarray, labels: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per-cluster float64 sums of the rows and counts (one scatter-add pass: O(N·d))."""
+    """Per-cluster sums of the rows (float32 scatter-add, returned as float64) and counts."""
     import torch
 
     sums = torch.zeros((k, x.shape[1]), dtype=torch.float32)
@@ -226,22 +228,41 @@ def _cluster_sums(x: np.ndarray, labels: np.ndarray, k: int) -> tuple[np.ndarray
     return sums.numpy().astype(np.float64), np.bincount(labels, minlength=k)
 
 
+def _assign_sums(
+    x: np.ndarray, norms: np.ndarray, centers: np.ndarray, block: int = 1 << 22
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Nearest center of every row, and the per-cluster sums (float64) and counts of the rows
+    under those labels, in one chunked pass (each chunk is summed while it is in cache: a
+    one-hot product, as cheap as the distances for the few centers of the Lloyd branch)."""
+    k = len(centers)
+    cn = np.einsum("ij,ij->i", centers, centers)
+    labels = np.empty(x.shape[0], dtype=np.int64)
+    sums = np.zeros((k, x.shape[1]))
+    step = max(1, block // max(k, x.shape[1]))
+    for s in range(0, x.shape[0], step):
+        xb = x[s : s + step]
+        lab = _sqdist32(xb, norms[s : s + step], centers, cn).argmin(1)
+        labels[s : s + step] = lab
+        onehot = np.zeros((k, len(lab)), dtype=np.float32)
+        onehot[lab, np.arange(len(lab))] = 1.0
+        sums += onehot @ xb
+    return labels, sums, np.bincount(labels, minlength=k)
+
+
 def _lloyd(
     x: np.ndarray, norms: np.ndarray, centers: np.ndarray, max_iter: int, tol: float
 ) -> np.ndarray:
     """Lloyd iterations from ``centers`` (updated in place); the final labels."""
-    k = len(centers)
     # mean feature variance = (mean ||x||² - ||mean x||²) / d, from the norms at hand
     mean = x.mean(0, dtype=np.float64)
     var = (float(norms.sum(dtype=np.float64)) / len(x) - float(mean @ mean)) / x.shape[1]
     thresh = tol * max(var, 0.0)
     labels = None
     for _ in range(max_iter):
-        new, _ = _assign(x, norms, centers)
+        new, sums, counts = _assign_sums(x, norms, centers)
         if labels is not None and np.array_equal(new, labels):
             break
         labels = new
-        sums, counts = _cluster_sums(x, labels, k)
         full = counts > 0  # an empty cluster keeps its center
         moved = (sums[full] / counts[full, None]).astype(np.float32)
         shift = float(((moved - centers[full]) ** 2).sum(dtype=np.float64))
