@@ -172,12 +172,12 @@ def _kmeanspp_greedy(
     n = x.shape[0]
     trials = 2 + int(np.log(k))
     # each step is a thin (trials × d) · (d × n) product, bound by reading x: a (d, n) copy
-    # streams faster than x itself under the transposed GEMM
-    xt = np.ascontiguousarray(x.T)
+    # streams faster under the transposed GEMM, which pays for the copy over many steps only
+    xt = np.ascontiguousarray(x.T) if k * trials > 4 * x.shape[1] else None
     centers = np.empty((k, x.shape[1]), dtype=np.float32)
     first = int(rng.integers(n))
     centers[0] = x[first]
-    closest = _seed_sqdist(x[first : first + 1], norms[first : first + 1], xt, norms)[0]
+    closest = _seed_sqdist(x[first : first + 1], norms[first : first + 1], xt, norms, x)[0]
     pot = float(closest.sum(dtype=np.float64))
     for c in range(1, k):
         if not pot > 0.0:  # every point coincides with a center: duplicates are harmless
@@ -185,7 +185,7 @@ def _kmeanspp_greedy(
             break
         cand = np.searchsorted(np.cumsum(closest, dtype=np.float64), rng.random(trials) * pot)
         np.clip(cand, None, n - 1, out=cand)
-        dist = _seed_sqdist(x[cand], norms[cand], xt, norms)
+        dist = _seed_sqdist(x[cand], norms[cand], xt, norms, x)
         np.minimum(dist, closest[None, :], out=dist)
         pots = dist.sum(1, dtype=np.float64)
         best = int(np.argmin(pots))
@@ -194,9 +194,12 @@ def _kmeanspp_greedy(
     return centers
 
 
-def _seed_sqdist(c: np.ndarray, cn: np.ndarray, xt: np.ndarray, xn: np.ndarray) -> np.ndarray:
-    """float32 squared distances (len(c), n) of the rows ``c`` to the columns of ``xt``."""
-    d = c @ xt
+def _seed_sqdist(
+    c: np.ndarray, cn: np.ndarray, xt: np.ndarray | None, xn: np.ndarray, x: np.ndarray
+) -> np.ndarray:
+    """float32 squared distances (len(c), n) of the rows ``c`` to the points (the columns of
+    ``xt`` when given, else the rows of ``x``)."""
+    d = c @ xt if xt is not None else np.ascontiguousarray((x @ c.T).T)
     d *= -2.0
     d += cn[:, None]
     d += xn[None, :]
