@@ -98,6 +98,7 @@ def test_woodbury_updates_equal_direct_inversion(rank: int | None, c: int, d: in
     assert state.direct == (2 * (rank or c) <= d)
     v = [factor(p, h, scale, rank) for p, h in zip(pp, hp)]
     inside: list[int] = []  # the candidates currently added to A
+    inactive_seen = False
     for j, sign in [(3, 1.0), (7, 1.0), (0, 1.0), (7, -1.0), (11, 1.0), (3, -1.0)]:
         state.update(j, sign)
         inside = [*inside, j] if sign > 0 else [i for i in inside if i != j]
@@ -111,9 +112,14 @@ def test_woodbury_updates_equal_direct_inversion(rank: int | None, c: int, d: in
         for i, m in enumerate(some):
             np.testing.assert_allclose(k2[i].numpy(), v[m] @ a_inv @ v[m].T, atol=1e-10)
             np.testing.assert_allclose(k1[i].numpy(), v[m] @ g @ v[m].T, atol=1e-10)
-        # the tracked traces, updated by rank-r increments, are those of the direct K1
-        traces = [np.trace(x @ g @ x.T) for x in v]
-        np.testing.assert_allclose(state.upper_bounds(1.0).numpy(), traces, rtol=1e-10, atol=1e-12)
+        # the traces of the active candidates, updated by rank-r increments, are those of the
+        # direct K1; the others are bounded from both sides by the relaxed bound
+        traces = np.array([np.trace(x @ g @ x.T) for x in v])
+        act = state.active.numpy()
+        inactive_seen |= not act.all()
+        fwd, bwd = state.upper_bounds(1.0).numpy(), state.upper_bounds(-1.0).numpy()
+        np.testing.assert_allclose(fwd[act], traces[act], rtol=1e-10, atol=1e-12)
+        assert (fwd >= traces - 1e-12).all() and (bwd >= -traces - 1e-12).all()
         eye = np.eye(v[0].shape[0])
         for sgn in (1.0, -1.0):
             expect = np.array(
@@ -131,6 +137,9 @@ def test_woodbury_updates_equal_direct_inversion(rank: int | None, c: int, d: in
             assert not kept[~allowed].any()
             np.testing.assert_allclose(got[kept], every[kept], rtol=1e-12)
             assert int(np.argmax(got)) == int(np.argmax(np.where(allowed, every, -np.inf)))
+    assert inactive_seen
+    state.refresh(torch.arange(len(v)))
+    np.testing.assert_allclose(state.upper_bounds(1.0).numpy(), traces, rtol=1e-10, atol=1e-12)
 
 
 def brute_bait(hp, pp, hl, pl, k: int, lamb: float, rank: int | None = None) -> list[int]:
@@ -215,6 +224,20 @@ def test_scores_prune_only_below_the_maximum(monkeypatch: pytest.MonkeyPatch) ->
         np.testing.assert_allclose(got[kept], every[kept], rtol=1e-12)
         assert int(np.argmax(got)) == int(np.argmax(every))
     assert 1 <= np.isfinite(state.scores(1.0, outside).numpy()).sum() < 56  # something was pruned
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_relaxed_bounds_only(monkeypatch: pytest.MonkeyPatch, seed: int) -> None:
+    from ncal.strategies import _fisher
+
+    # every candidate leaves the exact trace updates after each step and never rejoins: every
+    # bound but the refreshed ones is relaxed, and the picks stay those of the brute force
+    monkeypatch.setattr(_fisher, "DEACTIVATE", -1e300)
+    monkeypatch.setattr(_fisher, "ACTIVATE", -1e300)
+    hp, pp, hl, pl = _problem(10 + seed, n=30, nl=8, d=4, c=3)
+    sig = S.Signals(features_pool=hp, probs_pool=pp, features_labeled=hl, probs_labeled=pl)
+    sel = S.get("bait", pca_dim=None, max_candidates=None, lamb=1.0).select(sig, 5)
+    assert sel.indices.tolist() == brute_bait(hp, pp, hl, pl, 5, 1.0)
 
 
 def test_bait_empty_labeled_set() -> None:

@@ -61,6 +61,11 @@ def top_classes(probs: torch.Tensor, rank: int | None) -> torch.Tensor:
 # with the largest bound is the only one whose bound reaches its score, and every extra candidate
 # costs a pass over A⁻¹ and H (memory-bound at C = 100)
 FIRST_SCORED = 1
+# A candidate whose bound falls below best - DEACTIVATE·|best| leaves the per-step trace update
+# (its bound is relaxed from then on); it rejoins, with an exact trace, when its relaxed bound
+# reaches best - ACTIVATE·|best| (best: the last step's best score). Only the work depends on them.
+ACTIVATE = 0.5
+DEACTIVATE = 0.75
 
 
 class BaitState:
@@ -116,7 +121,17 @@ class BaitState:
             self.zp = (probs[:, :, None] * h[:, None, :]).reshape(m, dim)
             if not self.full:
                 self.zs = (self.s2[:, :, None] * h[:, None, :]).reshape(m, dim)
-        self.tk1 = self._trace_sym(2.0 * self.mats[1])
+        self.tk1 = self._trace_half(self.mats[1])
+        # Relaxed bounds. |Δ tr K1_m| = 2|<V_m x, V_m y>| <= φ_m·γ with φ_m = tr(B_mᵀB_m)·||h_m||²
+        # >= ||V_m||₂² and γ = 2||x||·||y||: a candidate far below the best score keeps its last
+        # exact trace (tk1 at the cumulative γ = gam_at) plus φ_m·(gam - gam_at), and leaves the
+        # per-step trace update ("active": updated exactly every step).
+        nrm = (probs * probs).sum(1, keepdim=True)
+        self.phi = (self.s2 * (1.0 - 2.0 * probs + nrm)).sum(1) * (h * h).sum(1)
+        self.gam = 0.0
+        self.gam_at = torch.zeros_like(self.tk1)
+        self.active = torch.ones(m, dtype=torch.bool, device=h.device)
+        self._best: tuple[float, float] | None = None  # (sign, best score) of the last scores()
         # A⁻¹(I⊗h) and H(I⊗h) of the candidates scored since the last update (the next update
         # picks one of them and reuses its columns instead of another pass)
         self._cols: list[tuple[torch.Tensor, torch.Tensor]] = []
@@ -133,11 +148,26 @@ class BaitState:
 
     def subset(self, keep: torch.Tensor) -> None:
         """Keep only the candidates ``keep`` (e.g. the forward picks before pruning)."""
-        for name in ("p", "h", "rows", "sp", "s2", "s2sum", "zp", "zs", "tk1"):
+        for name in (
+            "p",
+            "h",
+            "rows",
+            "sp",
+            "s2",
+            "s2sum",
+            "zp",
+            "zs",
+            "tk1",
+            "phi",
+            "gam_at",
+            "active",
+        ):
             val = getattr(self, name)
             if val is not None:
                 setattr(self, name, val[keep])
         self._cols = []
+        self._best = None
+        self.refresh(torch.arange(self.tk1.shape[0], device=self.h.device))
 
     # ------------------------------------------------------------------ per-candidate products
 
@@ -161,51 +191,64 @@ class BaitState:
         out = self._bmul(y.transpose(1, 2).contiguous(), sel)  # B (B x)ᵀ = B xᵀ Bᵀ
         return 0.5 * (out + out.transpose(1, 2))
 
-    def _diag_quad(self, blocks: torch.Tensor) -> torch.Tensor:
-        """(M, C): ``h_mᵀ N_c h_m`` for (C, d, d) matrices N_c."""
+    def _diag_quad(self, blocks: torch.Tensor, sel: slice | torch.Tensor) -> torch.Tensor:
+        """(m, C): ``h_mᵀ N_c h_m`` for (C, d, d) matrices N_c and the candidates ``sel``."""
         c, d = self.c, self.d
-        hn = K.matmul(self.h, blocks.permute(1, 0, 2).reshape(d, c * d)).reshape(-1, c, d)
-        return (hn * self.h[:, None, :]).sum(2)
+        h = self.h[sel]
+        hn = K.matmul(h, blocks.permute(1, 0, 2).reshape(d, c * d)).reshape(-1, c, d)
+        return (hn * h[:, None, :]).sum(2)
 
-    def _trace_sym(self, g: torch.Tensor) -> torch.Tensor:
-        """(M,): ``tr(V_m g V_mᵀ)`` for a symmetric (D, D) matrix g (O(M·D²), once)."""
+    def _trace_half(
+        self, hm: torch.Tensor, sel: slice | torch.Tensor = slice(None)
+    ) -> torch.Tensor:
+        """(m,): ``tr(V_m (hm + hmᵀ) V_mᵀ)`` for a (D, D) matrix hm and the candidates ``sel``
+        (O(m·D²), one pass over hm; no D × D temporary)."""
         c, d = self.c, self.d
-        diag = torch.diagonal(g.reshape(c, d, c, d), dim1=0, dim2=2).permute(2, 0, 1)
-        qd = self._diag_quad(diag)  # Q_cc with Q = (I⊗hᵀ) g (I⊗h)
-        zp = (self.p[:, :, None] * self.h[:, None, :]).reshape(-1, c * d)
-        gz = K.matmul(zp, g)  # rows g (p⊗h)
-        pqp = (gz * zp).sum(1)
+        p, h, s2 = self.p[sel], self.h[sel], self.s2[sel]
+        diag = torch.diagonal(hm.reshape(c, d, c, d), dim1=0, dim2=2).permute(2, 0, 1)
+        qd = 2.0 * self._diag_quad(diag, sel)  # Q_cc with Q = (I⊗hᵀ)(hm + hmᵀ)(I⊗h)
+        zp = (p[:, :, None] * h[:, None, :]).reshape(-1, c * d)
         if self.full:
+            pqp = 2.0 * (K.matmul(zp, hm) * zp).sum(1)  # (p⊗h)ᵀ(hm + hmᵀ)(p⊗h)
             pqs = self.scale2 * pqp
         else:
-            pqs = (gz * (self.s2[:, :, None] * self.h[:, None, :]).reshape(-1, c * d)).sum(1)
-        return (self.s2 * qd).sum(1) - 2.0 * pqs + self.s2sum * pqp
+            zs = (s2[:, :, None] * h[:, None, :]).reshape(-1, c * d)
+            t = K.matmul(torch.cat([zp, zs]), hm)
+            n = zp.shape[0]
+            pqp = 2.0 * (t[:n] * zp).sum(1)
+            pqs = (t[:n] * zs).sum(1) + (t[n:] * zp).sum(1)
+        return (s2 * qd).sum(1) - 2.0 * pqs + self.s2sum[sel] * pqp
 
-    def _trace_lowrank(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """(M,): ``tr(V_m x yᵀ V_mᵀ)`` for (D, t) matrices x, y.
+    def _trace_lowrank(
+        self, x: torch.Tensor, y: torch.Tensor, sel: slice | torch.Tensor = slice(None)
+    ) -> torch.Tensor:
+        """(m,): ``tr(V_m x yᵀ V_mᵀ)`` for (D, t) matrices x, y and the candidates ``sel``.
 
         With ``Q_x = (I⊗h_mᵀ)x`` (C × t), ``xp = pᵀQ_x`` and ``xs = s2ᵀQ_x``, the trace is
         ``Σ_c s2_c <Q_x[c], Q_y[c]> - xp·ys - yp·xs + Σs2·xp·yp``: no per-candidate matrix product.
         """
         c, d, t = self.c, self.d, x.shape[1]
+        s2, s2sum = self.s2[sel], self.s2sum[sel]
         if not self.direct:  # Σ_c s2_c h_mᵀ(x_c y_cᵀ)h_m through C d×d blocks; xp, ... by GEMM
             blocks = K.matmul(x.reshape(c, d, t), y.reshape(c, d, t).transpose(1, 2))
             xy = torch.cat([x, y], dim=1)
-            xpyp = K.matmul(self.zp, xy)  # rows (p⊗h)ᵀ[x y]
-            xsys = None if self.full else K.matmul(self.zs, xy)
-            return self._combine(self._diag_quad(blocks), xpyp, xsys, t)
+            xpyp = K.matmul(self.zp[sel], xy)  # rows (p⊗h)ᵀ[x y]
+            xsys = None if self.full else K.matmul(self.zs[sel], xy)
+            return self._combine(self._diag_quad(blocks, sel), xpyp, xsys, t, s2, s2sum)
         # project x and y on every candidate's h at once: (m, 2, C, t)
         w = torch.stack([x, y]).reshape(2, c, d, t).permute(2, 0, 1, 3).reshape(d, 2 * c * t)
-        wts = self.p[:, None, :] if self.full else torch.stack([self.p, self.s2], 1)
-        out = torch.empty_like(self.tk1)
+        h, p = self.h[sel], self.p[sel]
+        wts = p[:, None, :] if self.full else torch.stack([p, s2], 1)
+        out = torch.empty(h.shape[0], dtype=torch.float64, device=h.device)
         step = K.rows_per_block(2 * c * t)
         for s in range(0, out.shape[0], step):
             blk = slice(s, s + step)
-            q = K.matmul(self.h[blk], w).reshape(-1, 2, c, t)
+            q = K.matmul(h[blk], w).reshape(-1, 2, c, t)
             diag = (q[:, 0] * q[:, 1]).sum(2)  # (m, C): <Q_x[c], Q_y[c]>
             proj = K.matmul(wts[blk, None], q)  # (m, 2, 1 or 2, t): [x y] × [p s2]
             xs = None if self.full else torch.cat([proj[:, 0, 1], proj[:, 1, 1]], 1)
-            out[blk] = self._combine(diag, torch.cat([proj[:, 0, 0], proj[:, 1, 0]], 1), xs, t, blk)
+            xpyp = torch.cat([proj[:, 0, 0], proj[:, 1, 0]], 1)
+            out[blk] = self._combine(diag, xpyp, xs, t, s2[blk], s2sum[blk])
         return out
 
     def _combine(
@@ -214,7 +257,8 @@ class BaitState:
         xpyp: torch.Tensor,
         xsys: torch.Tensor | None,
         t: int,
-        blk: slice = slice(None),
+        s2: torch.Tensor,
+        s2sum: torch.Tensor,
     ) -> torch.Tensor:
         """``Σ_c s2_c diag_c - xp·ys - yp·xs + Σs2·xp·yp`` (``xs = scale²·xp`` when ``xsys`` is
         None: every class kept)."""
@@ -224,7 +268,7 @@ class BaitState:
             cross = (2.0 * self.scale2) * pqp
         else:
             cross = (xp * xsys[:, t:]).sum(1) + (yp * xsys[:, :t]).sum(1)
-        return (self.s2[blk] * diag).sum(1) - cross + self.s2sum[blk] * pqp
+        return (s2 * diag).sum(1) - cross + s2sum * pqp
 
     def _columns(self, hb: torch.Tensor) -> torch.Tensor:
         """(n, 2, D, C): ``A⁻¹(I⊗h)`` and ``H(I⊗h)`` for the n rows of ``hb``: one pass."""
@@ -237,16 +281,29 @@ class BaitState:
     def kernels(self, sel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(K1, K2), each (m, r, r), of the candidates ``sel`` from the current ``A⁻¹`` and ``G``."""
         c, d = self.c, self.d
-        hb = self.h[sel]
-        cols = self._columns(hb)
-        self._cols.append((sel, cols))
-        # (I⊗hᵀ) M (I⊗h): contract the row index (c, i) of the columns with h
-        q = K.matmul(hb[:, None, None, None, :], cols.reshape(-1, 2, c, d, c)).squeeze(3)
-        q1 = q[:, 1]
-        x = torch.cat([q1 + q1.transpose(1, 2), q[:, 0]])  # K1 before B: G = H + Hᵀ
-        k = self._sandwich(x, torch.cat([sel, sel]))
-        n = sel.shape[0]
-        return k[:n], k[n:]
+        step = K.rows_per_block(2 * c * c * d)
+        k1, k2 = [], []
+        for s in range(0, sel.shape[0], step):
+            part = sel[s : s + step]
+            hb = self.h[part]
+            cols = self._columns(hb)
+            if sel.shape[0] <= 4:  # keep a few for the update (a large batch would hold memory)
+                self._cols.append((part, cols))
+            # (I⊗hᵀ) M (I⊗h): contract the row index (c, i) of the columns with h
+            q = K.matmul(hb[:, None, None, None, :], cols.reshape(-1, 2, c, d, c)).squeeze(3)
+            q1 = q[:, 1]
+            x = torch.cat([q1 + q1.transpose(1, 2), q[:, 0]])  # K1 before B: G = H + Hᵀ
+            k = self._sandwich(x, torch.cat([part, part]))
+            k1.append(k[: part.shape[0]])
+            k2.append(k[part.shape[0] :])
+        return torch.cat(k1), torch.cat(k2)
+
+    def refresh(self, sel: torch.Tensor) -> None:
+        """Exact ``tr K1`` of the candidates ``sel`` from the current ``G``; they become active."""
+        if sel.shape[0]:
+            self.tk1[sel] = self._trace_half(self.mats[1], sel)
+            self.gam_at[sel] = self.gam
+            self.active[sel] = True
 
     def scores(self, sign: float, allowed: torch.Tensor | None = None) -> torch.Tensor:
         """``tr(K1 (sign·I + K2)⁻¹)`` for every candidate (sign = +1 forward: candidates not in
@@ -266,7 +323,14 @@ class BaitState:
         )
         if idx.shape[0] == 0:
             return out
-        ub = self.upper_bounds(sign)[idx]
+        ub = self.upper_bounds(sign)
+        if self._best is not None and self._best[0] == sign:
+            last = self._best[1]
+            wake = idx[~self.active[idx] & (ub[idx] >= last - ACTIVATE * abs(last))]
+            if wake.shape[0]:
+                self.refresh(wake)
+                ub[wake] = sign * self.tk1[wake]
+        ub = ub[idx]
         first = idx[torch.topk(ub, min(FIRST_SCORED, idx.shape[0])).indices]
         out[first] = self._exact_scores(first, sign)
         best = float(out[first].max())
@@ -274,13 +338,18 @@ class BaitState:
         rest = idx[(ub >= best - slack) & (out[idx] == -torch.inf)]
         if rest.shape[0]:
             out[rest] = self._exact_scores(rest, sign)
+        self.active[idx[ub < best - DEACTIVATE * abs(best)]] = False
+        if allowed is not None:  # chosen / pruned candidates: no longer scored in this pass
+            self.active[~allowed] = False
+        self._best = (sign, best)
         return out
 
     def upper_bounds(self, sign: float) -> torch.Tensor:
         """Upper bounds on the scores, with ``K1 ⪰ 0``: forward ``tr K1`` (``K2 ⪰ 0``, so
         ``(I + K2)⁻¹ ≼ I``); backward ``-tr K1`` (for a candidate in ``A``, ``K2 ≺ I``, so
-        ``(I - K2)⁻¹ ≽ I`` and the score ``-tr(K1 (I - K2)⁻¹)`` is at most ``-tr K1``)."""
-        return sign * self.tk1
+        ``(I - K2)⁻¹ ≽ I`` and the score ``-tr(K1 (I - K2)⁻¹)`` is at most ``-tr K1``). For an
+        inactive candidate ``sign·tr K1`` is bounded by its last exact value plus ``φ·Σγ``."""
+        return sign * self.tk1 + self.phi * (self.gam - self.gam_at)
 
     def _exact_scores(self, sel: torch.Tensor, sign: float) -> torch.Tensor:
         k1, k2 = self.kernels(sel)
@@ -327,7 +396,12 @@ class BaitState:
         z = r - 0.5 * K.matmul(us, k1)  # USRᵀ + RSUᵀ - USK1SUᵀ = US Zᵀ + Z (US)ᵀ
         # In place, one rank-r product for each of A⁻¹ and H: the only O(D²) work of a step.
         self.mats.baddbmm_(torch.stack([us, us]), torch.stack([u.T, z.T]), alpha=-1.0)
-        self.tk1 -= 2.0 * self._trace_lowrank(us, z)
+        act = torch.nonzero(self.active).flatten()
+        sel = slice(None) if act.shape[0] == self.tk1.shape[0] else act
+        if act.shape[0]:
+            self.tk1[sel] -= 2.0 * self._trace_lowrank(us, z, sel)
+        self.gam += 2.0 * float(torch.linalg.norm(us) * torch.linalg.norm(z))
+        self.gam_at[sel] = self.gam
 
 
 # --------------------------------------------------------------------------- strategy
