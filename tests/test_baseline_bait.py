@@ -81,7 +81,17 @@ def test_mean_fisher_equals_dense(monkeypatch: pytest.MonkeyPatch) -> None:
     ("rank", "c", "d"),
     [(None, 4, 3), (2, 4, 3), (None, 20, 3), (18, 20, 3), (None, 3, 7), (2, 5, 4)],
 )
-def test_woodbury_updates_equal_direct_inversion(rank: int | None, c: int, d: int) -> None:
+@pytest.mark.parametrize("no_cholesky", [False, True])
+def test_woodbury_updates_equal_direct_inversion(
+    monkeypatch: pytest.MonkeyPatch, rank: int | None, c: int, d: int, no_cholesky: bool
+) -> None:
+    if no_cholesky:  # the general paths: A⁻¹'s update by a full product (as on a GPU), inv scores
+        from ncal.strategies import _fisher
+
+        def failing(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            return x, torch.ones(x.shape[:-2], dtype=torch.int32)
+
+        monkeypatch.setattr(_fisher.torch.linalg, "cholesky_ex", failing)
     hp, pp, hl, pl = _problem(1, c=c, d=d)
     c, d = pp.shape[1], hp.shape[1]
     lamb, scale = 0.7, 0.8

@@ -98,8 +98,12 @@ class BaitState:
         self.d = h.shape[1]
         dim = self.c * self.d
         g = K.matmul(K.matmul(a_inv, fisher), a_inv)
+        # A⁻¹ = T + Tᵀ and G = H + Hᵀ: T starts as the upper triangle of A⁻¹ with half its
+        # diagonal, so that on the CPU its symmetric rank-r update is a syrk on that triangle (half
+        # the multiply-adds); H's rank-2r update USZᵀ + Z(US)ᵀ is the rank-r product USZᵀ
         self.mats = torch.empty(2, dim, dim, dtype=torch.float64, device=h.device)
-        self.mats[0] = a_inv
+        torch.triu(a_inv, out=self.mats[0])
+        self.mats[0].diagonal().mul_(0.5)
         torch.add(g, g.T, alpha=1.0, out=self.mats[1]).mul_(0.25)  # H = sym(G) / 2
         del g
         self.p = probs
@@ -139,7 +143,7 @@ class BaitState:
     @property
     def a_inv(self) -> torch.Tensor:
         """(D, D) ``A⁻¹``."""
-        return self.mats[0]
+        return self.mats[0] + self.mats[0].T
 
     @property
     def g(self) -> torch.Tensor:
@@ -271,7 +275,7 @@ class BaitState:
         return (s2 * diag).sum(1) - cross + s2sum * pqp
 
     def _columns(self, hb: torch.Tensor) -> torch.Tensor:
-        """(n, 2, D, C): ``A⁻¹(I⊗h)`` and ``H(I⊗h)`` for the n rows of ``hb``: one pass."""
+        """(n, 2, D, C): ``T(I⊗h)`` and ``H(I⊗h)`` for the n rows of ``hb``: one pass."""
         dim = self.c * self.d
         flat = self.mats.reshape(2 * dim * self.c, self.d)
         return K.matmul(hb, flat.T).reshape(-1, 2, dim, self.c)
@@ -291,8 +295,8 @@ class BaitState:
                 self._cols.append((part, cols))
             # (I⊗hᵀ) M (I⊗h): contract the row index (c, i) of the columns with h
             q = K.matmul(hb[:, None, None, None, :], cols.reshape(-1, 2, c, d, c)).squeeze(3)
-            q1 = q[:, 1]
-            x = torch.cat([q1 + q1.transpose(1, 2), q[:, 0]])  # K1 before B: G = H + Hᵀ
+            q = q + q.transpose(2, 3)  # A⁻¹ = T + Tᵀ, G = H + Hᵀ
+            x = torch.cat([q[:, 1], q[:, 0]])  # K1, K2 before B
             k = self._sandwich(x, torch.cat([part, part]))
             k1.append(k[: part.shape[0]])
             k2.append(k[part.shape[0] :])
@@ -364,6 +368,23 @@ class BaitState:
 
     # ------------------------------------------------------------------ updates
 
+    def _update_t(self, u: torch.Tensor, s: torch.Tensor, us: torch.Tensor, sign: float) -> None:
+        """``T`` such that ``T + Tᵀ`` loses ``USUᵀ``."""
+        t = self.mats[0]
+        if t.device.type == "cpu":
+            # sign·S is positive definite (S = (I + K2)⁻¹, or -(I - K2)⁻¹ for a candidate in A)
+            chol, info = torch.linalg.cholesky_ex(sign * s)
+            if int(info) == 0:
+                from scipy.linalg.blas import dsyrk
+
+                w = K.matmul(u, chol)  # USUᵀ = sign·WWᵀ
+                # one triangle of T (the upper one of the row-major array) gains -sign·WWᵀ; its
+                # diagonal only half of it, as T + Tᵀ counts the diagonal twice
+                dsyrk(-sign, w.numpy(), beta=1.0, c=t.numpy().T, overwrite_c=1, lower=1)
+                t.diagonal().add_((w * w).sum(1), alpha=0.5 * sign)
+                return
+        t.addmm_(us, u.T, alpha=-0.5)
+
     def update(self, j: int, sign: float) -> None:
         """Add (``sign=+1``) or remove (``sign=-1``) candidate ``j``'s ``V_jᵀV_j`` from ``A``.
 
@@ -380,8 +401,9 @@ class BaitState:
         if cols is None:
             cols = self._columns(hj[None])[0]
         self._cols = []
-        # [A⁻¹(I⊗h_j) | G(I⊗h_j)], (C, 2D): G(I⊗h) = H(I⊗h) + ((I⊗hᵀ)H)ᵀ
-        q = torch.cat([cols[0].T, cols[1].T + K.matmul(hj, self.mats[1].reshape(c, d, dim))], 1)
+        # [A⁻¹(I⊗h_j) | G(I⊗h_j)], (C, 2D): (T + Tᵀ)(I⊗h) = T(I⊗h) + ((I⊗hᵀ)T)ᵀ, same for H
+        tq = K.matmul(hj, self.mats.reshape(2, c, d, dim))  # (2, C, D), one pass
+        q = torch.cat([cols[0].T + tq[0], cols[1].T + tq[1]], 1)
         bq = self._bmul(q[None], j)[0]  # [U | R]ᵀ = B_j q  (r, 2D)
         # (I⊗h_jᵀ)[U R], then B_j: [K2 | K1] of j, (r, 2r)
         w = K.matmul(bq.reshape(rr, 2, c, d), hj).permute(2, 1, 0).reshape(c, 2 * rr)
@@ -394,8 +416,9 @@ class BaitState:
         u, r = bq[:, :dim].T, bq[:, dim:].T
         us = K.matmul(u, s)
         z = r - 0.5 * K.matmul(us, k1)  # USRᵀ + RSUᵀ - USK1SUᵀ = US Zᵀ + Z (US)ᵀ
-        # In place, one rank-r product for each of A⁻¹ and H: the only O(D²) work of a step.
-        self.mats.baddbmm_(torch.stack([us, us]), torch.stack([u.T, z.T]), alpha=-1.0)
+        # In place, the only O(D²) work of a step: A⁻¹ -= USUᵀ, H -= USZᵀ.
+        self._update_t(u, s, us, sign)
+        self.mats[1].addmm_(us, z.T, alpha=-1.0)
         act = torch.nonzero(self.active).flatten()
         sel = slice(None) if act.shape[0] == self.tk1.shape[0] else act
         if act.shape[0]:
