@@ -120,6 +120,31 @@ def test_typiclust_many_picks_per_cluster_equals_reference(clusters: int, knn: i
     assert sel.indices.tolist() == ref
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize(("nl", "k"), [(20, 30), (40, 60)])  # full-batch and mini-batch k-means
+def test_typiclust_float32_kmeans_against_scikit_learn(seed: int, nl: int, k: int) -> None:
+    """The default float32 k-means against the reference's scikit-learn one from the same seed:
+    k-means inertia within 5%, and the picks spread as well (mean distance from a pool point to
+    its nearest labeled point or pick within 2%). Which points are picked differs."""
+    sig = _blobs(seed, 2000, nl, d=8, c=6)
+    x = np.concatenate([sig.features_labeled, sig.features_pool]).astype(np.float32)
+
+    def inertia(labels: np.ndarray) -> float:
+        return sum(
+            float(((x[labels == c] - x[labels == c].mean(0)) ** 2).sum()) for c in set(labels)
+        )
+
+    fast, ref = (kmeans_labels(x, nl + k, seed, m) for m in ("float32", "sklearn"))
+    assert inertia(fast) <= 1.05 * inertia(ref)
+    spread = []
+    for method in ("float32", "sklearn"):
+        sel = S.get("typiclust", kmeans=method).select(sig, k, np.random.default_rng(seed))
+        assert sel.info["random_fill"] == 0 and len(set(sel.indices.tolist())) == k
+        chosen = np.concatenate([sig.features_labeled, sig.features_pool[sel.indices]])
+        spread.append(cdist(sig.features_pool, chosen).min(1).mean())
+    assert spread[0] == pytest.approx(spread[1], rel=0.02)
+
+
 def test_typiclust_exhausted_clusters_fall_back_to_random() -> None:
     sig = _blobs(1, 40, 0)
     sig.features_labeled = np.zeros((0, 4))
