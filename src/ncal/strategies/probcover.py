@@ -31,6 +31,14 @@ Approximations (the defaults; each has an exact setting):
 ``ProbCover(kmeans="sklearn", purity_sample=None, cross_edges=True)`` is the exact algorithm as
 implemented before these approximations (same δ, same picks).
 
+Measured on the synthetic benchmark features (d = 512, C = 10, 1,000 labeled, k = 1,000, seed 0):
+at N = 21k the float32 k-means with the exact δ and graph gave δ = 21.458; dropping the
+cross-cluster edges kept 964 of its 1,000 picks and the coverage of its graph reached by the picks
+(0.780 against 0.781); the sampled δ was 21.620 (+0.75%, 44% more edges), sharing 625 picks, with
+coverage 0.757 of that graph. At N = 51k (k-means recovered the 10 classes, the balls nearly fill
+their clusters) the sampled δ was 24.110 against 24.152 and both cover every point after 6-8
+greedy picks (the rest are the uniform fill).
+
 Cost: distances run as float32 matrix products in blocks with exact float64 rechecks within a
 proven error bound of every threshold (``_graph``); each within-cluster pair is decided once and
 kept in a bit matrix per cluster (``n_q² / 8`` bytes; neighbour lists above 16,384 points and for
