@@ -74,9 +74,10 @@ class BaitState:
     ``K1 = VGVᵀ`` and ``K2 = VA⁻¹Vᵀ`` are formed only for the few candidates scored exactly.
 
     A candidate's factor is ``V = B ⊗ hᵀ`` with ``B = scale·diag(√p_R)(E_R - 1pᵀ)`` (rows R: all
-    classes, or the top ``rank``); ``B`` is applied through its structure, O(C) per column. ``G`` is
-    stored as ``H`` with ``G = H + Hᵀ``, so that its symmetric rank-2r update is one rank-r product;
-    ``A⁻¹`` and ``H`` share one (2, D, D) tensor, so that each pass over them is one call.
+    classes, or the top ``rank``); ``B`` is applied through its structure, O(C) per column. ``A⁻¹``
+    and ``G`` are stored as ``T + Tᵀ`` and ``H + Hᵀ`` (one (2, D, D) tensor, so that each pass over
+    them is one call): ``G``'s symmetric rank-2r update is then the rank-r product ``USZᵀ`` on
+    ``H``, and ``A⁻¹``'s a syrk on one triangle of ``T`` (CPU).
 
     Parameters
     ----------
@@ -136,7 +137,7 @@ class BaitState:
         self.gam_at = torch.zeros_like(self.tk1)
         self.active = torch.ones(m, dtype=torch.bool, device=h.device)
         self._best: tuple[float, float] | None = None  # (sign, best score) of the last scores()
-        # A⁻¹(I⊗h) and H(I⊗h) of the candidates scored since the last update (the next update
+        # T(I⊗h) and H(I⊗h) of the candidates scored since the last update (the next update
         # picks one of them and reuses its columns instead of another pass)
         self._cols: list[tuple[torch.Tensor, torch.Tensor]] = []
 
@@ -182,11 +183,7 @@ class BaitState:
             p, rows, sp = p[None], rows[None], sp[None]
         pq = K.matmul(p[:, None, :], q)  # (m, 1, t); numpy's batched product: small matrices
         # with every class kept, the row selection is the identity: skip the gather
-        qr = (
-            q
-            if self.r == self.c
-            else torch.gather(q, 1, rows[:, :, None].expand(-1, -1, q.shape[2]))
-        )
+        qr = q if self.full else torch.gather(q, 1, rows[:, :, None].expand(-1, -1, q.shape[2]))
         return sp[:, :, None] * (qr - pq)
 
     def _sandwich(self, x: torch.Tensor, sel: slice | torch.Tensor = slice(None)) -> torch.Tensor:
@@ -317,7 +314,8 @@ class BaitState:
         Every score is at most a cheap bound (:meth:`upper_bounds`). The candidates with the
         largest bounds are scored first; the rest only where their bound reaches the best score
         found (with a relative margin far above round-off), so the maximum and its first index are
-        those of the full computation.
+        those of the full computation. Inactive candidates whose relaxed bound came near the last
+        best score get an exact bound first (:meth:`refresh`); only the work depends on that.
         """
         idx = torch.arange(self.tk1.shape[0], device=self.h.device)
         if allowed is not None:

@@ -8,12 +8,14 @@ with rank-C Woodbury updates of ``A⁻¹`` (float64).
 
 Never materialised: ``V_x = B_x ⊗ h_xᵀ`` with ``B_x = diag(√p)(I - 1pᵀ)`` (C × C), so every
 projection ``V_x M V_xᵀ`` of a (C·d)² matrix is ``B_x [(I⊗h_xᵀ) M (I⊗h_x)] B_xᵀ``. Every
-candidate's bound ``tr K1`` (``K1 = V_x A⁻¹FA⁻¹ V_xᵀ``) is kept exact under the rank-C updates of
-``A⁻¹`` and ``A⁻¹FA⁻¹`` (its change is the trace of a projected rank-C product, O(M·D·C) for all
-candidates, D = C·d'); a step forms ``K1`` and ``K2 = V_x A⁻¹ V_xᵀ`` (C × C) and scores exactly
-(one Cholesky) only the candidates whose bound reaches the best score found, usually one, so the
-picks are those of scoring every candidate. A step costs O(D²C) for the two rank-C updates,
-O(M·D·C) for the bounds and a few passes over the two D × D matrices.
+candidate's bound ``tr K1`` (``K1 = V_x A⁻¹FA⁻¹ V_xᵀ``) follows the rank-C updates of ``A⁻¹`` and
+``A⁻¹FA⁻¹`` (its change is the trace of a projected rank-C product, O(D·C) per candidate,
+D = C·d'), exactly for the candidates near the best score and through a relaxed bound (the last
+exact value plus a cheap bound on each change) for the others; a step forms ``K1`` and
+``K2 = V_x A⁻¹ V_xᵀ`` (C × C) and scores exactly (one Cholesky) only the candidates whose bound
+reaches the best score found, usually one, so the picks are those of scoring every candidate. A
+step costs O(D²C) for the two rank-C updates (a syrk and a product), O(D·C) per tracked bound and
+a few passes over the two D × D matrices.
 
 Three documented approximations make it run at C = 100 (all recorded in ``params()``):
 
