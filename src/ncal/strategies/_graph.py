@@ -112,7 +112,9 @@ class BallSpace:
         # in float32 left entries in none of the three after rounding)
         low, high = _f32_down(radius_sq - tol), _f32_up(radius_sq + tol)
         out = d < low
-        near = torch.nonzero((d >= low) & (d <= high))
+        band = d <= high
+        band ^= out  # low <= d <= high (d < low implies d <= high)
+        near = torch.nonzero(band)
         if near.shape[0]:
             i = _positions(rows, K.to_numpy(near[:, 0]))
             j = _positions(cols, K.to_numpy(near[:, 1]))
@@ -237,21 +239,25 @@ class BallGraph:
 
     @staticmethod
     def _bit_matrix(space: BallSpace, lo: int, hi: int, radius_sq: float) -> np.ndarray:
-        """Packed rows (bit j of row i: ``lo + i ~ lo + j``) of one group, from the square tiles
-        on and above the diagonal: each tile fills its rows and, transposed, the same pairs in
-        the rows of its columns. Tiles start at multiples of 8 so that both land on whole bytes."""
+        """Packed rows (bit j of row i: ``lo + i ~ lo + j``) of one group, from tiles of
+        ``TILE // 2`` rows by ``TILE`` columns on and right of the diagonal: each tile fills its
+        rows and, transposed, the same pairs in the rows of its columns beyond the row tile. Only
+        the half-height diagonal squares are computed in both orientations. Tiles start at
+        multiples of 8 so that both writes land on whole bytes."""
         m = hi - lo
         packed = np.zeros((m, (m + 7) // 8), dtype=np.uint8)
-        for a in range(0, m, TILE):
-            b = min(a + TILE, m)
+        height = max(8, TILE // 2)
+        for a in range(0, m, height):
+            b = min(a + height, m)
             for c0 in range(a, m, TILE):
                 c1 = min(c0 + TILE, m)
                 e = K.to_numpy(
                     space.edges(slice(lo + a, lo + b), slice(lo + c0, lo + c1), radius_sq)
                 )
                 packed[a:b, c0 // 8 : (c1 + 7) // 8] |= np.packbits(e, axis=1)
-                if c0 > a:  # off the diagonal: mirror
-                    packed[c0:c1, a // 8 : (b + 7) // 8] |= np.packbits(e.T, axis=1)
+                m0 = max(c0, b)  # columns beyond the row tile: mirror into their rows
+                if m0 < c1:
+                    packed[m0:c1, a // 8 : (b + 7) // 8] |= np.packbits(e[:, m0 - c0 :].T, axis=1)
         return packed
 
     @staticmethod
