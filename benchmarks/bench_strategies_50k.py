@@ -6,7 +6,10 @@ and adds under 2 GB of memory. Each strategy runs in its own subprocess (``bench
 worker: load the arrays, time one ``select`` call, report the peak resident memory it added), on the
 synthetic signals of ``bench_selection.make_data``. Because the machine may be shared, every row
 also gives the ratio to a baseline measured in the same run, in the same kind of subprocess: one
-float32 GEMM pass over the pool (``features_pool @ W.T``, the linear head) and ``margin``.
+float32 GEMM pass over the pool (``features_pool @ W.T``, the linear head) and ``margin``, and
+the CPU seconds of the call (``cpu s``): with one thread, close to the wall time on a free core;
+on a shared machine it leaves out the time spent waiting for a core (memory-bandwidth contention
+still inflates it).
 
 Examples
 --------
@@ -16,7 +19,7 @@ Examples
     OMP_NUM_THREADS=1 python benchmarks/bench_strategies_50k.py --n 10000 --strategies probcover,bait
 
 Output: a table, then ONE JSON line (a list of objects with keys ``strategy, n, d, classes, k,
-seconds, peak_mb, status, budget_s, within_budget, x_gemm, x_margin, info``; ``info``: the
+seconds, cpu_seconds, peak_mb, status, budget_s, within_budget, x_gemm, x_margin, info``; ``info``: the
 selection's scalar diagnostics, e.g. ProbCover's δ and coverage).
 """
 
@@ -92,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         margin = _run(tmp, "margin", a)
         print(f"baseline: float32 GEMM pass {gemm:.4f} s, margin {margin['seconds']:.3f} s")
         print(
-            f"{'strategy':<14}{'seconds':>9}{'peak MB':>9}{'budget':>8}{'x GEMM':>9}"
+            f"{'strategy':<14}{'seconds':>9}{'cpu s':>8}{'peak MB':>9}{'budget':>8}{'x GEMM':>9}"
             f"{'x margin':>10}  status"
         )
         for name in names:
@@ -141,6 +144,7 @@ def _row(
         "classes": a.classes,
         "k": a.k,
         "seconds": sec,
+        "cpu_seconds": res.get("cpu_seconds"),
         "peak_mb": mb,
         "status": res["status"],
         "budget_s": budget,
@@ -150,7 +154,8 @@ def _row(
         "info": res.get("info"),
     }
     print(
-        f"{name:<14}{B._fmt(sec, '9.2f')}{B._fmt(mb, '9.0f')}{budget:>8.0f}"
+        f"{name:<14}{B._fmt(sec, '9.2f')}{B._fmt(row['cpu_seconds'], '8.2f')}"
+        f"{B._fmt(mb, '9.0f')}{budget:>8.0f}"
         f"{B._fmt(row['x_gemm'], '9.0f')}{B._fmt(row['x_margin'], '10.0f')}  {res['status']}"
         f"{'' if row['within_budget'] in (None, True) else '  OVER BUDGET'}",
         flush=True,
