@@ -32,21 +32,6 @@ def mean_fisher(probs: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
     return out / max(n, 1)
 
 
-def project_kron(mat: torch.Tensor, h: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """(M, C, C): ``(I⊗hᵀ) mat (I⊗h)`` for each row h of ``h``; ``mat`` is (C·d, C·d). Chunked."""
-    c = num_classes
-    m, d = h.shape
-    dim = c * d
-    out = torch.empty(m, c, c, dtype=torch.float64, device=h.device)
-    step = K.rows_per_block(dim * c)
-    flat = mat.reshape(dim * c, d)  # rows (c, i, c'), columns j
-    for s in range(0, m, step):
-        hb = h[s : s + step]
-        t = K.matmul(flat, hb.T).reshape(c, d, c, -1)  # [c, i, c', m]
-        out[s : s + step] = torch.einsum("cidm,mi->mcd", t, hb)
-    return out
-
-
 def top_classes(probs: torch.Tensor, rank: int | None) -> torch.Tensor:
     """(M, r) class indices kept in each candidate's Fisher factor, ascending: all C classes when
     ``rank`` is None or >= C, else the ``rank`` most probable (ties to the smaller class index)."""

@@ -52,7 +52,7 @@ if TYPE_CHECKING:
 PREFILTERS = ("fisher_trace", "entropy", "margin", "random")
 
 
-_ALGEBRA = ("BaitState", "mean_fisher", "pca_basis", "project_kron", "top_classes")
+_ALGEBRA = ("BaitState", "mean_fisher", "pca_basis", "top_classes")
 
 
 def __getattr__(name: str) -> Any:
