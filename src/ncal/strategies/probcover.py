@@ -69,7 +69,7 @@ if TYPE_CHECKING:
 
 
 class ProbCover(Strategy):
-    """ProbCover with a blocked sparse δ-ball graph.
+    """ProbCover with a blocked sparse δ-ball graph and incremental degree updates.
 
     Parameters
     ----------
