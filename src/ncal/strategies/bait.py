@@ -83,7 +83,7 @@ class Bait(Strategy):
     fisher_rank : int or None
         None (default): the exact rank-C Fisher factors. An integer r < C keeps, in each candidate's
         factor, only its r most probable classes (dropping Fisher terms weighted by the tail mass of
-        ``p``); a step then costs O(M·(C·r·d' + r³) + D²r) instead of O(M·C³ + D²C).
+        ``p``); a step's updates then cost O(D²r) instead of O(D²C), each tracked bound O(D·r).
     device : str
         ``"cpu"`` (default), ``"cuda"``, ``"cuda:i"`` or ``"auto"``.
     max_fisher_dim : int or None
