@@ -176,5 +176,5 @@ def test_ncal_plus_margin_std_all_parts_off_equals_ncal_r():
     want = S.get("ncal_r", ff="margin_std").select(sig, 25)
     np.testing.assert_array_equal(got.indices, want.indices)
     np.testing.assert_array_equal(got.scores, want.scores)
-    assert not got.info["ff_dropped"] and got.info["ff"] == "margin_std"
+    assert not got.info["ff_degenerate"] and got.info["ff"] == "margin_std"
     assert "ff_margin_std" in S.get("ncal_plus", ff="margin_std").required_signals()
