@@ -38,7 +38,6 @@ arXiv:2301.11856. Uncertainty sampling buys the items annotators get wrong: docs
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -46,6 +45,7 @@ import numpy as np
 
 from ._annotation_model import (
     MIN_REPEATED,
+    AnnotationModel,
     fit_annotation_model,
     posterior_weakness,
     top_two_margin,
@@ -53,18 +53,10 @@ from ._annotation_model import (
 from ._checks import check_float
 from ._ood_scores import COMBINE, check_id_scores
 from .base import Selection, Signals, Strategy
-from .ncal_r import (
-    FF_SIGNALS,
-    _CmapMixin,
-    _keep_policy_infinities,
-    check_weights,
-    ff_degeneracy,
-    ff_values,
-    ff_warning,
-)
+from .ncal_r import FF_SIGNALS, _CompositeMixin, check_weights
 from .ood_gate import estimate_id, gate_id_needs
 from .relabel import RelabelAwareStrategy
-from .selection import ncal_r_scores, top_k
+from .selection import top_k
 
 _ANNOTATION_NEEDS = ("annotations_labeled", "probs_labeled_oof")
 
@@ -76,7 +68,7 @@ def percentile(scores: np.ndarray) -> np.ndarray:
     return rankdata(scores, method="average") / scores.size
 
 
-class NCALPlus(_CmapMixin, RelabelAwareStrategy):
+class NCALPlus(_CompositeMixin, RelabelAwareStrategy):
     """NCAL-R+: NCAL-R with an OOD gate, an annotator-reliability discount and relabel-or-new.
 
     Parameters
@@ -157,25 +149,15 @@ class NCALPlus(_CmapMixin, RelabelAwareStrategy):
             return RelabelAwareStrategy.select(self, signals, k, rng)
         return Strategy.select(self, signals, k, rng)
 
-    def _informativeness(self, signals: Signals, info: dict[str, Any]) -> np.ndarray:
-        """NCAL-R's composite; a sparse or constant FF is reported, not dropped."""
-        c = self._cmap(signals)
-        ff = ff_values(signals, self.ff)
-        state = ff_degeneracy(ff, self.ff_zero_share)
-        info.update(cmap=c, ff=self.ff, ff_zero_share=state["ff_zero_share"])
-        info["ff_degenerate"] = state["ff_degenerate"]
-        if state["ff_degenerate"]:
-            consequence = "FF is kept, as in ncal_r, so the few items that flip rank first"
-            if state["ff_constant"]:
-                consequence = "FF adds 0 to every score and NCAL-R+ ranks by CMAP alone"
-            warnings.warn(ff_warning(state, self.ff, consequence), RuntimeWarning, stacklevel=4)
-        finite = np.where(np.isfinite(c), c, 0.0)
-        scores = ncal_r_scores(finite, ff, direction=self.direction, weights=self.weights)
-        return _keep_policy_infinities(scores, c)
-
     def _select(self, signals: Signals, k: int, rng: np.random.Generator) -> Selection:
-        info: dict[str, Any] = {}
-        score = self._informativeness(signals, info)
+        score, c, state = self._composite(
+            signals,
+            "FF is kept, as in ncal_r, so the few items that flip rank first",
+            constant_note="FF adds 0 to every score and NCAL-R+ ranks by CMAP alone",
+            stacklevel=3,
+        )
+        info: dict[str, Any] = {"cmap": c, "ff": self.ff}
+        info.update(ff_zero_share=state["ff_zero_share"], ff_degenerate=state["ff_degenerate"])
         if not (self.ood_gate or self.reliability or self.relabel):
             idx = top_k(score, k)
             return Selection(idx, score[idx], info)
@@ -206,7 +188,7 @@ class NCALPlus(_CmapMixin, RelabelAwareStrategy):
         signals: Signals,
         k: int,
         gain_new: np.ndarray,
-        model: Any,
+        model: AnnotationModel,
         info: dict[str, Any],
     ) -> tuple[int, np.ndarray]:
         """How many of the ``k`` annotations go to new items, and which labeled rows to relabel.

@@ -123,7 +123,30 @@ class _CmapMixin:
         )
 
 
-class NCALR(_CmapMixin, Strategy):
+class _CompositeMixin(_CmapMixin):
+    """NCAL-R's composite score, shared by ``ncal_r`` and ``ncal_plus`` (which set ``ff``,
+    ``ff_zero_share``, ``weights`` and ``direction``)."""
+
+    def _composite(
+        self, signals: Signals, note: str, constant_note: str | None = None, stacklevel: int = 4
+    ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+        """``w_cmap·z(CMAP') + w_ff·z(FF)`` with the empty-class policies' infinities kept, CMAP
+        and FF's degeneracy state. A degenerate FF is kept and warned about: ``note`` says what
+        follows (``constant_note`` instead when FF is constant); ``stacklevel`` is the caller's."""
+        c = self._cmap(signals)
+        ff = ff_values(signals, self.ff)
+        state = ff_degeneracy(ff, self.ff_zero_share)
+        if state["ff_degenerate"]:
+            said = constant_note if state["ff_constant"] and constant_note else note
+            warnings.warn(
+                ff_warning(state, self.ff, said), RuntimeWarning, stacklevel=stacklevel + 1
+            )
+        finite = np.where(np.isfinite(c), c, 0.0)
+        scores = ncal_r_scores(finite, ff, direction=self.direction, weights=self.weights)
+        return _keep_policy_infinities(scores, c), c, state
+
+
+class NCALR(_CompositeMixin, Strategy):
     """NCAL-R: average of the z-scored class-mean alignment perturbation and feature fluctuation.
 
     Parameters
@@ -169,18 +192,9 @@ class NCALR(_CmapMixin, Strategy):
         return (*self.needs[:-1], FF_SIGNALS[self.ff])  # `needs` ends with the default FF signal
 
     def _select(self, signals: Signals, k: int, rng: np.random.Generator) -> Selection:
-        c = self._cmap(signals)
-        ff = ff_values(signals, self.ff)
-        state = ff_degeneracy(ff, self.ff_zero_share)
-        if state["ff_degenerate"]:  # kept, not dropped: the paper's score stays the paper's score
-            warnings.warn(
-                ff_warning(state, self.ff, "NCAL-R ranks (almost) by CMAP alone"),
-                RuntimeWarning,
-                stacklevel=4,
-            )
-        finite = np.where(np.isfinite(c), c, 0.0)
-        scores = ncal_r_scores(finite, ff, direction=self.direction, weights=self.weights)
-        return scored_selection(_keep_policy_infinities(scores, c), k, cmap=c, ff=self.ff, **state)
+        # a degenerate FF is kept, not dropped: the paper's score stays the paper's score
+        scores, c, state = self._composite(signals, "NCAL-R ranks (almost) by CMAP alone")
+        return scored_selection(scores, k, cmap=c, ff=self.ff, **state)
 
 
 class CMAPOnly(_CmapMixin, Strategy):
