@@ -194,8 +194,18 @@ def test_pretrained_feature_path(tmp_path, monkeypatch) -> None:
         tiny(features="pretrained", evals=["shift"])
 
 
-def test_ood_contaminated_pool_wastes_labels_and_counts_them(tmp_path) -> None:
+def test_ood_contaminated_pool_wastes_labels_and_counts_them(tmp_path, monkeypatch) -> None:
     from ncal.data import load_dataset
+    from ncal.experiment import runner
+
+    seen = []  # the strategies are told how many bought items were "not in the label set"
+    real_select = runner.select_batch
+
+    def spy(strategy, signals, k, **kw):
+        seen.append((signals.n_rejected_labeled, signals.n_labeled))
+        return real_select(strategy, signals, k, **kw)
+
+    monkeypatch.setattr(runner, "select_batch", spy)
 
     d = load_dataset("digits")
     inv = tmp_path / "inverted.npz"
@@ -214,6 +224,9 @@ def test_ood_contaminated_pool_wastes_labels_and_counts_them(tmp_path) -> None:
     assert rows[-1]["n_labeled"] == 100
     assert rows[-1]["n_labeled_in_label_set"] < 100
     assert sum(rows[-1]["class_histogram"]) == rows[-1]["n_labeled_in_label_set"]
+    assert [n for n, _ in seen] == [r["n_labeled"] - r["n_labeled_in_label_set"] for r in rows[:-1]]
+    assert [n for _, n in seen] == [r["n_labeled_in_label_set"] for r in rows[:-1]]
+    assert seen[-1][0] > 0
 
 
 def test_ood_images_of_another_size_are_area_averaged_to_the_pool_size() -> None:

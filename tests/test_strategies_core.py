@@ -6,6 +6,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import ncal
 import ncal.strategies as S
@@ -122,6 +124,22 @@ def test_top_k_ties_to_lower_index_and_nan_raises() -> None:
     assert ncal.top_k(s, 0).size == 0
     with pytest.raises(ValueError, match="NaN"):
         ncal.top_k(np.array([0.1, np.nan, 0.3]), 1)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    values=st.lists(
+        st.sampled_from([-np.inf, -1.0, -0.0, 0.0, 0.5, 2.0, np.inf]) | st.floats(-3, 3),
+        min_size=1,
+        max_size=60,
+    ),
+    k=st.integers(0, 70),
+)
+def test_top_k_equals_a_full_stable_sort(values: list[float], k: int) -> None:
+    # the partition shortcut must pick exactly what sorting everything by (-score, index) picks
+    s = np.array(values)
+    want = np.lexsort((np.arange(s.size), -s))[:k]
+    np.testing.assert_array_equal(ncal.top_k(s, k), want)
 
 
 # ----------------------------------------------------------------------------- uncertainty values

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from dataclasses import replace
 from typing import Any, ClassVar
 
 import numpy as np
@@ -23,6 +24,7 @@ PLUS_CASES: ParamCases = {
     "reliability": [(True, None), (False, None), ("no", TypeError)],
     "relabel": [(False, None), (None, TypeError)],
     "threshold": [(0.0, None), (0.9, None), (1.1, ValueError)],
+    "min_ood_share": [(0.0, None), (0.2, None), (-0.1, ValueError), ("a", TypeError)],
     "ood_scores": [
         (("knn",), None),
         (["energy", "class_mean", "knn"], None, ("energy", "class_mean", "knn")),
@@ -118,6 +120,47 @@ def test_gate_buys_far_fewer_ood_items_than_ncal_r() -> None:
         gated = S.get("ncal_plus", ood_gate=True, reliability=False, relabel=False)
         ood_plus += is_ood[gated.select(sig, 40).indices].sum()
     assert ood_r >= 20 and ood_plus == 0
+
+
+GATE_ONLY = {"ood_gate": True, "reliability": False, "relabel": False}
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_gate_abstains_without_ood_reports(seed: int) -> None:
+    # the same OOD-rich pool: with 30 of 230 bought items reported "not in the label set" the gate
+    # acts; with none reported it abstains and the picks are the gate-off picks
+    sig, is_ood, _ = ood_blobs(seed=seed)
+    reported = replace(sig, n_rejected_labeled=30)
+    gated = S.get("ncal_plus", **GATE_ONLY).select(reported, 40)
+    assert is_ood[gated.indices].sum() == 0 and "id_mixture" in gated.info
+    ev = gated.info["ood_evidence"]
+    assert ev["ood_reports"] == 30 and ev["ood_report_share"] == pytest.approx(
+        30 / (30 + sig.n_labeled)
+    )
+    silent = S.get("ncal_plus", **GATE_ONLY).select(replace(sig, n_rejected_labeled=0), 40)
+    assert "id_mixture" not in silent.info and silent.info["ood_evidence"]["ood_reports"] == 0
+    np.testing.assert_array_equal(silent.indices, S.get("ncal_plus", **OFF).select(sig, 40).indices)
+    # below the share the gate abstains; with min_ood_share=0 it always acts (version 2)
+    few = replace(sig, n_rejected_labeled=1)
+    assert (
+        "id_mixture" not in S.get("ncal_plus", **GATE_ONLY, min_ood_share=0.05).select(few, 40).info
+    )
+    always = S.get("ncal_plus", **GATE_ONLY, min_ood_share=0.0)
+    np.testing.assert_array_equal(
+        always.select(replace(sig, n_rejected_labeled=0), 40).indices, gated.indices
+    )
+    # a workflow that cannot tell (None) leaves the decision to the mixture
+    unknown = S.get("ncal_plus", **GATE_ONLY).select(sig, 40)
+    assert unknown.info["ood_evidence"]["ood_reports"] is None
+    np.testing.assert_array_equal(unknown.indices, gated.indices)
+
+
+def test_n_rejected_labeled_is_validated() -> None:
+    sig = make_signals(seed=0)
+    for bad in (-1, 2.5, True):
+        with pytest.raises(ValueError, match="`n_rejected_labeled` must be a non-negative integer"):
+            replace(sig, n_rejected_labeled=bad).validate()
+    replace(sig, n_rejected_labeled=np.int64(3)).validate()
 
 
 def test_reliability_discount_avoids_items_annotators_get_wrong() -> None:

@@ -42,6 +42,7 @@ SIGNAL_NAMES = (
     "annotations_labeled",
     "probs_labeled_oof",
     "ff_margin_std",
+    "n_rejected_labeled",
 )
 
 
@@ -69,6 +70,9 @@ class Signals:
         functions, read by relabel-aware strategies.
     probs_labeled_oof : (N_L, C) out-of-sample probabilities of the labeled set: each row from a
         model that did not train on that item (cross-validated), as ActiveLab requires.
+    n_rejected_labeled : number of bought items that the annotators answered "not in the label
+        set" (out of distribution; they are not in the labeled set above), or None when the
+        workflow cannot tell. Evidence that the pool holds OOD items at all (NCAL-R+'s gate).
     """
 
     probs_pool: np.ndarray | None = None
@@ -83,6 +87,7 @@ class Signals:
     annotations_labeled: np.ndarray | None = None
     probs_labeled_oof: np.ndarray | None = None
     ff_margin_std: np.ndarray | None = None
+    n_rejected_labeled: int | None = None
 
     @property
     def n_pool(self) -> int:
@@ -157,7 +162,8 @@ class Signals:
         axis of every probability / logit array equals the number of classes (``num_classes``,
         ``self.num_classes`` or, when neither is given, the first such array's width);
         ``ff_counts`` and ``ff_margin_std`` are 1-D, finite and non-negative; ``labels_labeled`` lies in
-        ``[0, num_classes)`` and ``annotations_labeled`` in ``[-1, num_classes)``.
+        ``[0, num_classes)``, ``annotations_labeled`` in ``[-1, num_classes)`` and
+        ``n_rejected_labeled`` is a non-negative integer.
 
         Parameters
         ----------
@@ -205,6 +211,9 @@ class Signals:
             _check_range(self.labels_labeled, "labels_labeled", 0, n_cls)
         if self.annotations_labeled is not None and n_cls is not None:
             _check_range(self.annotations_labeled, "annotations_labeled", -1, n_cls)
+        v = self.n_rejected_labeled
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0):
+            raise ValueError(f"`n_rejected_labeled` must be a non-negative integer; got {v!r}")
 
 
 def _agreed_num_classes(given: int | None, stored: int | None) -> int | None:

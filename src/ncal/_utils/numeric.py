@@ -16,8 +16,15 @@ def log_softmax(logits: np.ndarray) -> np.ndarray:
 
 def softmax(logits: np.ndarray) -> np.ndarray:
     """Row softmax in float64 (max-shifted, so large logits never overflow)."""
+    return softmax_and_logsumexp(logits)[0]
+
+
+def softmax_and_logsumexp(logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Row softmax and row ``logsumexp`` in float64 from one pass of ``exp``."""
     z = np.asarray(logits, dtype=np.float64)
     if z.size == 0:
-        return z.copy()
-    e = np.exp(z - z.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
+        return z.copy(), np.zeros(z.shape[0])
+    top = z.max(axis=1, keepdims=True)
+    e = np.exp(z - top)
+    total = e.sum(axis=1, keepdims=True)
+    return e / total, (top + np.log(total))[:, 0]

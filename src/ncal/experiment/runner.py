@@ -29,7 +29,7 @@ used and why ``auto`` fell back to the majority vote; None without annotators) a
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -252,7 +252,8 @@ def _select_and_buy(
     p = run.problem
     k = run.schedule[r + 1] - run.schedule[r]
     t0 = time.perf_counter()
-    signals = fit.signals
+    # items answered "not in the label set" are bought but not trained on (NCAL-R+'s OOD evidence)
+    signals = replace(fit.signals, n_rejected_labeled=int(bought.labeled.size - lab_idx.size))
     if run.signals_needed & set(RELABEL_SIGNALS):  # only for strategies that declare them
         annotations = labeled_annotations(
             bought.log, lab_idx, n_pool=len(p.y_pool), n_annotators=source.n_annotators

@@ -64,18 +64,29 @@ def energy_idness(logits: np.ndarray, block: int = 65536) -> np.ndarray:
 
 
 def class_mean_idness(
-    features_pool: np.ndarray, features_labeled: np.ndarray, labels_labeled: np.ndarray
+    features_pool: np.ndarray,
+    features_labeled: np.ndarray,
+    labels_labeled: np.ndarray,
+    block: int = 512,
 ) -> np.ndarray:
     """Minus the distance of each normalised pool feature to the nearest labeled class mean."""
     fp = _matrix(features_pool, "features_pool")
     fl = _unit_rows(_matrix(features_labeled, "features_labeled"))
     y = as_label_vector(labels_labeled, "labels_labeled", length=fl.shape[0])
     means = np.stack([fl[y == c].mean(axis=0) for c in np.unique(y)]).astype(fp.dtype)
-    # |x/|x| - m|^2 = 1 - 2 (x.m)/|x| + |m|^2: the pool is never copied to normalise it
-    norm = np.sqrt(np.einsum("ij,ij->i", fp, fp)).astype(np.float64)
-    dots = (fp @ means.T).astype(np.float64) / np.maximum(norm, np.finfo(np.float64).tiny)[:, None]
-    sq = 1.0 - 2.0 * dots + np.einsum("ij,ij->i", means, means).astype(np.float64)[None, :]
-    return -np.sqrt(np.maximum(sq.min(axis=1), 0.0))
+    means_t = np.ascontiguousarray(means.T)
+    mm = np.einsum("ij,ij->i", means, means).astype(np.float64)
+    tiny = np.finfo(np.float64).tiny
+    out = np.empty(fp.shape[0])
+    # |x/|x| - m|^2 = 1 - 2 (x.m)/|x| + |m|^2: the pool is never copied to normalise it. Blocks
+    # small enough to stay in cache between the norm and the product (the pool is read once).
+    for start in range(0, fp.shape[0], block):
+        b = fp[start : start + block]
+        norm = np.sqrt(np.einsum("ij,ij->i", b, b)).astype(np.float64)
+        dots = (b @ means_t).astype(np.float64) / np.maximum(norm, tiny)[:, None]
+        sq = (mm[None, :] - 2.0 * dots).min(axis=1) + 1.0
+        out[start : start + block] = -np.sqrt(np.maximum(sq, 0.0))
+    return out
 
 
 def nearest_labeled(
@@ -208,6 +219,7 @@ def id_probability(
     combine: str = "z",
     n_neighbors: int = 10,
     random_state: int = 0,
+    energy: np.ndarray | None = None,
 ) -> IdEstimate:
     """P(in-distribution) of every pool item from the chosen ID-ness ``scores``.
 
@@ -220,6 +232,7 @@ def id_probability(
     combine : ``"rank"`` or ``"z"`` averaging (:func:`combine_idness`).
     n_neighbors : which nearest labeled neighbour ``knn`` measures the distance to.
     random_state : seed of the Gaussian mixture.
+    energy : (N,) the ``energy`` score (``logsumexp`` of ``logits_pool``) if already computed.
 
     Returns
     -------
@@ -229,6 +242,9 @@ def id_probability(
     parts = []
     for name in chosen:
         if name == "energy":
+            if energy is not None:
+                parts.append(np.asarray(energy, dtype=np.float64))
+                continue
             if logits_pool is None:
                 raise ValueError(
                     "the `energy` ID score needs `logits_pool` (probabilities lose it)"

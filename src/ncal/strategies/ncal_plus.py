@@ -7,7 +7,10 @@ the flip count or the margin std (``ff``, as for ``ncal_r``). When FF is sparse 
 score). Three parts, each switched by a parameter, act on it:
 
 * ``ood_gate``: items whose P(in-distribution) (:mod:`._ood_scores`, no OOD labels) is below
-  ``threshold`` come after every likely-ID item, ordered among themselves by P(ID);
+  ``threshold`` come after every likely-ID item, ordered among themselves by P(ID). The gate acts
+  only when at least ``min_ood_share`` of the bought items were answered "not in the label set"
+  (:func:`.ood_gate.ood_reported`; always when the workflow cannot tell): on pools without OOD
+  items the mixture's spurious splits cost accuracy and buy nothing;
 * ``reliability``: the informativeness, as a pool percentile in (0, 1], is multiplied by the
   estimated probability that a bought label is right, ``q_ann`` at the item's margin
   (:mod:`._annotation_model`). ``q_ann`` varies with the margin only once items annotated twice
@@ -22,12 +25,14 @@ score). Three parts, each switched by a parameter, act on it:
 
 With all three off the picks equal ``ncal_r``'s.
 
-Version 2 (this one) changed three things after the first study (docs/findings.md §10): FF is no
+Version 2 changed three things after the first study (docs/findings.md §10): FF is no
 longer dropped when sparse; the discount and the relabel scale use the annotators' own agreement
 instead of their agreement with the model (which is low on hard items even for perfect
 annotators); and a labeled item's weakness weighs each voter by its accuracy (an overconfident
 model no longer overrules clean annotations, which had sent most of the late budget of clean
-runs to relabels).
+runs to relabels). Version 3 (this one) lets the gate abstain when the annotators have reported
+no OOD item (``min_ood_share``): in version 2 the gate was the accuracy cost on pools without
+any.
 
 References
 ----------
@@ -43,6 +48,7 @@ from typing import Any
 
 import numpy as np
 
+from .._utils.numeric import softmax_and_logsumexp
 from ._annotation_model import (
     MIN_REPEATED,
     AnnotationModel,
@@ -54,7 +60,7 @@ from ._checks import check_float
 from ._ood_scores import COMBINE, check_id_scores
 from .base import Selection, Signals, Strategy
 from .ncal_r import FF_SIGNALS, _CompositeMixin, check_weights
-from .ood_gate import estimate_id, gate_id_needs
+from .ood_gate import estimate_id, gate_id_needs, ood_reported
 from .relabel import RelabelAwareStrategy
 from .selection import top_k
 
@@ -83,6 +89,10 @@ class NCALPlus(_CompositeMixin, RelabelAwareStrategy):
         Let weakly labeled items compete with new ones for the annotations.
     threshold : float
         P(ID) threshold of the gate, in [0, 1].
+    min_ood_share : float
+        The gate acts only when at least this share of the bought items were answered "not in
+        the label set" (``Signals.n_rejected_labeled``), in [0, 1]; 0: always (version 2). When
+        the signal is absent the gate always acts.
     ood_scores : sequence of {"energy", "class_mean", "knn"}
         ID-ness scores of the gate (``knn`` is O(N·N_L·d); the default keeps the gate at
         O(N·C·d), like CMAP).
@@ -115,6 +125,7 @@ class NCALPlus(_CompositeMixin, RelabelAwareStrategy):
         reliability: bool = True,
         relabel: bool = True,
         threshold: float = 0.5,
+        min_ood_share: float = 0.01,
         ood_scores: Sequence[str] = ("energy", "class_mean"),
         combine: str = "z",
         ff_zero_share: float = 0.95,
@@ -129,6 +140,7 @@ class NCALPlus(_CompositeMixin, RelabelAwareStrategy):
                 raise TypeError(f"`{flag}` must be a bool; got {type(value).__name__}")
         self.ood_gate, self.reliability, self.relabel = ood_gate, reliability, relabel
         self.threshold = check_float(threshold, "threshold", low=0.0, high=1.0)
+        self.min_ood_share = check_float(min_ood_share, "min_ood_share", low=0.0, high=1.0)
         self.ood_scores = check_id_scores(ood_scores)
         self.combine = check_choice(combine, "combine", COMBINE)
         self.ff_zero_share = check_float(ff_zero_share, "ff_zero_share", low=0.0, high=1.0)
@@ -162,19 +174,25 @@ class NCALPlus(_CompositeMixin, RelabelAwareStrategy):
             idx = top_k(score, k)
             return Selection(idx, score[idx], info)
         n = score.size
+        if signals.logits_pool is not None:  # the energy score comes with the same exp pass
+            probs, energy = softmax_and_logsumexp(signals.logits_pool)
+        else:
+            probs, energy = signals.probabilities(), None
         p_id = np.ones(n)
+        gate = False
         if self.ood_gate:
-            est = estimate_id(signals, self.ood_scores, self.combine, n_neighbors=10)
+            gate, info["ood_evidence"] = ood_reported(signals, self.min_ood_share)
+        if gate:
+            est = estimate_id(signals, self.ood_scores, self.combine, 10, energy=energy)
             p_id = est.p_id
             info["id_mixture"] = est.info
-        probs = signals.probabilities()
         q_pool, model = np.ones(n), None
         if self.reliability or self.relabel:
             model = fit_annotation_model(signals.annotations_labeled, signals.probs_labeled_oof)
             q_pool = model.annotator_accuracy(top_two_margin(probs))
             info["reliability"] = model.info
         value = percentile(score) * (q_pool if self.reliability else 1.0)
-        if self.ood_gate:  # below the threshold: after every likely-ID item, by P(ID)
+        if gate:  # below the threshold: after every likely-ID item, by P(ID)
             value = np.where(p_id >= self.threshold, value, p_id - 2.0)
         n_new, relabel = k, np.zeros(0, dtype=np.int64)
         if self.relabel:

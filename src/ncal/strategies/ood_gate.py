@@ -52,9 +52,14 @@ def subset_pool(signals: Signals, rows: np.ndarray) -> Signals:
 
 
 def estimate_id(
-    signals: Signals, scores: Sequence[str], combine: str, n_neighbors: int
+    signals: Signals,
+    scores: Sequence[str],
+    combine: str,
+    n_neighbors: int,
+    energy: np.ndarray | None = None,
 ) -> IdEstimate:
-    """P(ID) of the pool of ``signals`` (see :func:`._ood_scores.id_probability`)."""
+    """P(ID) of the pool of ``signals`` (see :func:`._ood_scores.id_probability`; ``energy``: the
+    logits' ``logsumexp`` if already computed)."""
     return id_probability(
         signals.features_pool,
         signals.features_labeled,
@@ -63,7 +68,31 @@ def estimate_id(
         scores=scores,
         combine=combine,
         n_neighbors=n_neighbors,
+        energy=energy,
     )
+
+
+def ood_reported(signals: Signals, min_share: float) -> tuple[bool, dict[str, Any]]:
+    """Whether the annotators' answers show OOD items in the pool, so that a gate is warranted.
+
+    The gate's mixture splits the ID-ness scores of pools that hold no OOD items on some seeds
+    (one population is rarely two clean Gaussians), and every item it then pushes back is an ID
+    item lost. The bought items the annotators answered "not in the label set"
+    (``signals.n_rejected_labeled``) are direct evidence: the gate is warranted when they are at
+    least ``min_share`` of the items bought (``min_share = 0``: always). When the workflow cannot
+    tell (``None``), the mixture alone decides, as it always did.
+
+    Returns
+    -------
+    warranted : bool
+    info : ``ood_reports`` (count or None), ``ood_report_share`` and ``min_ood_share``.
+    """
+    n_rej = signals.n_rejected_labeled
+    if n_rej is None:
+        return True, {"ood_reports": None, "min_ood_share": min_share}
+    share = n_rej / max(n_rej + signals.n_labeled, 1)
+    info = {"ood_reports": int(n_rej), "ood_report_share": share, "min_ood_share": min_share}
+    return share >= min_share, info
 
 
 def gate_id_needs(scores: Sequence[str]) -> tuple[str, ...]:

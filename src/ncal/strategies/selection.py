@@ -79,5 +79,13 @@ def top_k(scores: np.ndarray, k: int) -> np.ndarray:
     """
     s = as_score_vector(scores, "scores")
     k = check_k(k)
-    order = np.lexsort((np.arange(s.shape[0]), -s))
-    return order[: min(k, s.shape[0])].astype(np.int64)
+    n = s.shape[0]
+    if k >= n:
+        return np.lexsort((np.arange(n), -s)).astype(np.int64)
+    if k == 0:
+        return np.zeros(0, dtype=np.int64)
+    # Every item of the top k scores at least the k-th largest value: sort only those (ties at
+    # that value included, so the lower-index rule still decides among them).
+    kth = np.partition(s, n - k)[n - k]
+    cand = np.flatnonzero(s >= kth)
+    return cand[np.lexsort((cand, -s[cand]))][:k].astype(np.int64)
