@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from dataclasses import replace
 from typing import Any, ClassVar
 
 import numpy as np
@@ -128,6 +129,7 @@ class TestOODGate(StrategyContract):
         "base": [("entropy", None), ("ncal_r", None), ("activelab", ValueError), (3, TypeError)],
         "threshold": [(0.0, None), (1.0, None), (-0.1, ValueError), ("x", TypeError)],
         "mode": [("drop", None), ("weight", None), ("soft", ValueError)],
+        "min_ood_share": [(0.0, None), (0.5, None), (1.5, ValueError)],
         "ood_scores": [
             (("knn",), None),
             (["energy", "class_mean"], None, ("energy", "class_mean")),
@@ -156,6 +158,15 @@ def test_gate_drop_is_base_on_kept_items() -> None:
     want = kept[np.lexsort((kept, top2[:, 1] - top2[:, 0]))[:30]]
     np.testing.assert_array_equal(sel.indices, want)
     assert S.get("margin").select(sig, 30).indices.tolist() != want.tolist()
+
+
+def test_gate_steps_aside_when_no_ood_was_reported() -> None:
+    sig, is_ood, _ = ood_blobs()
+    silent = S.get("ood_gate", base="margin").select(replace(sig, n_rejected_labeled=0), 30)
+    np.testing.assert_array_equal(silent.indices, S.get("margin").select(sig, 30).indices)
+    assert silent.info["ood_evidence"]["ood_reports"] == 0 and "id_mixture" not in silent.info
+    reported = S.get("ood_gate", base="margin").select(replace(sig, n_rejected_labeled=20), 30)
+    assert not is_ood[reported.indices].any() and "id_mixture" in reported.info
 
 
 def test_gate_fills_with_most_id_like_when_too_few_pass() -> None:

@@ -111,6 +111,10 @@ class OODGate(WrapsBase, Strategy):
     threshold : float
         Items with P(ID) below it are dropped (``mode="drop"``), in [0, 1].
     mode : {"drop", "weight"}
+    min_ood_share : float
+        The gate acts only when at least this share of the bought items were answered "not in
+        the label set" (:func:`ood_reported`), in [0, 1]; otherwise the base picks from the whole
+        pool. 0: always; without the ``n_rejected_labeled`` signal the gate always acts.
     ood_scores : sequence of {"energy", "class_mean", "knn"}
         ID-ness scores combined into P(ID); ``energy`` needs ``logits_pool``.
     combine : {"rank", "z"}
@@ -129,6 +133,7 @@ class OODGate(WrapsBase, Strategy):
         base: str | Strategy = "margin",
         threshold: float = 0.5,
         mode: str = "drop",
+        min_ood_share: float = 0.01,
         ood_scores: Sequence[str] = ("energy", "class_mean", "knn"),
         combine: str = "z",
         n_neighbors: int = 10,
@@ -139,6 +144,7 @@ class OODGate(WrapsBase, Strategy):
             raise ValueError(f"`base` must pick new items only; {self._base.name!r} relabels")
         self.threshold = check_float(threshold, "threshold", low=0.0, high=1.0)
         self.mode = check_choice(mode, "mode", MODES)
+        self.min_ood_share = check_float(min_ood_share, "min_ood_share", low=0.0, high=1.0)
         self.ood_scores = check_id_scores(ood_scores)
         self.combine = check_choice(combine, "combine", COMBINE)
         self.n_neighbors = check_int(n_neighbors, "n_neighbors")
@@ -149,9 +155,18 @@ class OODGate(WrapsBase, Strategy):
         return gate_id_needs(self.ood_scores)
 
     def _select(self, signals: Signals, k: int, rng: np.random.Generator) -> Selection:
+        warranted, evidence = ood_reported(signals, self.min_ood_share)
+        info: dict[str, Any] = {
+            "base": self._base.name,
+            "mode": self.mode,
+            "ood_evidence": evidence,
+        }
+        if not warranted:
+            sel = self._base.select(signals, k, rng)
+            return Selection(sel.indices, sel.scores, {**info, "base_info": sel.info})
         est = estimate_id(signals, self.ood_scores, self.combine, self.n_neighbors)
         p_id = est.p_id
-        info: dict[str, Any] = {"base": self._base.name, "mode": self.mode, "id_mixture": est.info}
+        info["id_mixture"] = est.info
         if self.mode == "weight":
             n = p_id.size
             order = self._base.select(signals, n, rng).indices
