@@ -173,33 +173,57 @@ def setting_table(setting: dict) -> str:
     return head + "\n".join(rows) + "\n"
 
 
+# Earlier versions of NCAL-R+ whose summaries are kept beside this file (``v1/``, ``v2/``).
+CURRENT_VERSION = 3
+EARLIER = (1, 2)
+
+
 def versions_table(settings: list[dict]) -> str:
-    """NCAL-R+ version 2 against version 1 (``v1/summary.json``), paired over the seeds, and
-    version 2 against NCAL-R."""
-    path = HERE / "v1" / "summary.json"
-    if not path.is_file():
+    """The current NCAL-R+ against each kept earlier version and against NCAL-R, paired over the
+    seeds."""
+    earlier = {}
+    for v in EARLIER:
+        path = HERE / f"v{v}" / "summary.json"
+        if path.is_file():
+            data = json.loads(path.read_text())["settings"]
+            earlier[v] = {x["name"]: x["strategies"].get(OURS) for x in data}
+    if not earlier:
         return ""
-    v1 = {s["name"]: s["strategies"].get(OURS) for s in json.loads(path.read_text())["settings"]}
+    now = f"v{CURRENT_VERSION}"
     rows = []
     for s in settings:
-        new, old = s["strategies"].get(OURS), v1.get(s["name"])
-        if not new or not old:
+        new = s["strategies"].get(OURS)
+        olds = {v: by_name.get(s["name"]) for v, by_name in earlier.items()}
+        if not new or not all(olds.values()):
             continue
-        _, d_old, p_old = paired(new, old)
+        cells = [f"{100 * mean(o['aubc']):.2f}" for o in olds.values()]
+        cells.append(f"{100 * mean(new['aubc']):.2f}")
+        for o in olds.values():
+            _, d, p = paired(new, o)
+            cells.append(f"{d:+.2f} ({p:.3f})")
         r = s["strategies"].get("ncal_r")
         d_r, p_r = paired(new, r)[1:] if r else (math.nan, math.nan)
-        rows.append(
-            f"| {s['name']} | {100 * mean(old['aubc']):.2f} | {100 * mean(new['aubc']):.2f} "
-            f"| {d_old:+.2f} ({p_old:.3f}) | {d_r:+.2f} ({p_r:.3f}) "
-            f"| {pct(old['final_purity'])} → {pct(new['final_purity'])} "
-            f"| {pct(old['ood_share'])} → {pct(new['ood_share'])} |"
-        )
+        cells.append(f"{d_r:+.2f} ({p_r:.3f})")
+        runs = [*olds.values(), new]
+        cells.append(" → ".join(pct(o["final_purity"]) for o in runs))
+        cells.append(" → ".join(pct(o["ood_share"]) for o in runs))
+        rows.append(f"| {s['name']} | " + " | ".join(cells) + " |")
+    vs = list(earlier)
+    head = (
+        [f"v{v} AUBC" for v in vs]
+        + [f"{now} AUBC"]
+        + [f"Δ {now} − v{v} (p)" for v in vs]
+        + [f"Δ {now} − ncal_r (p)", "purity %", "OOD %"]
+    )
+    chain = " → ".join(f"v{v}" for v in [*vs, CURRENT_VERSION])
     return (
-        "\n## Version 2 against version 1 and NCAL-R\n\n"
-        "AUBC % (mean over seeds) of NCAL-R+ version 1 (`v1/summary.json`) and version 2; Δ paired "
-        "over the seeds (t-test p); purity and OOD share, version 1 → version 2.\n\n"
-        "| setting | v1 AUBC | v2 AUBC | Δ v2 − v1 (p) | Δ v2 − ncal_r (p) | purity % | OOD % |\n"
-        "|---|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n"
+        f"\n## Version {CURRENT_VERSION} against earlier versions and NCAL-R\n\n"
+        f"AUBC % (mean over seeds) of NCAL-R+ "
+        + ", ".join(f"version {v} (`v{v}/summary.json`)" for v in vs)
+        + f" and version {CURRENT_VERSION}; Δ paired over the seeds (t-test p); purity and OOD "
+        f"share, {chain}.\n\n"
+        "| setting | " + " | ".join(head) + " |\n"
+        "|" + "---|" * (len(head) + 1) + "\n" + "\n".join(rows) + "\n"
     )
 
 
