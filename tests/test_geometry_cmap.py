@@ -562,3 +562,153 @@ def test_grouped_e0_float64_overflowing_norms_are_not_an_error() -> None:
         warnings.simplefilter("ignore", RuntimeWarning)
         out = cmap(HL, yL, HU, pred, num_classes=K)
     assert np.isfinite(out[[0, 1, 3, 4, 5]]).all()
+
+
+# ----------------------------------------------------------------------------- E1 (moving, signed)
+def _e1_signed_previous(geo, P: np.ndarray, uu: np.ndarray, r: np.ndarray) -> np.ndarray:
+    """The E1 kernel as it was before the block rewrite (``P = U @ M.T``, ``uu = |u|^2``), kept
+    as the reference the current one must reproduce."""
+    b, C = P.shape
+    idx = np.arange(b)
+    n1 = geo.n[r] + 1.0
+    pc = P[idx, r]
+    Kc = geo.K[:, r].T
+    m_delta = (P - Kc) / n1[:, None]
+    dd = (uu - 2.0 * pc + geo.K[r, r]) / n1**2
+    if geo.mu_G == "sample_avg":
+        e = 1.0 / (geo.NL + 1.0)
+        m_eta, ee, de = P * e, uu * e * e, (uu - pc) * e / n1
+    else:
+        m_eta, ee, de = m_delta / C, dd / C**2, dd / C
+    d_rho2 = -2.0 * m_eta + ee[:, None]
+    d_rho2[idx, r] = 2.0 * (m_delta[idx, r] - m_eta[idx, r]) + dd - 2.0 * de + ee
+    new_rho2 = geo.rho**2 + d_rho2
+    degenerate = (new_rho2 < 1e-24).any(axis=1)
+    new_rho = np.sqrt(np.where(new_rho2 < 1e-24, 1.0, new_rho2))
+    v = 1.0 / new_rho
+    dv = -d_rho2 / (geo.rho * new_rho * (geo.rho + new_rho))
+    vsum, vc = v.sum(axis=1), v[idx, r]
+    if geo.mu_G == "sample_avg":
+        cu, cm = -e * vsum + vc / n1, -vc / n1
+    else:
+        cu = (vc - vsum / C) / n1
+        cm = -cu
+    x = dv
+    x[idx, r] += cm
+    xx = np.einsum("ij,ij->i", x @ geo.K, x)
+    xu = np.einsum("ij,ij->i", x, P)
+    val = xx + 2.0 * cu * xu + cu * cu * uu + 2.0 * (x @ geo.MS + cu * (P @ (1.0 / geo.rho)))
+    return np.where(degenerate, 0.0, val * geo.norm)
+
+
+def _e1_case(seed, C, d, per_class, n_pool, scale, offset, dtype):
+    rng = np.random.default_rng(seed)
+    yL = np.repeat(np.arange(C), rng.integers(per_class[0], per_class[1] + 1, C))
+    centers = np.abs(rng.normal(0.0, 1.0, (C, d))) + offset
+    HL = scale * np.maximum(centers[yL] + rng.normal(0.0, 0.7, (yL.size, d)), 0.0)
+    pred = rng.integers(0, C, n_pool)
+    HU = scale * np.maximum(centers[pred] + rng.normal(0.0, 0.7, (n_pool, d)), 0.0)
+    return HL, yL, HU.astype(dtype), pred
+
+
+def _check_e1_against_previous(HL, yL, HU, pred, mu_G, blocks) -> None:
+    from ncal.geometry._cmap_kernels import CmapGeometry
+    from ncal.geometry.stats import ClassStats
+
+    C = int(yL.max()) + 1
+    stats = ClassStats(HL, yL, C)
+    geo = CmapGeometry(stats, "moving", mu_G, "signed")
+    U = np.asarray(HU, np.float64) - geo.g
+    P, uu, r = U @ geo.M.T, np.einsum("ij,ij->i", U, U), stats.row_of[pred]
+    ref = _e1_signed_previous(geo, P, uu, r)
+    tol = 1e-12 * np.abs(ref).max()
+    assert np.abs(geo.e1_signed(P, uu, r)[0] - ref).max() <= tol  # the path of expected=True
+    for block in blocks:  # the block path of hard labels, straight from the stored rows
+        got = cmap(HL, yL, HU, pred, num_classes=C, centering="moving", mu_G=mu_G,
+                   block_size=block)  # fmt: skip
+        assert np.abs(got - ref).max() <= tol
+
+
+@pytest.mark.parametrize(
+    ("C", "d", "per_class"), [(3, 5, (1, 4)), (12, 40, (1, 30)), (100, 96, (1, 8))]
+)
+@pytest.mark.parametrize("mu_G", MU_GS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("offset", [0.0, 30.0])
+def test_e1_equals_the_previous_kernel(C, d, per_class, mu_G, dtype, offset) -> None:
+    """The rewritten E1 (difference form on ``E = m.v - e|v|^2/2``, triangular C^2 product, block
+    path from stored rows) reproduces the previous kernel to 1e-12 of the largest |CMAP|."""
+    HL, yL, HU, pred = _e1_case(C + d, C, d, per_class, 700, 1.0, offset, dtype)
+    _check_e1_against_previous(HL, yL, HU, pred, mu_G, (1, 333, 8192))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    seed=st.integers(0, 2**31 - 1),
+    C=st.integers(3, 12),
+    d=st.integers(2, 24),
+    n_pool=st.integers(1, 40),
+    block=st.integers(1, 17),
+    mu_G=st.sampled_from(MU_GS),
+    scale=st.sampled_from([1e-3, 1.0, 50.0]),
+    offset=st.sampled_from([0.0, 20.0]),
+    dtype=st.sampled_from([np.float32, np.float64]),
+)
+def test_property_e1_equals_the_previous_kernel(
+    seed, C, d, n_pool, block, mu_G, scale, offset, dtype
+) -> None:
+    HL, yL, HU, pred = _e1_case(seed, C, d, (1, 6), n_pool, scale, offset, dtype)
+    _check_e1_against_previous(HL, yL, HU, pred, mu_G, (block,))
+
+
+@pytest.mark.parametrize("mu_G", MU_GS)
+def test_e1_degenerate_rows_are_zero_without_warnings(mu_G) -> None:
+    """A row whose updated centred mean has (numerically) zero or negative squared norm is set
+    to 0 and flagged; the other rows keep their values, and nothing warns."""
+    from ncal.geometry._cmap_kernels import CmapGeometry
+    from ncal.geometry.stats import ClassStats
+
+    HL, yL, HU, pred = _e1_case(3, 5, 7, (2, 6), 6, 1.0, 0.0, np.float64)
+    stats = ClassStats(HL, yL, 5)
+    geo = CmapGeometry(stats, "moving", mu_G, "signed")
+    U = HU - geo.g
+    P, uu, r = U @ geo.M.T, np.einsum("ij,ij->i", U, U), stats.row_of[pred]
+    e = geo._e1_tables().e[r]
+    E = P - geo.K[r] if mu_G == "class_avg" else P.copy()
+    vv = uu - 2.0 * P[np.arange(6), r] + geo.K[r, r] if mu_G == "class_avg" else uu
+    E -= (0.5 * e * vv)[:, None]
+    ref, deg = geo._e1_core(E, vv, r)
+    assert not deg.any()
+    j = (r[1] + 1) % 5, (r[2] + 1) % 5
+    # rho'^2 = rho^2 - 2 e E = 0 exactly (E nudged by ulps until the product rounds to rho^2)
+    rho2, x = geo.rho[j[0]] ** 2, geo.rho[j[0]] ** 2 / (2.0 * e[1])
+    while rho2 + x * (-2.0 * e[1]) != 0.0:
+        x = np.nextafter(x, np.inf if rho2 + x * (-2.0 * e[1]) > 0.0 else -np.inf)
+    E[1, j[0]] = x
+    E[2, j[1]] = geo.rho[j[1]] ** 2 / e[2]  # rho'^2 = -rho^2 < 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got, deg = geo._e1_core(E, vv, r)
+    assert deg.tolist() == [False, True, True, False, False, False]
+    assert got[1] == 0.0 and got[2] == 0.0
+    np.testing.assert_array_equal(got[[0, 3, 4, 5]], ref[[0, 3, 4, 5]])
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+@pytest.mark.parametrize("extra", [0, 1])
+def test_e1_names_the_first_nonfinite_row(bad, extra) -> None:
+    HL, yL, HU, pred, _, K = make_case(9, 4, 6, extra=extra, n_pool=30)
+    HU = HU.astype(np.float32)
+    HU[23, 2] = bad
+    HU[27, 0] = bad
+    with pytest.raises(ValueError, match=r"features_pool.*\(row 23\)"):
+        cmap(HL, yL, HU, pred, num_classes=K, centering="moving", block_size=20)
+
+
+def test_e1_float64_overflowing_norms_are_not_an_error() -> None:
+    HL, yL, HU, pred, _, K = make_case(10, 3, 4, n_pool=6)
+    HU[2] = 1e200
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        out = cmap(HL, yL, HU, pred, num_classes=K, centering="moving")
+    assert np.isfinite(out[[0, 1, 3, 4, 5]]).all()

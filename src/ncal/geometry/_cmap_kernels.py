@@ -12,11 +12,23 @@ result keeps full relative precision even when ``CMAP << CMA``.
 
 from __future__ import annotations
 
-import numpy as np
+from types import SimpleNamespace
 
+import numpy as np
+from scipy.linalg.blas import dtrmm
+
+from ._blocks import raise_if_nonfinite
 from .stats import ClassStats
 
+_E1_CHUNK = 256  # rows per pass when E1Blocks builds its float64 rows (a little faster than all)
 ZERO_NORM = 1e-12  # docs/algorithms.md §6.8: ||m~_c|| below this => CMAP := 0 (with a warning)
+
+
+def _rowdot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Row-wise dot products of two (n, k) arrays."""
+    if hasattr(np, "vecdot"):  # numpy >= 2.0: about twice as fast as einsum here
+        return np.vecdot(a, b)
+    return np.einsum("ij,ij->i", a, b)
 
 
 def pair_fn(pair: str):
@@ -33,6 +45,7 @@ class CmapGeometry:
         self.n = stats.counts.astype(np.float64)
         self.NL = float(stats.n_samples)
         self.g = np.zeros(stats.dim) if centering == "none" else stats.global_mean(mu_G).copy()
+        self.means = stats.means
         self.M = stats.means - self.g[None, :]
         self.rho = np.sqrt(np.einsum("ij,ij->i", self.M, self.M))
         bad = np.flatnonzero(self.rho < ZERO_NORM)
@@ -56,6 +69,7 @@ class CmapGeometry:
         self.a = (self.G * off).sum(axis=1)
         self.T = (self.S[None, :] - self.Mbar) - self.a[:, None] * self.Mbar
         self.MS = self.M @ self.S
+        self._e1: SimpleNamespace | None = None  # E1 constants, made on first use
 
     # ------------------------------------------------------------------ none / frozen
     def e0_signed(self, U: np.ndarray, r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -114,59 +128,155 @@ class CmapGeometry:
 
     # ------------------------------------------------------------------ moving
     def e1_signed(
-        self, U: np.ndarray, P: np.ndarray, uu: np.ndarray, r: np.ndarray
+        self, P: np.ndarray, uu: np.ndarray, r: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
-        """E1 (§6.5): moving reference, signed pairs; O(C d + C^2) per candidate.
+        """E1 (§6.5): moving reference, signed pairs, from ``P`` and ``|u|^2``.
 
-        ``P = U @ M.T`` (``m_j . u``). Difference form: dCMA = (S'-S).(S'+S) / (C(C-1)) with
-        ``1/rho'_j - 1/rho_j`` computed from ``rho'^2 - rho^2`` (no cancellation).
+        Parameters
+        ----------
+        P : (b, C) float64 array
+            ``m_j . u`` with ``u = h - g`` (``U @ M.T``).
+        uu : (b,) float64 array
+            ``|u|^2``.
+        r : (b,) int array
+            Rows of the predicted classes (all present).
+
+        Returns
+        -------
+        (b,) float64 array and (b,) bool array
+            dCMA and the degenerate flags (see :meth:`_e1_core`; :class:`E1Blocks` builds the
+            same input straight from stored pool rows).
         """
-        b = U.shape[0]
+        b = P.shape[0]
         if self.C == 2:
             return self._two_class_moving(b)
+        tab = self._e1_tables()
+        if self.mu_G == "class_avg":  # v = u - m_c = h - mu_c
+            V = P - self.K[r]
+            vv = uu - 2.0 * P[np.arange(b), r] + self.K[r, r]
+        else:  # v = u
+            V, vv = P, uu
+        return self._e1_core(V - (0.5 * tab.e[r] * vv)[:, None], vv, r)
+
+    def _e1_tables(self) -> SimpleNamespace:
+        """Per-class constants of E1 (made on first use)."""
+        if self._e1 is None:
+            C = self.C
+            n1 = self.n + 1.0
+            irho = 1.0 / self.rho
+            if self.mu_G == "class_avg":
+                e, anchor = 1.0 / (n1 * C), self.means
+            else:
+                e = np.full(C, 1.0 / (self.NL + 1.0))
+                anchor = np.repeat(self.g[None, :], C, axis=0)
+            # G = R^T R with R upper triangular (QR of Mbar^T; zero rows pad it to C x C when
+            # d < C), so x^T G x = |R x|^2: a triangular product, C^2/2 multiply-adds.
+            R = np.zeros((C, C))
+            Rq = np.linalg.qr(self.Mbar.T, mode="r")
+            R[: Rq.shape[0]] = Rq
+            self._e1 = SimpleNamespace(
+                n1=n1,
+                e=e,
+                anchor=anchor,
+                rho2=self.rho**2,
+                irho=irho,
+                sirho=float(irho.sum()),
+                irhoMS=irho * self.MS,
+                kcc=np.diag(self.K).copy(),
+                R=np.asfortranarray(R),
+                Rt=np.ascontiguousarray(R.T),
+            )
+        return self._e1
+
+    def _e1_core(
+        self,
+        E: np.ndarray,
+        vv: np.ndarray,
+        r: np.ndarray,
+        work: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """E1 of ``b`` candidates in the form every caller reduces them to.
+
+        Adding ``h`` to class ``c`` moves the reference by ``eta = e v``, with ``v = h - mu_c``
+        and ``e = 1/((n_c+1) C)`` (``class_avg``) or ``v = h - g`` and ``e = 1/(N_L+1)``
+        (``sample_avg``). For ``j != c``, ``rho'_j^2 - rho_j^2 = -2 m_j.eta + |eta|^2 = -2 e E_j``
+        with ``E_j = m_j.v - e |v|^2 / 2``: one product gives every difference, and
+        ``dvh_j = rho_j (1/rho_j - 1/rho'_j) = (rho'^2 - rho^2) / (rho' (rho + rho'))`` follows
+        without cancellation. Then ``S' - S = D = M^T x + cv v`` with ``x = -dvh/rho + cm e_c``,
+        and ``dCMA = (|D|^2 + 2 D.S) / (C(C-1))`` is a sum of inner products among the ``m_j``
+        (``G = R^T R``), ``v`` (``E``, ``|v|^2``) and ``S`` (``M S``): O(C^2) per candidate.
+
+        Parameters
+        ----------
+        E : (b, C) float64 array
+            ``m_j . v - e |v|^2 / 2``; left unchanged.
+        vv : (b,) float64 array
+            ``|v|^2``.
+        r : (b,) int array
+            Rows of the predicted classes (all present).
+        work : tuple of three (>= b, C) float64 arrays, optional
+            Scratch space (allocated when omitted).
+
+        Returns
+        -------
+        (b,) float64 array and (b,) bool array
+            dCMA, 0 where a candidate is degenerate (some ``rho'_j < ZERO_NORM``), and the flags.
+        """
+        tab = self._e1_tables()
+        b, C = E.shape
+        if work is None:
+            work = (np.empty_like(E), np.empty_like(E), np.empty_like(E))
+        Z, Q, Y = (w[:b] for w in work)
         idx = np.arange(b)
-        C = self.C
-        n1 = self.n[r] + 1.0
-        pc = P[idx, r]
-        Kc = self.K[:, r].T  # (b, C): m_j . m_c
-        m_delta = (P - Kc) / n1[:, None]  # m_j . delta
-        dd = (uu - 2.0 * pc + self.K[r, r]) / n1**2  # |delta|^2
-        if self.mu_G == "sample_avg":
-            e = 1.0 / (self.NL + 1.0)
-            m_eta = P * e
-            ee = uu * e * e
-            de = (uu - pc) * e / n1
-        else:
-            m_eta = m_delta / C
-            ee = dd / C**2
-            de = dd / C
-        d_rho2 = -2.0 * m_eta + ee[:, None]  # rho'^2 - rho^2 for j != c
-        d_rho2[idx, r] = 2.0 * (m_delta[idx, r] - m_eta[idx, r]) + dd - 2.0 * de + ee
-        rho2 = self.rho**2
-        new_rho2 = rho2[None, :] + d_rho2
-        degenerate = (new_rho2 < ZERO_NORM**2).any(axis=1)
-        new_rho = np.sqrt(np.where(new_rho2 < ZERO_NORM**2, 1.0, new_rho2))
-        v = 1.0 / new_rho
-        dv = -d_rho2 / (self.rho[None, :] * new_rho * (self.rho[None, :] + new_rho))
-        vsum = v.sum(axis=1)
-        vc = v[idx, r]
-        if self.mu_G == "sample_avg":
-            cu = -e * vsum + vc / n1
-            cm = -vc / n1
-        else:
-            cu = (vc - vsum / C) / n1
-            cm = -cu
-        # D = S' - S = X + cu u with X = x @ M, x = dv + cm e_c. Everything D needs is an inner
-        # product of M's rows with u or each other, so |D|^2 + 2 D.S comes from P, K and M S:
-        # O(C^2) more per candidate and no (b, d) temporaries.
-        x = dv
-        x[idx, r] += cm
-        xx = np.einsum("ij,ij->i", x @ self.K, x)
-        xu = np.einsum("ij,ij->i", x, P)
-        xs = x @ self.MS
-        us = P @ (1.0 / self.rho)
-        val = (xx + 2.0 * cu * xu + cu * cu * uu + 2.0 * (xs + cu * us)) * self.norm
-        return np.where(degenerate, 0.0, val), degenerate
+        n1, e = tab.n1[r], tab.e[r]
+        half_evv = 0.5 * e * vv
+        Vc = E[idx, r] + half_evv  # m_c . v
+        np.multiply(E, (-2.0 * e)[:, None], out=Z)  # rho'_j^2 - rho_j^2, j != c
+        if self.mu_G == "class_avg":  # m'_c - m_c = delta - eta = tt v
+            tt = 1.0 / n1 - e
+            Z[idx, r] = (2.0 * Vc + tt * vv) * tt
+        else:  # delta = (v - m_c)/(n_c+1), eta = e v
+            kcc = tab.kcc[r]
+            dd = (vv - 2.0 * Vc + kcc) / (n1 * n1)  # |delta|^2
+            Z[idx, r] = (
+                2.0 * ((Vc - kcc) / n1 - e * Vc) + dd - 2.0 * e * (vv - Vc) / n1 + e * e * vv
+            )
+        with np.errstate(divide="ignore", invalid="ignore"):  # degenerate rows: found below
+            np.add(Z, tab.rho2, out=Q)  # rho'^2
+            np.sqrt(Q, out=Y)  # rho'
+            np.add(Y, self.rho, out=Q)
+            Q *= Y  # rho' (rho + rho')
+            dvh = np.divide(Z, Q, out=Y)
+            dvi = dvh @ tab.irho
+            dvms = dvh @ tab.irhoMS  # -(dv . M S)
+            dvhc = dvh[idx, r]
+            np.multiply(dvh, E, out=Q)
+            dvV = -(Q @ tab.irho) - half_evv * dvi  # dv . V,  V_j = m_j . v = E_j + e|v|^2/2
+            VS = E @ tab.irho + half_evv * tab.sirho  # V . (1/rho) = v . S
+            # dv K dv = dvh G dvh = |R dvh|^2 (in place: dvh is not needed after this)
+            T = dtrmm(1.0, tab.R, dvh.T, side=0, lower=0, trans_a=0, overwrite_b=1).T
+            xx = _rowdot(T, T)
+            vsum = tab.sirho - dvi  # sum_j 1/rho'_j
+            vc = (1.0 - dvhc) / self.rho[r]  # 1/rho'_c
+            if self.mu_G == "class_avg":  # D = M^T dv + cv v
+                cv = (vc - vsum / C) / n1
+            else:  # D = M^T (dv + cm e_c) + cv v
+                cm = -vc / n1
+                cv = vc / n1 - e * vsum
+                Kdv_c = -self.rho[r] * _rowdot(T, tab.Rt[r])  # (K dv)_c = -rho_c (G dvh)_c
+                xx += cm * (2.0 * Kdv_c + cm * tab.kcc[r])
+                dvV += cm * Vc
+                dvms -= cm * self.MS[r]
+            val = (xx + cv * (2.0 * dvV + cv * vv + 2.0 * VS) - 2.0 * dvms) * self.norm
+        # Degenerate: some rho'_j^2 < ZERO_NORM^2. Then 1/rho'_j - 1/rho_j > 1/ZERO_NORM - 1/rho_j
+        # while every other term is > -1/rho_k, so sum_j (1/rho'_j - 1/rho_j) = -dvi exceeds
+        # 1/ZERO_NORM - sum(1/rho) (or is NaN): only rows past half that bound get the exact test.
+        degenerate = np.zeros(b, dtype=bool)
+        sus = np.flatnonzero(~(dvi >= tab.sirho - 0.5 / ZERO_NORM))
+        if sus.size:
+            degenerate[sus] = (tab.rho2 + Z[sus] < ZERO_NORM**2).any(axis=1)
+            val[degenerate] = 0.0
+        return val, degenerate
 
     @staticmethod
     def _two_class_moving(b: int) -> tuple[np.ndarray, np.ndarray]:
@@ -284,3 +394,81 @@ class CmapGeometry:
                 axis=0
             )
         return self._q
+
+
+class E1Blocks:
+    """E1 (moving reference, signed pairs, hard labels) of stored pool rows.
+
+    Builds :meth:`CmapGeometry._e1_core`'s input straight from the rows as stored (e.g. a float32
+    memmap): ``v = h - anchor_c`` in float64 (``anchor_c = mu_c`` for ``class_avg``, ``g`` for
+    ``sample_avg``), ``|v|^2``, and ``E`` from one product ``[v, e |v|^2] @ [M, -1/2]^T``. The
+    (rows, d) and (rows, C) work arrays are allocated once and reused for every block.
+
+    Parameters
+    ----------
+    geo : CmapGeometry
+        Geometry of the labeled set (``centering="moving"``, ``pair="signed"``).
+    rows : int
+        Rows scored at once.
+    """
+
+    def __init__(self, geo: CmapGeometry, rows: int) -> None:
+        tab = geo._e1_tables()
+        C, d = geo.M.shape
+        self.geo, self.rows, self.d = geo, rows, d
+        self.Mx = np.empty((C, d + 1))
+        self.Mx[:, :d] = geo.M
+        self.Mx[:, d] = -0.5
+        self.anchor = np.zeros((C, d + 1))  # last column 0: v's extra entry is set afterwards
+        self.anchor[:, :d] = tab.anchor
+        self.V = np.zeros((rows, d + 1))
+        self.A = np.empty((min(rows, _E1_CHUNK), d + 1))
+        self.E = np.empty((rows, C))
+        self.work = (np.empty((rows, C)), np.empty((rows, C)), np.empty((rows, C)))
+
+    def __call__(
+        self, raw: np.ndarray, r: np.ndarray, start: int = 0
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """dCMA of adding each of the rows ``raw`` to its class.
+
+        Parameters
+        ----------
+        raw : (b, d) array
+            Pool rows as stored (any real dtype), pool rows ``start`` to ``start + b - 1``.
+        r : (b,) int array
+            Rows of the predicted classes (all present).
+        start : int
+            Pool index of ``raw[0]`` (names the row in the NaN/inf error).
+
+        Returns
+        -------
+        (b,) float64 array and (b,) bool array
+            As :meth:`CmapGeometry._e1_core`.
+        """
+        b = raw.shape[0]
+        if self.geo.C == 2:
+            return self.geo._two_class_moving(b)
+        vals, deg = np.empty(b), np.empty(b, dtype=bool)
+        for i in range(0, b, self.rows):
+            j = min(b, i + self.rows)
+            vals[i:j], deg[i:j] = self._block(raw[i:j], r[i:j], start + i)
+        return vals, deg
+
+    def _block(self, raw: np.ndarray, r: np.ndarray, start: int) -> tuple[np.ndarray, np.ndarray]:
+        geo, d = self.geo, self.d
+        b = raw.shape[0]
+        V = self.V[:b]
+        vv = np.empty(b)
+        k = self.A.shape[0]
+        for i in range(0, b, k):  # k rows at a time, so that the four passes run in cache
+            Vi, ri = V[i : i + k], r[i : i + k]
+            Ai = self.A[: ri.size]
+            np.copyto(Vi[:, :d], raw[i : i + k], casting="unsafe")
+            np.take(self.anchor, ri, axis=0, out=Ai, mode="clip")
+            np.subtract(Vi.reshape(-1), Ai.reshape(-1), out=Vi.reshape(-1))  # contiguous
+            vv[i : i + k] = _rowdot(Vi[:, :d], Vi[:, :d])
+        if not np.isfinite(vv).all():  # NaN/inf input (or a float64 row whose |v|^2 overflows)
+            raise_if_nonfinite(raw, start, "features_pool")
+        V[:, d] = geo._e1_tables().e[r] * vv
+        E = np.matmul(V, self.Mx.T, out=self.E[:b])
+        return geo._e1_core(E, vv, r, self.work)

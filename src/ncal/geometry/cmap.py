@@ -24,7 +24,7 @@ import numpy as np
 
 from .._utils.validation import as_label_vector, check_choice
 from ._blocks import check_pool_matrix, iter_blocks, iter_raw_blocks, raise_if_nonfinite
-from ._cmap_kernels import CmapGeometry
+from ._cmap_kernels import CmapGeometry, E1Blocks
 from .stats import MU_G, ClassStats, check_num_classes
 
 CENTERINGS = ("none", "frozen", "moving")
@@ -34,6 +34,8 @@ EMPTY_CLASS = ("formula", "force_select", "skip")
 _E0_ROWS = 512  # O(d) kernel: small blocks stay in cache (measured faster than large GEMM blocks)
 _E0_GROUP_ROWS = 8192  # rows read per block by the class-grouped E0 path (one class at a time)
 _GEMM_ROWS = 1024
+_E1_ROWS = 512  # E1 (moving, signed, hard labels): rows scored at once
+_E1_READ_ROWS = 8192  # ... and rows read per block (each block's pages are released after it)
 _TENSOR_ELEMS = 1 << 20  # rows x C^2 budget of the O(C^2)-per-candidate kernels
 
 
@@ -305,6 +307,15 @@ def cmap(
             out[absent] = np.inf if empty_class == "force_select" else -np.inf
         _warn_degenerate(degenerate)
         return out
+    if not expected and centering == "moving" and pair == "signed" and prep.pred is not None:
+        degenerate = _e1_by_block(
+            prep, geo, out, min(_E1_ROWS, block_size), min(_E1_READ_ROWS, block_size)
+        )
+        if empty_class != "formula":
+            absent = prep.stats.row_of[prep.pred] < 0
+            out[absent] = np.inf if empty_class == "force_select" else -np.inf
+        _warn_degenerate(degenerate)
+        return out
     degenerate = 0
     for start, stop, H in iter_blocks(prep.pool, rows, "features_pool"):
         U = H
@@ -377,6 +388,41 @@ def _e0_by_class(prep: _Prepared, geo: CmapGeometry, out: np.ndarray, rows: int)
     return degenerate
 
 
+def _e1_by_block(
+    prep: _Prepared, geo: CmapGeometry, out: np.ndarray, rows: int, read_rows: int
+) -> int:
+    """E1 (moving, signed, hard labels) into ``out`` straight from the stored rows.
+
+    Rows are read ``read_rows`` at a time (fewer page releases) and scored ``rows`` at a time.
+    Candidates of present classes go through :class:`E1Blocks` (work arrays reused across blocks),
+    those of absent classes through :meth:`CmapGeometry.pairs_new_class`. Returns the number of
+    degenerate candidates.
+    """
+    row_of = prep.stats.row_of
+    e1 = E1Blocks(geo, rows)
+    degenerate = 0
+    for start, stop, raw in iter_raw_blocks(prep.pool, read_rows):
+        raw = np.asarray(raw)  # plain ndarray view: memmap slicing and indexing are slow
+        r = row_of[prep.pred[start:stop]]
+        present = r >= 0
+        if present.all():
+            out[start:stop], deg = e1(raw, r, start)
+        else:
+            raise_if_nonfinite(raw, start, "features_pool")  # the subsets below renumber rows
+            vals = np.empty(stop - start)
+            deg = np.zeros(stop - start, dtype=bool)
+            sel = np.flatnonzero(present)
+            if sel.size:
+                vals[sel], deg[sel] = e1(raw[sel], r[sel], start)
+            ia = np.flatnonzero(~present)
+            Ua = raw[ia].astype(np.float64) - geo.g[None, :]
+            uu = np.einsum("ij,ij->i", Ua, Ua)
+            vals[ia], deg[ia] = geo.pairs_new_class(Ua @ geo.M.T, uu)
+            out[start:stop] = vals
+        degenerate += int(deg.sum())
+    return degenerate
+
+
 def _centred_rows(geo: CmapGeometry, raw: np.ndarray, idx: np.ndarray) -> np.ndarray:
     """Rows ``idx`` of a stored block as float64 candidates ``u = h - g``."""
     U = raw[idx].astype(np.float64)
@@ -406,7 +452,7 @@ def _hard_block(geo: CmapGeometry, U: np.ndarray, r: np.ndarray) -> tuple[np.nda
             if not moving:
                 v, d = geo.e0_pairs(Up @ geo.Mbar.T, uu, rp)
             elif geo.pair == "signed":
-                v, d = geo.e1_signed(Up, Up @ geo.M.T, uu, rp)
+                v, d = geo.e1_signed(Up @ geo.M.T, uu, rp)
             else:
                 v, d = geo.pairs_general(Up @ geo.M.T, uu, rp)
         vals[sel], deg[sel] = v, d
@@ -451,7 +497,7 @@ def _expected_block(
             if not moving:
                 v, d = geo.e0_pairs(pb, uu, rr)
             elif geo.pair == "signed":
-                v, d = geo.e1_signed(U, P, uu, rr)
+                v, d = geo.e1_signed(P, uu, rr)
             else:
                 v, d = geo.pairs_general(P, uu, rr)
             vals += w * v
