@@ -65,10 +65,6 @@ from .relabel import RelabelAwareStrategy
 from .selection import top_k
 
 _ANNOTATION_NEEDS = ("annotations_labeled", "probs_labeled_oof")
-# The gate's mixture is fitted on at most this many evenly strided pool items (every item is
-# scored): two 1-D Gaussians are settled by far fewer, and the fit's time grows with the points
-# (version 2 fitted up to 10,000, a sixth of NCAL-R+'s selection time at N = 50k).
-GATE_FIT_POINTS = 2000
 
 
 def percentile(scores: np.ndarray) -> np.ndarray:
@@ -187,9 +183,7 @@ class NCALPlus(_CompositeMixin, RelabelAwareStrategy):
         if self.ood_gate:
             gate, info["ood_evidence"] = ood_reported(signals, self.min_ood_share)
         if gate:
-            est = estimate_id(
-                signals, self.ood_scores, self.combine, 10, energy=energy, max_fit=GATE_FIT_POINTS
-            )
+            est = estimate_id(signals, self.ood_scores, self.combine, 10, energy=energy)
             p_id = est.p_id
             info["id_mixture"] = est.info
         q_pool, model = np.ones(n), None

@@ -31,7 +31,7 @@ import numpy as np
 from .._utils.validation import check_choice
 from ..signals import POOL_ROW_SIGNALS as _POOL_ROWS  # rows follow the pool (MC: axis 1)
 from ._checks import check_float, check_int
-from ._ood_scores import COMBINE, MAX_FIT, IdEstimate, check_id_scores, id_probability
+from ._ood_scores import COMBINE, IdEstimate, check_id_scores, id_probability
 from ._wrap import WrapsBase, build_base
 from .base import Selection, Signals, Strategy
 from .relabel import RelabelAwareStrategy
@@ -57,10 +57,9 @@ def estimate_id(
     combine: str,
     n_neighbors: int,
     energy: np.ndarray | None = None,
-    max_fit: int = MAX_FIT,
 ) -> IdEstimate:
     """P(ID) of the pool of ``signals`` (see :func:`._ood_scores.id_probability`; ``energy``: the
-    logits' ``logsumexp`` if already computed; ``max_fit``: points the mixture is fitted on)."""
+    logits' ``logsumexp`` if already computed)."""
     return id_probability(
         signals.features_pool,
         signals.features_labeled,
@@ -70,7 +69,6 @@ def estimate_id(
         combine=combine,
         n_neighbors=n_neighbors,
         energy=energy,
-        max_fit=max_fit,
     )
 
 
