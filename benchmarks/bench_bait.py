@@ -89,11 +89,7 @@ def signals(data: Path, c: int) -> Any:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--n", type=int, default=50_000)
-    p.add_argument("--d", type=int, default=512)
-    p.add_argument("--classes", type=int, default=10)
-    p.add_argument("--k", type=int, default=1000)
-    p.add_argument("--labeled", type=int, default=1000)
+    B.add_round_shape_args(p)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--against", default="62bb645", help="git revision of the previous code")
     p.add_argument("--new-params", type=json.loads, default={}, help="JSON, new code only")

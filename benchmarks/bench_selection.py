@@ -140,6 +140,16 @@ def _reset_peak() -> bool:
         return False
 
 
+def add_round_shape_args(p: argparse.ArgumentParser) -> None:
+    """The selection problem of the issue's goals, as options: N = 50k pool items of d = 512,
+    C = 10 classes, k = 1,000 picks, 1,000 labeled items (shared by the 50k benchmarks)."""
+    p.add_argument("--n", type=int, default=50_000)
+    p.add_argument("--d", type=int, default=512)
+    p.add_argument("--classes", type=int, default=10)
+    p.add_argument("--k", type=int, default=1000)
+    p.add_argument("--labeled", type=int, default=1000)
+
+
 def _peak_mb(rss_before_kb: int, reset: bool) -> float:
     peak_kb = _status_kb("VmHWM") if reset else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return max(0.0, (peak_kb - rss_before_kb) / 1024.0)

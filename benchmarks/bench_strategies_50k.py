@@ -66,11 +66,7 @@ def strategy_names(requested: list[str] | None) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--n", type=int, default=50_000)
-    p.add_argument("--d", type=int, default=512)
-    p.add_argument("--classes", type=int, default=10)
-    p.add_argument("--k", type=int, default=1000)
-    p.add_argument("--labeled", type=int, default=1000)
+    B.add_round_shape_args(p)
     p.add_argument("--strategies", type=lambda s: [v for v in s.split(",") if v], default=None)
     p.add_argument("--timeout", type=float, default=900.0, help="seconds before a strategy is cut")
     p.add_argument("--threads", type=int, default=1)
