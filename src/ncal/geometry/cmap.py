@@ -265,6 +265,9 @@ def cmap(
     Notes
     -----
     Candidates whose updated class mean has norm below 1e-12 get 0 (with a ``RuntimeWarning``).
+    Every path keeps float64 precision except hard labels under ``centering="moving"`` with
+    signed pairs, whose one product runs in float32 on float64 differences (about 1e-6 of the
+    largest |CMAP|; docs/algorithms.md §6.5).
 
     References
     ----------
