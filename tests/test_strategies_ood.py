@@ -95,6 +95,45 @@ def test_degenerate_mixture_warns_with_numbers_and_gates_nothing() -> None:
         assert gmm_id_probability(np.full(10, 2.0)).p_id.tolist() == [1.0] * 10
 
 
+def test_close_mixture_is_split_once_ood_was_reported() -> None:
+    # a skewed population with a minority 1.8 standard deviations below it: too close for the
+    # separation test, which turns the gate off; with min_separation=0 (OOD reported) it splits
+    rng = np.random.default_rng(0)
+    x = np.r_[rng.normal(0.0, 1.0, 2400), rng.normal(-1.8, 0.8, 600)]
+    minority = np.arange(x.size) >= 2400
+    with pytest.warns(RuntimeWarning, match="pooled stds apart"):
+        assert gmm_id_probability(x).info["degenerate"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        est = gmm_id_probability(x, min_separation=0.0)
+    assert not est.info["degenerate"] and est.info["separation"] < 2.0
+    assert roc_auc_score(~minority, est.p_id) > 0.85
+    assert est.p_id[minority].mean() < 0.5 < est.p_id[~minority].mean()
+
+
+@pytest.mark.parametrize("strategy", ["ood_gate", "ncal_plus"])
+def test_gates_take_the_split_only_when_ood_was_reported(strategy, monkeypatch) -> None:
+    """The separation test is lifted only by reports: a count of 0 or an unknown count keeps it."""
+    from ncal.strategies import ood_gate
+    from ncal.strategies._ood_scores import MIN_SEPARATION
+
+    seen = []
+    real = ood_gate.id_probability
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs["min_separation"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ood_gate, "id_probability", spy)
+    sig, _, _ = ood_blobs()
+    params = {"min_ood_share": 0.0}
+    if strategy == "ncal_plus":
+        params.update(reliability=False, relabel=False)
+    for n_rejected in (20, 0, None):
+        S.get(strategy, **params).select(replace(sig, n_rejected_labeled=n_rejected), 30)
+    assert seen == [0.0, MIN_SEPARATION, MIN_SEPARATION]
+
+
 def test_nearest_labeled_matches_brute_force() -> None:
     rng = np.random.default_rng(0)
     fp, fl = rng.normal(size=(50, 5)), rng.normal(size=(12, 5))

@@ -166,9 +166,13 @@ class IdEstimate:
     info: dict[str, Any] = field(default_factory=dict)
 
 
-def gmm_id_probability(idness: np.ndarray, random_state: int = 0) -> IdEstimate:
+def gmm_id_probability(
+    idness: np.ndarray, random_state: int = 0, min_separation: float = MIN_SEPARATION
+) -> IdEstimate:
     """Fit a seeded two-component 1-D Gaussian mixture to ``idness``; P(ID) is the posterior of
-    the component with the larger mean. Warns and returns P(ID) = 1 when it is degenerate."""
+    the component with the larger mean. Warns and returns P(ID) = 1 when it is degenerate: its
+    components closer than ``min_separation`` pooled standard deviations (0 when OOD items are
+    known to be present, so any split is taken), or one of them below ``MIN_WEIGHT``."""
     from sklearn.mixture import GaussianMixture
 
     x = np.asarray(idness, dtype=np.float64)
@@ -193,12 +197,12 @@ def gmm_id_probability(idness: np.ndarray, random_state: int = 0) -> IdEstimate:
         "separation": separation,
         "id_component": id_comp,
     }
-    if separation < MIN_SEPARATION or weights.min() < MIN_WEIGHT:
+    if separation < min_separation or weights.min() < MIN_WEIGHT:
         return _degenerate(
             x,
             info,
             f"the two components are {separation:.2f} pooled stds apart (need >= "
-            f"{MIN_SEPARATION}) with weights {weights[0]:.3f}/{weights[1]:.3f} (need >= "
+            f"{min_separation}) with weights {weights[0]:.3f}/{weights[1]:.3f} (need >= "
             f"{MIN_WEIGHT})",
         )
     p_id = gmm.predict_proba(x[:, None])[:, id_comp]
@@ -225,6 +229,7 @@ def id_probability(
     n_neighbors: int = 10,
     random_state: int = 0,
     energy: np.ndarray | None = None,
+    min_separation: float = MIN_SEPARATION,
 ) -> IdEstimate:
     """P(in-distribution) of every pool item from the chosen ID-ness ``scores``.
 
@@ -238,6 +243,7 @@ def id_probability(
     n_neighbors : which nearest labeled neighbour ``knn`` measures the distance to.
     random_state : seed of the Gaussian mixture.
     energy : (N,) the ``energy`` score (``logsumexp`` of ``logits_pool``) if already computed.
+    min_separation : the mixture's degeneracy threshold (:func:`gmm_id_probability`).
 
     Returns
     -------
@@ -259,7 +265,9 @@ def id_probability(
             parts.append(class_mean_idness(features_pool, features_labeled, labels_labeled))
         else:
             parts.append(knn_idness(features_pool, features_labeled, n_neighbors))
-    est = gmm_id_probability(combine_idness(parts, combine), random_state=random_state)
+    est = gmm_id_probability(
+        combine_idness(parts, combine), random_state=random_state, min_separation=min_separation
+    )
     return IdEstimate(est.p_id, est.idness, {**est.info, "scores": list(chosen)})
 
 

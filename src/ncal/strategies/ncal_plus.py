@@ -183,7 +183,9 @@ class NCALPlus(_CompositeMixin, RelabelAwareStrategy):
         if self.ood_gate:
             gate, info["ood_evidence"] = ood_reported(signals, self.min_ood_share)
         if gate:
-            est = estimate_id(signals, self.ood_scores, self.combine, 10, energy=energy)
+            est = estimate_id(
+                signals, self.ood_scores, self.combine, 10, energy, info["ood_evidence"]
+            )
             p_id = est.p_id
             info["id_mixture"] = est.info
         q_pool, model = np.ones(n), None
