@@ -173,9 +173,9 @@ def setting_table(setting: dict) -> str:
     return head + "\n".join(rows) + "\n"
 
 
-# Earlier versions of NCAL-R+ whose summaries are kept beside this file (``v1/``, ``v2/``).
-CURRENT_VERSION = 3
-EARLIER = (1, 2)
+# Earlier versions of NCAL-R+ whose summaries are kept beside this file (``v1/``, ``v2/``, ``v3/``).
+CURRENT_VERSION = 4
+EARLIER = (1, 2, 3)
 
 
 def versions_table(settings: list[dict]) -> str:
