@@ -95,6 +95,24 @@ def test_degenerate_mixture_warns_with_numbers_and_gates_nothing() -> None:
         assert gmm_id_probability(np.full(10, 2.0)).p_id.tolist() == [1.0] * 10
 
 
+def test_posterior_is_sklearns_predict_proba() -> None:
+    from sklearn.mixture import GaussianMixture
+
+    from ncal.strategies._ood_scores import _posterior
+
+    rng = np.random.default_rng(3)
+    for scale in (1e-3, 1.0, 1e3):
+        x = scale * np.r_[rng.normal(0.0, 1.0, 3000), rng.normal(-3.0, 0.5, 700)]
+        gmm = GaussianMixture(2, covariance_type="full", random_state=0, reg_covar=1e-6)
+        gmm.fit(x[:, None])
+        want = gmm.predict_proba(x[:, None])
+        for comp in (0, 1):
+            got = _posterior(
+                x, gmm.means_.ravel(), gmm.covariances_.ravel(), gmm.weights_.ravel(), comp
+            )
+            np.testing.assert_allclose(got, want[:, comp], rtol=0, atol=1e-12)
+
+
 def test_close_mixture_is_split_once_ood_was_reported() -> None:
     # a skewed population with a minority 1.8 standard deviations below it: too close for the
     # separation test, which turns the gate off; with min_separation=0 (OOD reported) it splits
