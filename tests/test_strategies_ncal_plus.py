@@ -80,7 +80,7 @@ class TestNCALPlusRelabel(RelabelContract):
 )
 def test_all_parts_off_equals_ncal_r(seed: int, flags: dict[str, Any]) -> None:
     sig = make_signals(seed=seed)
-    want = S.get("ncal_r", **flags).select(sig, 25)
+    want = S.get("ncal_r", ff="margin_std", **flags).select(sig, 25)  # NCAL-R+'s FF variant
     got = S.get("ncal_plus", **OFF, **flags).select(sig, 25)
     np.testing.assert_array_equal(got.indices, want.indices)
     np.testing.assert_array_equal(got.scores, want.scores)
@@ -90,7 +90,7 @@ def test_constant_ff_warns_and_adds_nothing() -> None:
     sig = make_signals(seed=3)
     sig.ff_counts = np.zeros(sig.n_pool, dtype=np.int64)
     with pytest.warns(RuntimeWarning, match=r"FF is 0 for 100\.0% of the pool.*CMAP alone"):
-        got = S.get("ncal_plus", **OFF).select(sig, 20)
+        got = S.get("ncal_plus", **OFF, ff="flips").select(sig, 20)
     assert got.info["ff_degenerate"] and got.info["ff_zero_share"] == 1.0
     np.testing.assert_array_equal(got.indices, S.get("cmap").select(sig, 20).indices)
 
@@ -101,13 +101,13 @@ def test_sparse_ff_warns_above_the_zero_share_and_is_kept() -> None:
     ff[[3, 50]] = 2  # 98.3 % zeros
     sig.ff_counts = ff
     with pytest.warns(RuntimeWarning, match=r"98\.3%.*FF is kept"):
-        sparse = S.get("ncal_plus", **OFF).select(sig, 20)
+        sparse = S.get("ncal_plus", **OFF, ff="flips").select(sig, 20)
     assert sparse.info["ff_degenerate"]
     np.testing.assert_array_equal(sparse.indices, S.get("ncal_r").select(sig, 20).indices)
     assert {3, 50} <= set(sparse.indices.tolist())  # the items that flip rank first
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)
-        quiet = S.get("ncal_plus", **OFF, ff_zero_share=1.0).select(sig, 20)
+        quiet = S.get("ncal_plus", **OFF, ff="flips", ff_zero_share=1.0).select(sig, 20)
     assert not quiet.info["ff_degenerate"]
     np.testing.assert_array_equal(quiet.indices, sparse.indices)
 

@@ -61,6 +61,7 @@ def ood_blobs(
         labels_labeled=yl,
         probs_labeled=p_lab,
         ff_counts=rng.integers(0, 4, fp.shape[0]),
+        ff_margin_std=rng.gamma(2.0, 0.05, fp.shape[0]),  # drawn last: the rest stays as it was
         num_classes=c,
         annotations_labeled=ann,
         probs_labeled_oof=p_lab,
