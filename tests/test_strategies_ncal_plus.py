@@ -80,7 +80,7 @@ class TestNCALPlusRelabel(RelabelContract):
 )
 def test_all_parts_off_equals_ncal_r(seed: int, flags: dict[str, Any]) -> None:
     sig = make_signals(seed=seed)
-    want = S.get("ncal_r", ff="margin_std", **flags).select(sig, 25)  # NCAL-R+'s FF variant
+    want = S.get("ncal_r", **flags).select(sig, 25)
     got = S.get("ncal_plus", **OFF, **flags).select(sig, 25)
     np.testing.assert_array_equal(got.indices, want.indices)
     np.testing.assert_array_equal(got.scores, want.scores)

@@ -1,10 +1,11 @@
 """NCAL-R+: NCAL-R made aware of OOD items, unreliable annotators and weak labels.
 
 Informativeness is NCAL-R's ``w_cmap·z(CMAP') + w_ff·z(FF)`` (docs/algorithms.md §1.10), FF being
-the margin std (default since version 5) or the paper's flip count (``ff``, as for ``ncal_r``). On
-the studies' recipe the flip count is zero for 88-96% of the pool, while the spread of the top-two
-margin over the same window checkpoints is never zero and points at the items the model gets wrong
-(AUROC 0.77-0.84, against 0.54-0.66 for the flip count; docs/results/reliable/ff_variants.md). When FF is sparse (more than
+the paper's flip count (default) or the margin std (``ff``, as for ``ncal_r``). On the studies'
+recipe the flip count is zero for 88-96% of the pool, while the spread of the top-two margin over
+the same window checkpoints is never zero and points at the items the model gets wrong (AUROC
+0.77-0.84, against 0.54-0.66; docs/results/reliable/ff_variants.md); yet as NCAL-R+'s FF it made
+the study's selections less accurate (version 5, withdrawn: docs/results/reliable/README.md). When FF is sparse (more than
 ``ff_zero_share`` of the pool at 0) or constant a RuntimeWarning says so; FF is kept, as in
 ``ncal_r`` (the few items that flip are the ones it ranks first; a constant FF adds 0 to every
 score). Three parts, each switched by a parameter, act on it:
@@ -37,9 +38,8 @@ runs to relabels). Version 3 lets the gate abstain when the annotators have repo
 (``min_ood_share``): in version 2 the gate was the accuracy cost on pools without any. Version 4
 takes the mixture's split whenever OOD items were reported, however close its two
 components lie (:func:`.ood_gate.estimate_id`): the separation test, meant for pools without OOD
-items, had turned the gate off in most rounds of contaminated MNIST-5k pools. Version 5 (this
-one) z-scores the margin std as its FF instead of the flip count, chosen on the pool-side check
-above, before the study was rerun.
+items, had turned the gate off in most rounds of contaminated MNIST-5k pools. Version 4 is this
+one: a version 5 that z-scored the margin std as its FF was measured less accurate and withdrawn.
 
 References
 ----------
@@ -108,9 +108,8 @@ class NCALPlus(_CompositeMixin, RelabelAwareStrategy):
     ff_zero_share : float
         A RuntimeWarning reports FF as degenerate when more than this share of the pool has
         FF == 0, or when it is constant; in [0, 1]. FF is kept either way.
-    ff : {"margin_std", "flips"}
-        Which feature fluctuation is z-scored (as for ``ncal_r``, whose default is the paper's
-        ``"flips"``).
+    ff : {"flips", "margin_std"}
+        Which feature fluctuation is z-scored (as for ``ncal_r``).
     """
 
     name = "ncal_plus"
@@ -137,7 +136,7 @@ class NCALPlus(_CompositeMixin, RelabelAwareStrategy):
         ood_scores: Sequence[str] = ("energy", "class_mean"),
         combine: str = "z",
         ff_zero_share: float = 0.95,
-        ff: str = "margin_std",
+        ff: str = "flips",
     ) -> None:
         from .._utils.validation import check_choice
 
