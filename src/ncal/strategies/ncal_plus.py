@@ -5,10 +5,10 @@ the paper's flip count (default) or the margin std (``ff``, as for ``ncal_r``). 
 recipe the flip count is zero for 88-96% of the pool, while the spread of the top-two margin over
 the same window checkpoints is never zero and points at the items the model gets wrong (AUROC
 0.77-0.84, against 0.54-0.66; docs/results/reliable/ff_variants.md); yet as NCAL-R+'s FF it made
-the study's selections less accurate (version 5, withdrawn: docs/results/reliable/README.md). When FF is sparse (more than
-``ff_zero_share`` of the pool at 0) or constant a RuntimeWarning says so; FF is kept, as in
-``ncal_r`` (the few items that flip are the ones it ranks first; a constant FF adds 0 to every
-score). Three parts, each switched by a parameter, act on it:
+the study's selections less accurate (version 5, withdrawn: docs/results/reliable/README.md).
+When FF is sparse (more than ``ff_zero_share`` of the pool at 0) or constant a RuntimeWarning says
+so; FF is kept, as in ``ncal_r`` (the few items that flip are the ones it ranks first; a constant
+FF adds 0 to every score). Three parts, each switched by a parameter, act on it:
 
 * ``ood_gate``: items whose P(in-distribution) (:mod:`._ood_scores`, no OOD labels) is below
   ``threshold`` come after every likely-ID item, ordered among themselves by P(ID). The gate acts
