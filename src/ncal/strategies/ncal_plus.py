@@ -191,7 +191,7 @@ class NCALPlus(_CompositeMixin, RelabelAwareStrategy):
             gate, info["ood_evidence"] = ood_reported(signals, self.min_ood_share)
         if gate:
             est = estimate_id(
-                signals, self.ood_scores, self.combine, 10, energy, info["ood_evidence"]
+                signals, self.ood_scores, self.combine, 10, energy, evidence=info["ood_evidence"]
             )
             p_id = est.p_id
             info["id_mixture"] = est.info

@@ -175,7 +175,9 @@ class OODGate(WrapsBase, Strategy):
         if not warranted:
             sel = self._base.select(signals, k, rng)
             return Selection(sel.indices, sel.scores, {**info, "base_info": sel.info})
-        est = estimate_id(signals, self.ood_scores, self.combine, self.n_neighbors, None, evidence)
+        est = estimate_id(
+            signals, self.ood_scores, self.combine, self.n_neighbors, evidence=evidence
+        )
         p_id = est.p_id
         info["id_mixture"] = est.info
         if self.mode == "weight":
