@@ -291,34 +291,28 @@ def cmap(
     out = np.empty(prep.n, dtype=np.float64)
     if prep.n == 0:
         return out
+    if not expected and pair == "signed":  # hard labels (pred_pool is required): stored rows
+        if centering == "moving":
+            degenerate = _e1_by_block(
+                prep, geo, out, min(_E1_ROWS, block_size), min(_E1_READ_ROWS, block_size)
+            )
+        else:
+            degenerate = _e0_by_class(prep, geo, out, min(_E0_GROUP_ROWS, block_size))
+        if empty_class != "formula":
+            absent = prep.stats.row_of[prep.pred] < 0
+            out[absent] = np.inf if empty_class == "force_select" else -np.inf
+        _warn_degenerate(degenerate)
+        return out
     C = geo.C
     if expected:
         rows = _E0_ROWS if (centering != "moving" and pair == "signed") else _GEMM_ROWS
         if pair == "abs" or centering == "moving":
             rows = max(1, min(rows, _TENSOR_ELEMS // ((C + 1) * (C + 1))))
-    elif centering == "moving" and pair == "abs":
+    elif centering == "moving":  # hard labels, abs pairs
         rows = max(1, _TENSOR_ELEMS // ((C + 1) * (C + 1)))
-    elif centering == "moving":
-        rows = _GEMM_ROWS
     else:
         rows = _E0_ROWS
     rows = min(rows, block_size)
-    if not expected and centering != "moving" and pair == "signed" and prep.pred is not None:
-        degenerate = _e0_by_class(prep, geo, out, min(_E0_GROUP_ROWS, block_size))
-        if empty_class != "formula":
-            absent = prep.stats.row_of[prep.pred] < 0
-            out[absent] = np.inf if empty_class == "force_select" else -np.inf
-        _warn_degenerate(degenerate)
-        return out
-    if not expected and centering == "moving" and pair == "signed" and prep.pred is not None:
-        degenerate = _e1_by_block(
-            prep, geo, out, min(_E1_ROWS, block_size), min(_E1_READ_ROWS, block_size)
-        )
-        if empty_class != "formula":
-            absent = prep.stats.row_of[prep.pred] < 0
-            out[absent] = np.inf if empty_class == "force_select" else -np.inf
-        _warn_degenerate(degenerate)
-        return out
     degenerate = 0
     for start, stop, H in iter_blocks(prep.pool, rows, "features_pool"):
         U = H
@@ -418,7 +412,7 @@ def _e1_by_block(
             if sel.size:
                 vals[sel], deg[sel] = e1(raw[sel], r[sel], start)
             ia = np.flatnonzero(~present)
-            Ua = raw[ia].astype(np.float64) - geo.g[None, :]
+            Ua = _centred_rows(geo, raw, ia)
             uu = np.einsum("ij,ij->i", Ua, Ua)
             vals[ia], deg[ia] = geo.pairs_new_class(Ua @ geo.M.T, uu)
             out[start:stop] = vals
@@ -435,7 +429,11 @@ def _centred_rows(geo: CmapGeometry, raw: np.ndarray, idx: np.ndarray) -> np.nda
 
 
 def _hard_block(geo: CmapGeometry, U: np.ndarray, r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """CMAP of each candidate added to its predicted class (rows ``r``; -1 = absent class)."""
+    """CMAP of each candidate added to its predicted class (rows ``r``; -1 = absent class).
+
+    Present classes are scored here only for ``pair="abs"``: signed pairs with hard labels go
+    through :func:`_e0_by_class` and :func:`_e1_by_block` (A1's absent rows come here with any
+    pair)."""
     b = U.shape[0]
     vals = np.empty(b)
     deg = np.zeros(b, dtype=bool)
@@ -448,16 +446,11 @@ def _hard_block(geo: CmapGeometry, U: np.ndarray, r: np.ndarray) -> tuple[np.nda
         sel = np.flatnonzero(present)
         Up, rp = U[sel], r[sel]
     if rp.size:
-        if not moving and geo.pair == "signed":
-            v, d = geo.e0_signed(Up, rp)
+        uu = np.einsum("ij,ij->i", Up, Up)
+        if moving:
+            v, d = geo.pairs_general(Up @ geo.M.T, uu, rp)
         else:
-            uu = np.einsum("ij,ij->i", Up, Up)
-            if not moving:
-                v, d = geo.e0_pairs(Up @ geo.Mbar.T, uu, rp)
-            elif geo.pair == "signed":
-                v, d = geo.e1_signed(Up @ geo.M.T, uu, rp)
-            else:
-                v, d = geo.pairs_general(Up @ geo.M.T, uu, rp)
+            v, d = geo.e0_pairs(Up @ geo.Mbar.T, uu, rp)
         vals[sel], deg[sel] = v, d
     if not present.all():
         ia = np.flatnonzero(~present)
