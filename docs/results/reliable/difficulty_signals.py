@@ -28,17 +28,23 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from scipy.stats import spearmanr
+from sklearn.metrics import roc_auc_score
 
+from ncal._utils.numeric import softmax
 from ncal.experiment.config import ExperimentConfig
 from ncal.experiment.problem import build_problem
 from ncal.experiment.recipes import recipe
 from ncal.geometry import cmap
 from ncal.models import build_model
+from ncal.strategies._ood_scores import nearest_labeled
 from ncal.strategies.selection import zscore
+from ncal.strategies.uncertainty import margin_scores
 from ncal.training import TrainConfig, train_round
 
 HERE = Path(__file__).resolve().parent
@@ -50,37 +56,47 @@ DATASETS = ("fashion_mnist", "mnist5k")
 KNN = 10
 
 
-def auroc(score: np.ndarray, positive: np.ndarray) -> float:
-    """Probability that a positive outranks a negative (ties count half)."""
-    from scipy.stats import rankdata
+DIFFICULTY = ["oracle:0.15", "oracle:0.3", "oracle:0.45"]
 
-    r = rankdata(score)
-    n_pos, n_neg = int(positive.sum()), int((~positive).sum())
-    if n_pos == 0 or n_neg == 0:
+
+def auroc(score: np.ndarray, positive: np.ndarray) -> float:
+    """AUROC of ``score`` for ``positive`` (NaN when one class is empty)."""
+    if positive.all() or not positive.any():
         return float("nan")
-    return float((r[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+    return float(roc_auc_score(positive, score))
 
 
 def knn_disagreement(f_pool, f_lab, y_lab, pred, k: int = KNN) -> np.ndarray:
     """Share of an item's ``k`` nearest labeled items (cosine, penultimate features) whose given
     label differs from the item's predicted class: high in regions where labels conflict."""
-    a = f_pool / np.maximum(np.linalg.norm(f_pool, axis=1, keepdims=True), 1e-12)
-    b = f_lab / np.maximum(np.linalg.norm(f_lab, axis=1, keepdims=True), 1e-12)
-    out = np.empty(len(a))
-    for s in range(0, len(a), 1024):
-        sim = a[s : s + 1024] @ b.T
-        nn = np.argpartition(-sim, k - 1, axis=1)[:, :k]
-        out[s : s + 1024] = (y_lab[nn] != pred[s : s + 1024, None]).mean(axis=1)
-    return out
+    _, rows = nearest_labeled(f_pool, f_lab, k)
+    return (y_lab[rows] != pred[:, None]).mean(axis=1)
 
 
-def one(dataset: str, seed: int, n_labeled: int) -> dict:
+@dataclass(frozen=True)
+class RandomRound:
+    """One round of the study's recipe on a random labeled set, seen from the rest of the pool."""
+
+    problem: Any  # ncal.experiment.problem.Problem
+    labeled: np.ndarray  # pool rows of the labeled set
+    given: np.ndarray  # their one annotation each
+    rest: np.ndarray  # the other pool rows, in the order of every array below
+    out: Any  # ncal.training.RoundOutputs
+    pred: np.ndarray
+    low_margin: np.ndarray  # minus the top-1 minus top-2 probability
+    cmap: np.ndarray
+
+
+def random_round(dataset: str, annotators: list[str], seed: int, n_labeled: int) -> RandomRound:
+    """Build the problem as a study cell of ``seed`` does, give a random labeled set of
+    ``n_labeled`` in-distribution items one annotation each (annotator drawn at random), and
+    train the study's recipe (``fast-mlp``) on it."""
     fields = recipe("fast-mlp")
     config = ExperimentConfig.from_dict(
         {
             "dataset": dataset,
             "noise": "none",
-            "annotators": ["oracle:0.15", "oracle:0.3", "oracle:0.45"],
+            "annotators": annotators,
             "annotator_errors": "independent",
             "pool_size": 3000,
             "test_size": 2000,
@@ -92,7 +108,6 @@ def one(dataset: str, seed: int, n_labeled: int) -> dict:
     )
     p = build_problem(config)
     pool = p.annotator_pool
-    err = np.mean([m.error_prob for m in pool.models], axis=0)
     rng = np.random.default_rng(seed)
     lab = np.sort(rng.choice(np.flatnonzero(~p.is_ood), n_labeled, replace=False))
     who = rng.integers(0, pool.n_annotators, n_labeled)
@@ -103,24 +118,27 @@ def one(dataset: str, seed: int, n_labeled: int) -> dict:
     )
     tc = TrainConfig(**{**fields["train"], "device": "cpu"})
     out = train_round(model, p.x_pool[lab], y_given, p.x_pool[rest], config=tc, seed=seed)
-    z = out.logits_pool.astype(np.float64)
-    z -= z.max(axis=1, keepdims=True)
-    probs = np.exp(z)
-    probs /= probs.sum(axis=1, keepdims=True)
-    top2 = np.sort(probs, axis=1)[:, -2:]
-    margin = top2[:, 1] - top2[:, 0]
+    probs = softmax(out.logits_pool)
     pred = probs.argmax(axis=1)
     c = cmap(out.features_labeled, y_given, out.features_pool, pred, num_classes=p.num_classes)
+    return RandomRound(p, lab, y_given, rest, out, pred, margin_scores(probs), c)
+
+
+def one(dataset: str, seed: int, n_labeled: int) -> dict:
+    rr = random_round(dataset, DIFFICULTY, seed, n_labeled)
+    p, out, c = rr.problem, rr.out, rr.cmap
+    err = np.mean([m.error_prob for m in p.annotator_pool.models], axis=0)
     ff = out.ff_counts.astype(np.float64)
     signals = {
-        "low margin": -margin,
+        "low margin": rr.low_margin,
         "NCAL-R (z(CMAP) + z(FF)) / 2": (zscore(c) + zscore(ff)) / 2,
         "CMAP": c,
         "FF (flip count)": ff,
         f"kNN label disagreement (k = {KNN})": knn_disagreement(
-            out.features_pool, out.features_labeled, y_given, pred
+            out.features_pool, out.features_labeled, rr.given, rr.pred
         ),
     }
+    rest, lab, y_given = rr.rest, rr.labeled, rr.given
     e = err[rest]
     hopeless = e > 0.5
     row: dict = {
@@ -140,7 +158,7 @@ def one(dataset: str, seed: int, n_labeled: int) -> dict:
             "auroc_hopeless": auroc(s, hopeless),
             "batch_error": float(e[first].mean()),
         }
-    order = np.argsort(margin, kind="stable")
+    order = np.argsort(-rr.low_margin, kind="stable")
     row["skip_lowest_margin"] = {
         str(f): float(e[order[int(f * e.size) : int(f * e.size) + BATCH]].mean()) for f in SKIPS
     }

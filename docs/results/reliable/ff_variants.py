@@ -28,15 +28,8 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import spearmanr
 
-from ncal.experiment.config import ExperimentConfig
-from ncal.experiment.problem import build_problem
-from ncal.experiment.recipes import recipe
-from ncal.geometry import cmap
-from ncal.models import build_model
-from ncal.training import TrainConfig, train_round
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from difficulty_signals import BATCH, auroc, mean
+from difficulty_signals import BATCH, DIFFICULTY, auroc, mean, random_round
 
 HERE = Path(__file__).resolve().parent
 SEEDS = (100, 101)
@@ -44,53 +37,20 @@ LABELED = (300, 1050)
 DATASETS = ("fashion_mnist", "mnist5k")
 ANNOTATORS = {
     "clean": ["none", "none", "none"],
-    "difficulty": ["oracle:0.15", "oracle:0.3", "oracle:0.45"],
+    "difficulty": DIFFICULTY,
 }
 
 
 def one(dataset: str, annotators: str, seed: int, n_labeled: int) -> dict:
-    fields = recipe("fast-mlp")
-    config = ExperimentConfig.from_dict(
-        {
-            "dataset": dataset,
-            "noise": "none",
-            "annotators": ANNOTATORS[annotators],
-            "annotator_errors": "independent",
-            "pool_size": 3000,
-            "test_size": 2000,
-            "model": fields["model"],
-            "train": fields["train"],
-            "strategy": "random",
-            "seed": seed,
-        }
-    )
-    p = build_problem(config)
-    pool = p.annotator_pool
-    rng = np.random.default_rng(seed)
-    lab = np.sort(rng.choice(p.y_pool.size, n_labeled, replace=False))
-    who = rng.integers(0, pool.n_annotators, n_labeled)
-    y_given = np.array([pool.answer(int(a), int(i), 0) for a, i in zip(who, lab)])
-    rest = np.setdiff1d(np.arange(p.y_pool.size), lab)
-    model = build_model(
-        fields["model"], input_shape=p.input_shape, num_classes=p.num_classes, seed=seed
-    )
-    tc = TrainConfig(**{**fields["train"], "device": "cpu"})
-    out = train_round(model, p.x_pool[lab], y_given, p.x_pool[rest], config=tc, seed=seed)
-    z = out.logits_pool.astype(np.float64)
-    z -= z.max(axis=1, keepdims=True)
-    probs = np.exp(z)
-    probs /= probs.sum(axis=1, keepdims=True)
-    top2 = np.sort(probs, axis=1)[:, -2:]
-    margin = top2[:, 1] - top2[:, 0]
-    pred = probs.argmax(axis=1)
-    wrong = pred != p.y_pool[rest]
-    flips = out.ff_counts.astype(np.float64)
-    spread = np.asarray(out.ff_margin_std, dtype=np.float64)
-    c = cmap(out.features_labeled, y_given, out.features_pool, pred, num_classes=p.num_classes)
+    rr = random_round(dataset, ANNOTATORS[annotators], seed, n_labeled)
+    wrong = rr.pred != rr.problem.y_pool[rr.rest]
+    flips = rr.out.ff_counts.astype(np.float64)
+    spread = np.asarray(rr.out.ff_margin_std, dtype=np.float64)
+    c = rr.cmap
     signals = {
         "FF flip count": flips,
         "FF margin std": spread,
-        "low margin (reference)": -margin,
+        "low margin (reference)": rr.low_margin,
         "CMAP (reference)": c,
     }
     row: dict = {
@@ -102,7 +62,7 @@ def one(dataset: str, annotators: str, seed: int, n_labeled: int) -> dict:
         "flips_zero_share": float(np.mean(flips == 0)),
         "spread_zero_share": float(np.mean(spread == 0)),
         "spearman_flips_spread": float(spearmanr(flips, spread).statistic),
-        "spearman_spread_low_margin": float(spearmanr(spread, -margin).statistic),
+        "spearman_spread_low_margin": float(spearmanr(spread, rr.low_margin).statistic),
         "spearman_spread_cmap": float(spearmanr(spread, c).statistic),
         "signals": {},
     }
