@@ -7,6 +7,8 @@ template does), optionally sets ``params`` (the configuration the other tests bu
 
 from __future__ import annotations
 
+import warnings
+from dataclasses import fields
 from typing import Any, ClassVar
 
 import numpy as np
@@ -190,3 +192,25 @@ class StrategyContract:
         a = strat.select(signals, 15, np.random.default_rng(1)).indices
         b = strat.select(signals, 15, np.random.default_rng(2)).indices
         np.testing.assert_array_equal(a, b)
+
+    def test_read_only_memory_mapped_signals(self, signals: S.Signals, tmp_path) -> None:
+        """A pool stored on disk and opened read-only selects as the same arrays in memory do
+        (a write into a read-only mapping would crash), without a warning about the mapping."""
+        mapped = {}
+        for f in fields(signals):
+            value = getattr(signals, f.name)
+            if isinstance(value, np.ndarray):
+                np.save(tmp_path / f"{f.name}.npy", value)
+                mapped[f.name] = np.load(tmp_path / f"{f.name}.npy", mmap_mode="r")
+            else:
+                mapped[f.name] = value
+        expected = self.build().select(signals, 15, np.random.default_rng(7))
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            got = self.build().select(S.Signals(**mapped), 15, np.random.default_rng(7))
+        np.testing.assert_array_equal(got.indices, expected.indices)
+        np.testing.assert_array_equal(
+            np.asarray(got.relabel if got.relabel is not None else []),
+            np.asarray(expected.relabel if expected.relabel is not None else []),
+        )
+        assert not [w for w in caught if "not writable" in str(w.message)]

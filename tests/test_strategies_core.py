@@ -185,6 +185,26 @@ def test_entropy_from_logits_equals_probability_formula() -> None:
     np.testing.assert_allclose(sel.scores, np.sort(h)[::-1], rtol=1e-12, atol=1e-300)
 
 
+def test_probabilities_from_logits_blockwise_equal_whole_array_formula() -> None:
+    # more rows than one block, float32 and integer logits, a memory-mapped-like read-only view
+    rng = np.random.default_rng(3)
+    for logits in (
+        rng.normal(0, 4, (70_001, 5)).astype(np.float32),
+        rng.integers(-30, 30, (70_001, 3)),
+    ):
+        logits.flags.writeable = False
+        z = logits.astype(np.float64)
+        z = z - z.max(axis=1, keepdims=True)
+        logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+        sig = S.Signals(logits_pool=logits, num_classes=logits.shape[1])
+        np.testing.assert_array_equal(sig.log_probabilities(), logp)
+        np.testing.assert_array_equal(sig.probabilities(), np.exp(logp))
+    bad = np.zeros((70_001, 3))
+    bad[69_000, 1] = np.nan
+    with pytest.raises(ValueError, match="logits_pool"):
+        S.Signals(logits_pool=bad, num_classes=3).probabilities()
+
+
 def test_random_uses_only_the_given_rng() -> None:
     sig = make_signals()
     a = S.get("random").select(sig, 10, np.random.default_rng(3)).indices

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from ._utils.numeric import log_softmax
 from ._utils.validation import as_float_matrix
 
 # |row sum - 1| allowed in `probs_pool`, `probs_labeled`, `probs_labeled_oof` and `mc_probs_pool`
@@ -44,6 +45,20 @@ SIGNAL_NAMES = (
     "ff_margin_std",
     "n_rejected_labeled",
 )
+
+
+def _pool_log_softmax(logits: Any, *, log: bool) -> np.ndarray:
+    """Row-wise log-softmax (``log``) or softmax of ``logits_pool`` in float64, a block of rows at
+    a time, so that the float64 output is the only (N, C) array allocated."""
+    raw = np.asarray(logits)
+    z = as_float_matrix(
+        raw, "logits_pool", dtype=raw.dtype if raw.dtype.kind == "f" else np.float64
+    )
+    out = np.empty(z.shape, dtype=np.float64)
+    for start in range(0, z.shape[0], _BLOCK):
+        logp = log_softmax(z[start : start + _BLOCK])
+        out[start : start + _BLOCK] = logp if log else np.exp(logp)
+    return out
 
 
 @dataclass
@@ -103,18 +118,13 @@ class Signals:
     def probabilities(self) -> np.ndarray:
         """Pool probabilities in float64: from ``logits_pool`` via log-softmax when present."""
         if self.logits_pool is not None:
-            z = as_float_matrix(self.logits_pool, "logits_pool")
-            z = z - z.max(axis=1, keepdims=True)
-            logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
-            return np.exp(logp)
+            return _pool_log_softmax(self.logits_pool, log=False)
         return as_float_matrix(self.probs_pool, "probs_pool")
 
     def log_probabilities(self) -> np.ndarray:
         """Pool log-probabilities in float64 (from logits when present; never ``log`` of exact zeros)."""
         if self.logits_pool is not None:
-            z = as_float_matrix(self.logits_pool, "logits_pool")
-            z = z - z.max(axis=1, keepdims=True)
-            return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+            return _pool_log_softmax(self.logits_pool, log=True)
         p = as_float_matrix(self.probs_pool, "probs_pool")
         with np.errstate(divide="ignore"):
             return np.log(np.clip(p, 1e-300, None))

@@ -18,6 +18,7 @@ Kernels
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -38,11 +39,15 @@ BLOCK_ELEMENTS = 1 << 23
 
 def as_tensor(x: Any, device: torch.device, dtype: torch.dtype | None = None) -> torch.Tensor:
     """A tensor on ``device`` sharing memory with a CPU numpy array where possible."""
-    t = (
-        torch.as_tensor(np.ascontiguousarray(x))
-        if isinstance(x, np.ndarray)
-        else torch.as_tensor(x)
-    )
+    if isinstance(x, np.ndarray):
+        x = np.ascontiguousarray(x)
+        with warnings.catch_warnings():
+            # a read-only array (a memory-mapped pool) is shared, not copied: the kernels never
+            # write into their inputs, so torch's warning about non-writable arrays does not apply
+            warnings.filterwarnings("ignore", "The given NumPy array is not writable")
+            t = torch.as_tensor(x)
+    else:
+        t = torch.as_tensor(x)
     if dtype is not None and t.dtype != dtype:
         t = t.to(dtype)
     return t.to(device)
@@ -368,7 +373,13 @@ def _lower_d2(
     rows = torch.nonzero(bound <= d2)[:, 0]
     if rows.shape[0] == 0:
         return
-    cross = aa[rows].mul_(to64(matmul(h[rows], h[c])))
+    # gathered a block of rows at a time: in the first picks nearly every row may move, and one
+    # gather would copy the whole (possibly memory-mapped) pool
+    hc = torch.empty(rows.shape[0], dtype=torch.float64, device=h.device)
+    step = rows_per_block(h.shape[1])
+    for s in range(0, rows.shape[0], step):
+        hc[s : s + step] = to64(matmul(h[rows[s : s + step]], h[c]))
+    cross = aa[rows].mul_(hc)
     cur = cross.mul_(-2.0).add_(w[rows]).add_(w[c]).clamp_(min=0.0)
     d2[rows] = torch.minimum(d2[rows], cur)
 

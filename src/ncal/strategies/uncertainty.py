@@ -12,9 +12,21 @@ Settles, "Active Learning Literature Survey", 2009 (entropy).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from .base import Selection, Signals, Strategy, scored_selection
+
+_BLOCK = 1 << 16  # pool rows scored at once, so no temporary spans a large pool
+
+
+def _by_block(score: Callable[[np.ndarray], np.ndarray], rows: np.ndarray) -> np.ndarray:
+    """``score`` of ``rows``, one block of rows at a time (row-wise scores: the same values)."""
+    out = np.empty(rows.shape[0], dtype=np.float64)
+    for start in range(0, rows.shape[0], _BLOCK):
+        out[start : start + _BLOCK] = score(rows[start : start + _BLOCK])
+    return out
 
 
 def least_confidence_scores(probs: np.ndarray) -> np.ndarray:
@@ -48,7 +60,7 @@ class LeastConfidence(Strategy):
     needs = ("probs_pool",)
 
     def _select(self, signals: Signals, k: int, rng: np.random.Generator) -> Selection:
-        return scored_selection(least_confidence_scores(signals.probabilities()), k)
+        return scored_selection(_by_block(least_confidence_scores, signals.probabilities()), k)
 
 
 class MarginSampling(Strategy):
@@ -58,7 +70,7 @@ class MarginSampling(Strategy):
     needs = ("probs_pool",)
 
     def _select(self, signals: Signals, k: int, rng: np.random.Generator) -> Selection:
-        return scored_selection(margin_scores(signals.probabilities()), k)
+        return scored_selection(_by_block(margin_scores, signals.probabilities()), k)
 
 
 class EntropySampling(Strategy):
@@ -68,5 +80,5 @@ class EntropySampling(Strategy):
     needs = ("probs_pool",)
 
     def _select(self, signals: Signals, k: int, rng: np.random.Generator) -> Selection:
-        logp = signals.log_probabilities()
-        return scored_selection(entropy_scores(np.exp(logp), logp), k)
+        scores = _by_block(lambda lp: entropy_scores(np.exp(lp), lp), signals.log_probabilities())
+        return scored_selection(scores, k)
