@@ -58,9 +58,9 @@ def setting_name(setting: dict) -> str:
     return " | ".join(parts)
 
 
-def load_settings() -> tuple[list[dict], list[str]]:
+def load_settings(grids: tuple[str, ...] = GRIDS) -> tuple[list[dict], list[str]]:
     settings, missing = [], []
-    for grid in GRIDS:
+    for grid in grids:
         path = HERE / grid / "results_summary.json"
         if not path.is_file():
             missing.append(grid)
