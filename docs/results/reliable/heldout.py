@@ -41,7 +41,7 @@ def main() -> int:
         s["goals"] = goals(s)
         rows.append({**s, "seeds_label": "10-19"})
         if s["name"] in study:
-            rows.append({**study[s["name"]], "seeds_label": "0-9 (study)"})
+            rows.append({**study[s["name"]], "seeds_label": "0-9, the study"})
     table = goals_table([{**r, "name": f"{r['name']} (seeds {r['seeds_label']})"} for r in rows])
     lines += [table, "## Every strategy, seeds 10-19", ""]
     lines += [setting_table(s) for s in held]
