@@ -22,7 +22,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from summarize import goals, goals_table, load_settings, setting_table
 
 HERE = Path(__file__).resolve().parent
-HELDOUT = ("heldout_fashion_difficulty", "heldout_fashion_ood20", "heldout_mnist5k_ood20")
+HELDOUT = (
+    "heldout_fashion_difficulty",
+    "heldout_fashion_ood20",
+    "heldout_mnist5k_difficulty",
+    "heldout_mnist5k_ood20",
+    "heldout_digits_ood20",
+)
 
 
 def main() -> int:
