@@ -1,10 +1,11 @@
 """The study's held-out check: NCAL-R+ version 4 on seeds 10-19, which no version was designed on.
 
 Versions 2-4 of NCAL-R+ were changed after reading the study's results on seeds 0-9, so their
-numbers there are not confirmations. The three ``heldout_*`` grids (``configs/reliable/``) rerun
-three settings on seeds 10-19 with the same strategies (no ablations), recipe and budgets:
-Fashion-MNIST with difficulty-dependent annotators, the same with 20% OOD items, and MNIST-5k with
-20% OOD items (where version 4 lost most). After ``ncal report`` of each grid::
+numbers there are not confirmations. The five ``heldout_*`` grids (``configs/reliable/``) rerun
+five settings on seeds 10-19 with the same strategies (no ablations), recipe and budgets:
+difficulty-dependent annotators on Fashion-MNIST and MNIST-5k, and the same with 20% OOD items on
+Fashion-MNIST, MNIST-5k (where version 4 lost most) and digits. After ``ncal report`` of each
+grid::
 
     python docs/results/reliable/heldout.py     # writes heldout.md and heldout.json
 
