@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from summarize import goals, goals_table, load_settings, setting_table
+from summarize import OURS, cell, fmt, goals, goals_table, load_settings, paired, setting_table
 
 HERE = Path(__file__).resolve().parent
 HELDOUT = (
@@ -30,6 +30,26 @@ HELDOUT = (
     "heldout_mnist5k_ood20",
     "heldout_digits_ood20",
 )
+
+
+CONTRASTS = ("random", "ncal_r", "eaoa")
+
+
+def contrasts_table(rows: list[dict]) -> str:
+    """NCAL-R+ against random, its base NCAL-R and EAOA, paired over the seeds of each row."""
+    head = "| setting | seeds | " + " | ".join(f"Δ vs {c} (p)" for c in CONTRASTS)
+    lines = [head + " |", "|---|---|" + "---|" * len(CONTRASTS)]
+    for r in rows:
+        st = r["strategies"]
+        cells = []
+        for c in CONTRASTS:
+            if OURS in st and c in st:
+                _, diff, p = paired(st[OURS], st[c])
+                cells.append(f"{diff:+.2f} ({fmt(p, '.3f')})")
+            else:
+                cells.append("—")
+        lines.append(f"| {cell(r['name'])} | {r['seeds_label']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def main() -> int:
@@ -50,7 +70,14 @@ def main() -> int:
         if s["name"] in study:
             rows.append({**study[s["name"]], "seeds_label": "0-9, the study"})
     table = goals_table([{**r, "name": f"{r['name']} (seeds {r['seeds_label']})"} for r in rows])
-    lines += [table, "## Every strategy, seeds 10-19", ""]
+    lines += [
+        table,
+        "NCAL-R+ against random, NCAL-R and EAOA (AUBC points, paired t-test p):",
+        "",
+        contrasts_table(rows),
+        "## Every strategy, seeds 10-19",
+        "",
+    ]
     lines += [setting_table(s) for s in held]
     if missing:
         lines += [f"Grids without a report yet: {', '.join(missing)}.", ""]

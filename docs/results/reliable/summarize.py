@@ -122,6 +122,11 @@ def goals(setting: dict) -> dict | None:
     }
 
 
+def cell(name: str) -> str:
+    """A setting name as one Markdown table cell (its ``|`` separators escaped)."""
+    return name.replace("|", "\\|")
+
+
 def fmt(x: float | None, spec: str) -> str:
     return "—" if x is None else format(x, spec)
 
@@ -138,7 +143,7 @@ def goals_table(settings: list[dict]) -> str:
             continue
         ood = "—" if g["ood_ok"] is None else f"{100 * g['ood_share']:.1f}%"
         rows.append(
-            f"| {s['name']} | {g['seeds']} | {g['best_other']} | {g['aubc_minus_best']:+.2f} "
+            f"| {cell(s['name'])} | {g['seeds']} | {g['best_other']} | {g['aubc_minus_best']:+.2f} "
             f"({fmt(g['p'], '.3f')}) | {fmt(g['purity_minus_random'], '+.1f')} | {ood} "
             f"| {fmt(g['annotations_ratio'], '.2f')} |"
         )
@@ -207,7 +212,7 @@ def versions_table(settings: list[dict]) -> str:
         runs = [*olds.values(), new]
         cells.append(" → ".join(pct(o["final_purity"]) for o in runs))
         cells.append(" → ".join(pct(o["ood_share"]) for o in runs))
-        rows.append(f"| {s['name']} | " + " | ".join(cells) + " |")
+        rows.append(f"| {cell(s['name'])} | " + " | ".join(cells) + " |")
     vs = list(earlier)
     head = (
         [f"v{v} AUBC" for v in vs]
