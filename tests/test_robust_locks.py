@@ -99,6 +99,31 @@ def test_two_ncal_run_style_writers_never_interleave_rounds(tmp_path):
     assert [r["round"] for r in RunStore(run).read_rounds()] == [0, 1, 2]
 
 
+def test_loser_waits_briefly_for_a_holder_record_still_being_written(tmp_path):
+    """A holder writes its record just after taking the lock; a loser arriving in between still
+    names it (the race behind an intermittent 'holder unknown'), and an empty record for good is
+    reported as unknown rather than waited on forever."""
+    import fcntl
+    import threading
+
+    path = tmp_path / ".lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # another open file description: a rival
+    try:
+        late = threading.Timer(0.05, locks._write_holder, args=(fd,))
+        late.start()
+        with pytest.raises(LockedError, match=f"pid {os.getpid()} on"):
+            ExclusiveLock(path, what="test directory").acquire()
+        late.join()
+        os.ftruncate(fd, 0)
+        t0 = time.perf_counter()
+        with pytest.raises(LockedError, match="holder unknown"):
+            ExclusiveLock(path, what="test directory").acquire()
+        assert time.perf_counter() - t0 < 2.0
+    finally:
+        os.close(fd)
+
+
 def test_lock_is_reentrant_within_a_process_and_exclusive_across(tmp_path):
     path = tmp_path / "x.lock"
     a = ExclusiveLock(path, what="thing").acquire()

@@ -160,13 +160,23 @@ def _write_holder(fd: int) -> None:
         pass
 
 
+# The holder writes its record right after taking the lock, so a loser that finds the file still
+# empty or half written re-reads it a few times before it reports the holder as unknown.
+_HOLDER_READS, _HOLDER_READ_WAIT_S = 20, 0.01
+
+
 def _read_holder(fd: int) -> str:
     """The holder as ``pid N on HOST since TIME (COMMAND)``, or a generic phrase."""
-    try:
-        rec = json.loads(os.pread(fd, 4096, 0).decode("utf-8", "replace") or "{}")
-    except (OSError, ValueError):
-        rec = {}
-    if not isinstance(rec, dict) or "pid" not in rec:
+    for attempt in range(_HOLDER_READS):
+        try:
+            rec = json.loads(os.pread(fd, 4096, 0).decode("utf-8", "replace") or "{}")
+        except (OSError, ValueError):
+            rec = {}
+        if isinstance(rec, dict) and "pid" in rec:
+            break
+        if attempt + 1 < _HOLDER_READS:
+            time.sleep(_HOLDER_READ_WAIT_S)
+    else:
         return "holder unknown"
     text = f"pid {rec.get('pid')} on {rec.get('host')} since {rec.get('started')}"
     return f"{text}: {rec['command']}" if rec.get("command") else text
