@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from ._utils.numeric import log_softmax
+from ._utils.numeric import by_row_blocks, log_softmax
 from ._utils.validation import as_float_matrix
 
 # |row sum - 1| allowed in `probs_pool`, `probs_labeled`, `probs_labeled_oof` and `mc_probs_pool`
@@ -54,11 +54,8 @@ def _pool_log_softmax(logits: Any, *, log: bool) -> np.ndarray:
     z = as_float_matrix(
         raw, "logits_pool", dtype=raw.dtype if raw.dtype.kind == "f" else np.float64
     )
-    out = np.empty(z.shape, dtype=np.float64)
-    for start in range(0, z.shape[0], _BLOCK):
-        logp = log_softmax(z[start : start + _BLOCK])
-        out[start : start + _BLOCK] = logp if log else np.exp(logp)
-    return out
+    per_block = log_softmax if log else (lambda b: np.exp(log_softmax(b)))
+    return by_row_blocks(per_block, z, np.empty(z.shape, dtype=np.float64))
 
 
 @dataclass

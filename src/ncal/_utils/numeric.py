@@ -2,7 +2,27 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
+
+ROW_BLOCK = 1 << 16  # rows per block of by_row_blocks: small temporaries for any pool size
+
+
+def by_row_blocks(
+    fn: Callable[[np.ndarray], np.ndarray],
+    rows: np.ndarray,
+    out: np.ndarray,
+    block: int = ROW_BLOCK,
+) -> np.ndarray:
+    """Fill ``out[i:j] = fn(rows[i:j])`` a block of rows at a time and return ``out``.
+
+    For a row-wise ``fn`` the values are those of one call on all rows, but no temporary of ``fn``
+    spans a large (possibly memory-mapped) pool.
+    """
+    for start in range(0, rows.shape[0], block):
+        out[start : start + block] = fn(rows[start : start + block])
+    return out
 
 
 def log_softmax(logits: np.ndarray) -> np.ndarray:

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from .._utils.numeric import by_row_blocks
 from .._utils.validation import as_label_vector, check_choice
 
 ID_SCORES = ("energy", "class_mean", "knn")
@@ -55,12 +56,13 @@ def _unit_rows(x: np.ndarray) -> np.ndarray:
 def energy_idness(logits: np.ndarray, block: int = 65536) -> np.ndarray:
     """``logsumexp`` of each row of ``logits`` in float64 (minus the free energy; higher = ID)."""
     z = _matrix(logits, "logits_pool")
-    out = np.empty(z.shape[0], dtype=np.float64)
-    for start in range(0, z.shape[0], block):
-        chunk = z[start : start + block].astype(np.float64)
+
+    def logsumexp(chunk: np.ndarray) -> np.ndarray:
+        chunk = chunk.astype(np.float64)
         top = chunk.max(axis=1)
-        out[start : start + block] = top + np.log(np.exp(chunk - top[:, None]).sum(axis=1))
-    return out
+        return top + np.log(np.exp(chunk - top[:, None]).sum(axis=1))
+
+    return by_row_blocks(logsumexp, z, np.empty(z.shape[0], dtype=np.float64), block)
 
 
 def class_mean_idness(

@@ -16,17 +16,13 @@ from collections.abc import Callable
 
 import numpy as np
 
+from .._utils.numeric import by_row_blocks
 from .base import Selection, Signals, Strategy, scored_selection
-
-_BLOCK = 1 << 16  # pool rows scored at once, so no temporary spans a large pool
 
 
 def _by_block(score: Callable[[np.ndarray], np.ndarray], rows: np.ndarray) -> np.ndarray:
-    """``score`` of ``rows``, one block of rows at a time (row-wise scores: the same values)."""
-    out = np.empty(rows.shape[0], dtype=np.float64)
-    for start in range(0, rows.shape[0], _BLOCK):
-        out[start : start + _BLOCK] = score(rows[start : start + _BLOCK])
-    return out
+    """Row-wise ``score`` of the pool's (N, C) ``rows`` without (N, C) temporaries."""
+    return by_row_blocks(score, rows, np.empty(rows.shape[0], dtype=np.float64))
 
 
 def least_confidence_scores(probs: np.ndarray) -> np.ndarray:
