@@ -45,6 +45,9 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_selection import _reset_peak, _status_kb
+
 STRATEGIES = ("margin", "entropy", "cmap", "ncal_r", "ncal_plus", "coreset", "badge")
 POOL_FILES = ("features_pool", "logits_pool", "ff_counts")
 
@@ -85,14 +88,6 @@ def make_data(out: Path, n: int, d: int, c: int, n_labeled: int, seed: int) -> N
     )
 
 
-def _status_kb(field: str) -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    return 0
-
-
 class _AnonPeak:
     """Peak ``RssAnon`` of this process while the context is open, sampled every 2 ms."""
 
@@ -125,10 +120,7 @@ def worker(data: Path, name: str, k: int) -> dict:
     }
     signals = S.Signals(num_classes=arrays["logits_pool"].shape[1], **arrays)
     strategy = S.get(name)
-    try:  # VmHWM restarts from the current RSS (Linux), so its growth belongs to the call
-        Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        pass
+    _reset_peak()  # VmHWM restarts from the current RSS, so its growth belongs to the call
     hwm0 = _status_kb("VmRSS")
     with _AnonPeak() as anon:
         t0 = time.perf_counter()
